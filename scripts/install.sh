@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs DreamEdit3D into .venv/ in the project root, with the exact versions in requirements.lock,
+# plus the system libraries it needs. Safe to run again: it does nothing when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# open3d imports libusb; bpy (Blender as a module) needs these X/GL client libraries even headless.
+for lib in libusb-1.0.so.0 libGL.so.1 libXi.so.6 libXrender.so.1 libxkbcommon.so.0 libSM.so.6 libXxf86vm.so.1; do
+  ldconfig -p | grep -q "$lib" || need_apt+=("$lib")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[install] system libraries missing (${need_apt[*]}): installing with apt-get"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    libusb-1.0-0 libgl1 libxi6 libxrender1 libxkbcommon0 libsm6 libxxf86vm1 >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "DreamEdit3D needs Python 3.11 (bpy 4.5 is built for it)"'
+
+stamp=".venv/.dreamedit3d-installed"
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+echo "[install] installing pinned packages into .venv (a few minutes on a fresh machine)"
+.venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+echo "$want" > "$stamp"
