@@ -1,0 +1,270 @@
+"""ArtifactStore: content-addressed stage outputs under one fsspec root (layout in storage/__init__.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pathlib
+import posixpath
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import filelock
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+
+from storage.artifact import Artifact
+from storage.keys import check_name, file_digest
+from storage.ledger import Ledger
+from storage.manifest import StoreError, parse_manifest
+from storage.verify import VerifyReport, verify_store
+from storage.writer import ArtifactWriter
+
+# memory:// lives in this process only, so a process-wide lock per (root, key) is exact there.
+_MEMORY_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_MEMORY_LOCKS_GUARD = threading.Lock()
+
+
+class ArtifactStore:
+    """Catalog of stage artifacts rooted at a local folder or an fsspec URL (file://, memory://, s3://, ...).
+
+    `cache_dir` (default $DREAMEDIT3D_CACHE or ~/.cache/dreamedit3d) holds, for remote roots only, the local
+    staging folders of writes in progress, downloads made by `Artifact.local_path` and scratch folders.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.storage_options = dict(storage_options or {})
+        root = os.fspath(root)
+        if "://" not in root:
+            root = str(pathlib.Path(root).expanduser().resolve())
+        self.fs, path = fsspec.core.url_to_fs(root, **self.storage_options)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self.root = path.rstrip("/")
+        if not self.root:
+            raise ValueError(f"store root {root!r} is the top of its filesystem: give a folder")
+        self.root_uri = self.fs.unstrip_protocol(self.root)
+        cache = pathlib.Path(cache_dir or os.environ.get("DREAMEDIT3D_CACHE") or "~/.cache/dreamedit3d").expanduser()
+        self.cache_dir = cache.resolve() / hashlib.sha256(self.root_uri.encode()).hexdigest()[:16]
+        # Writes are prepared on local disk: in place for local roots, in the cache (then uploaded) otherwise.
+        self.staging_root = pathlib.Path(self.root, "objects") if self.is_local else self.cache_dir / "staging"
+        self.scratch_root = pathlib.Path(self.root, "scratch") if self.is_local else self.cache_dir / "scratch"
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.root_uri!r})"
+
+    # -- paths -------------------------------------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        """Filesystem path (for `self.fs`) of a place under the root."""
+        return "/".join((self.root, *parts))
+
+    def manifest_path(self, key: str) -> str:
+        return self.path("manifests", f"{check_name(key, 'artifact key')}.json")
+
+    def attempt_path(self, key: str, attempt: str) -> str:
+        return self.path("objects", key, attempt)
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def is_committed(self, key: str) -> bool:
+        return self.fs.exists(self.manifest_path(key))
+
+    def read_manifest(self, key: str) -> dict[str, Any]:
+        try:
+            raw = self.fs.cat_file(self.manifest_path(key))
+        except FileNotFoundError:
+            raise StoreError(f"artifact {key!r} is not in the store {self.root_uri}") from None
+        return parse_manifest(raw, key)
+
+    def get(self, key: str) -> Artifact:
+        return Artifact(self, self.read_manifest(key))
+
+    def list(self, stage: str | None = None) -> list[Artifact]:
+        """Committed artifacts (of one stage, if given), sorted by key."""
+        try:
+            names = self.fs.ls(self.path("manifests"), detail=False)
+        except FileNotFoundError:
+            return []
+        paths = [p for p in names if p.endswith(".json") and not posixpath.basename(p).startswith(".")]
+        raw = self.fs.cat(paths, on_error="omit") if paths else {}  # omit: deleted since ls
+        found = []
+        for path, data in raw.items():
+            artifact = Artifact(self, parse_manifest(data, posixpath.basename(path).removesuffix(".json")))
+            if stage is None or artifact.stage == stage:
+                found.append(artifact)
+        return sorted(found, key=lambda a: a.key)
+
+    def download(self, artifact: Artifact, item: str) -> pathlib.Path:
+        """Copy `item` into the local cache once (checking every digest) and return its local path."""
+        info = artifact.info(item)
+        target = self.cache_dir / "objects" / artifact.key / artifact.attempt / info["path"]
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = pathlib.Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+        try:
+            if info["kind"] in ("zarr", "directory"):
+                (temp / info["path"]).mkdir()
+            entries = artifact.files(item)
+            for entry in entries:
+                (temp / entry["path"]).parent.mkdir(parents=True, exist_ok=True)
+            if entries:
+                remote = self.attempt_path(artifact.key, artifact.attempt)
+                self.fs.get([f"{remote}/{e['path']}" for e in entries], [str(temp / e["path"]) for e in entries])
+            for entry in entries:
+                if file_digest(temp / entry["path"]) != entry["sha256"]:
+                    raise StoreError(f"file {entry['path']!r} of artifact {artifact.key!r} does not match its digest")
+            with contextlib.suppress(OSError):  # another process may have finished the same download first
+                os.replace(temp / info["path"], target)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        return target
+
+    # -- writing -----------------------------------------------------------------------------------------
+
+    def write(self, key: str, *, stage: str, metadata: Mapping[str, Any] | None = None) -> ArtifactWriter:
+        """Context manager filling a new artifact; the manifest is written last, on clean exit only.
+
+        Writing a key that is already committed replaces it atomically (the last commit wins); the older
+        files are left for `verify(repair=True)` so that readers holding the old artifact are not broken.
+        """
+        return ArtifactWriter(self, key, stage, metadata)
+
+    def publish(self, staging: pathlib.Path, manifest: dict[str, Any]) -> None:
+        """Make a finished attempt visible: files first, then the manifest in one atomic step."""
+        key, attempt = manifest["key"], manifest["attempt"]
+        data = json.dumps(manifest, indent=1).encode()
+        if self.is_local:
+            folder = pathlib.Path(self.root, "manifests")
+            folder.mkdir(exist_ok=True)
+            temp = folder / f".{key}.{attempt}.tmp"
+            with open(temp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temp, folder / f"{key}.json")
+            fd = os.open(folder, os.O_RDONLY)  # make the rename itself durable
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
+        remote = self.attempt_path(key, attempt)
+        for parent in sorted({posixpath.dirname(f"{remote}/{f['path']}") for f in manifest["files"]}):
+            self.fs.makedirs(parent, exist_ok=True)
+        paths = [entry["path"] for entry in manifest["files"]]
+        if paths:  # lists: async filesystems (s3, gcs) upload them concurrently
+            self.fs.put([str(staging / p) for p in paths], [f"{remote}/{p}" for p in paths])
+        self.fs.pipe_file(self.manifest_path(key), data)  # one PUT: atomic on object stores
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def remove_attempt(self, key: str, attempt: str) -> None:
+        """Best-effort removal of one attempt's files (and of the key's folder once it is empty)."""
+        with contextlib.suppress(OSError):
+            path = self.attempt_path(key, attempt)
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        if self.is_local:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path("objects", key))
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float | None = None) -> Iterator[None]:
+        """Exclusive right to compute `key`.
+
+        Local roots: a file lock (flock) under locks/, across processes; the kernel frees it if its holder dies.
+        memory://: a lock in this process. Other protocols: no lock; two processes may both compute and the
+        last (identical) commit wins, which is safe because attempts never share files.
+        """
+        check_name(key, "artifact key")
+        wait = -1 if timeout is None else timeout
+        if self.is_local:
+            path = pathlib.Path(self.root, "locks", f"{key}.lock")
+            path.parent.mkdir(exist_ok=True)
+            file_lock = filelock.FileLock(path, timeout=wait, thread_local=False)
+            try:
+                file_lock.acquire()
+            except filelock.Timeout:
+                raise TimeoutError(f"artifact {key!r} stayed locked by another process for {timeout} s") from None
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)  # only the holder unlinks: a leftover lock file means a crash
+                file_lock.release()
+        elif isinstance(self.fs, MemoryFileSystem):
+            with _MEMORY_LOCKS_GUARD:
+                memory_lock = _MEMORY_LOCKS.setdefault((self.root_uri, key), threading.Lock())
+            if not memory_lock.acquire(timeout=wait):
+                raise TimeoutError(f"artifact {key!r} stayed locked for {timeout} s")
+            try:
+                yield
+            finally:
+                memory_lock.release()
+        else:
+            yield
+
+    def compute(
+        self,
+        key: str,
+        *,
+        stage: str,
+        metadata: Mapping[str, Any] | None = None,
+        fn: Callable[[ArtifactWriter], None],
+        lock_timeout: float | None = None,
+    ) -> tuple[Artifact, str]:
+        """The artifact of `key` and "cached", or, after running `fn(writer)` under the key's lock, "computed"."""
+        if self.is_committed(key):
+            return self.get(key), "cached"
+        with self.lock(key, lock_timeout):
+            if self.is_committed(key):  # another process finished while we waited
+                return self.get(key), "cached"
+            with self.write(key, stage=stage, metadata=metadata) as writer:
+                fn(writer)
+            assert writer.artifact is not None
+            return writer.artifact, "computed"
+
+    def delete(self, key: str) -> None:
+        """Remove a committed artifact: the manifest first (it disappears at once), then its files."""
+        path = self.manifest_path(key)
+        if not self.fs.exists(path):
+            raise StoreError(f"artifact {key!r} is not in the store {self.root_uri}")
+        try:
+            attempt: str | None = self.read_manifest(key)["attempt"]
+        except StoreError:
+            attempt = None  # an unreadable manifest names no files we may trust; verify removes the orphans
+        self.fs.rm_file(path)
+        if attempt is not None:
+            self.remove_attempt(key, attempt)
+
+    # -- upkeep ------------------------------------------------------------------------------------------
+
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Check every artifact, orphaned write, stale lock and leftover temp file; with repair, remove them."""
+        return verify_store(self, repair)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.fs, self.path("ledger"), local=self.is_local)
+
+    def scratch_dir(self, key: str) -> pathlib.Path:
+        """A local folder for in-stage checkpoints of `key`, kept across crashes until clear_scratch(key)."""
+        folder = self.scratch_root / check_name(key, "artifact key")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def clear_scratch(self, key: str) -> None:
+        shutil.rmtree(self.scratch_root / check_name(key, "artifact key"), ignore_errors=True)
