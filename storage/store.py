@@ -172,6 +172,28 @@ class ArtifactStore:
         self.fs.pipe_file(self.manifest_path(key), data)  # one PUT: atomic on object stores
         shutil.rmtree(staging, ignore_errors=True)
 
+    def remove_dead_attempts(self, key: str) -> list[str]:
+        """Remove the files of earlier writes of `key` that died before committing (e.g. a SIGKILLed run).
+
+        A write is dead when its liveness lock is free. Called under the key's lock before a new write, so
+        that re-running a killed stage leaves the store as clean as if it had never been interrupted.
+        """
+        from storage.verify import lock_is_held
+
+        if not self.is_local or not self.fs.exists(self.path("objects", key)):
+            return []
+        committed = self.read_manifest(key)["attempt"] if self.is_committed(key) else None
+        removed = []
+        for entry in self.fs.ls(self.path("objects", key), detail=True):
+            name = posixpath.basename(entry["name"])
+            if entry["type"] != "directory" or name == committed:
+                continue
+            lock_path = self.staging_root / key / f"{name}.lock"
+            if not lock_is_held(lock_path, remove_if_free=True):
+                self.remove_attempt(key, name)
+                removed.append(name)
+        return removed
+
     def remove_attempt(self, key: str, attempt: str) -> None:
         """Best-effort removal of one attempt's files (and of the key's folder once it is empty)."""
         with contextlib.suppress(OSError):
@@ -232,6 +254,7 @@ class ArtifactStore:
         with self.lock(key, lock_timeout):
             if self.is_committed(key):  # another process finished while we waited
                 return self.get(key), "cached"
+            self.remove_dead_attempts(key)
             with self.write(key, stage=stage, metadata=metadata) as writer:
                 fn(writer)
             assert writer.artifact is not None

@@ -113,5 +113,8 @@ def test_sigkill_mid_write_is_invisible_and_verify_repairs_it(
     artifact, status = store.compute(KEY, stage="render", fn=lambda w: w.json("summary", {}), lock_timeout=5)
     assert status == "computed" and artifact.json("summary") == {}
     repaired = store.verify(repair=True)
-    assert repaired.problems and all(action == "removed" for _, _, action in repaired.problems)
+    if root_kind == "local":  # the new write removed the dead write's files itself, under the key's lock
+        assert repaired.clean, str(repaired)
+    else:
+        assert repaired.problems and all(action == "removed" for _, _, action in repaired.problems)
     assert store.verify().clean and store.get(KEY).digest == artifact.digest
