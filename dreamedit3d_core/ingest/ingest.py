@@ -1,0 +1,161 @@
+"""The ingest stage: read a 3D file, refuse bad input, clean and normalise it into an IngestedAsset.
+
+Normalisation: the up axis is rotated onto +Z (Blender world axes), then the asset is centred on its
+axis-aligned bounding-box centre and scaled so that the vertex farthest from that centre is at distance 1
+("unit bounding sphere" here means the sphere around the bounding-box centre through the farthest vertex,
+not the minimal enclosing sphere). glTF is +Y up by its specification; OBJ, PLY and STL have no convention
+and are taken as +Y up too unless `IngestConfig.up_axis` says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from dreamedit3d_core.ingest.asset import AssetError, IngestedAsset, Material, Part
+from dreamedit3d_core.ingest.gltf import read_gltf
+from dreamedit3d_core.ingest.obj import read_obj
+from dreamedit3d_core.ingest.ply import read_ply
+from dreamedit3d_core.ingest.stl import read_stl
+
+logger = logging.getLogger(__name__)
+
+UpAxis = Literal["auto", "+x", "-x", "+y", "-y", "+z", "-z"]
+DEFAULT_UP_AXIS: dict[str, str] = {".glb": "+y", ".gltf": "+y", ".obj": "+y", ".ply": "+y", ".stl": "+y"}
+SUPPORTED_SUFFIXES = tuple(DEFAULT_UP_AXIS)
+
+# rotations taking each up axis onto +Z with a right-handed turn about a horizontal axis;
+# "+y" is MVDream's / glTF's: (x, y, z) -> (x, -z, y), so glTF's front (+Z) faces -Y (azimuth 0)
+_UP_ROTATIONS = {
+    "+z": np.eye(3),
+    "+y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]),
+    "-y": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]),
+    "-z": np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]]),
+    "+x": np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+    "-x": np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]),
+}
+
+
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    up_axis: UpAxis = "auto"  # the file's up axis; "auto" = DEFAULT_UP_AXIS for its format
+    normalize: bool = True  # centre and scale to the unit bounding sphere (off: keep coordinates, only rotate)
+    degenerate_area: float = Field(1e-12, ge=0.0)  # faces below this * (bbox diagonal)^2 are dropped
+    max_faces: int = Field(10_000_000, gt=0)
+
+
+def up_rotation(up_axis: str) -> np.ndarray:
+    """(3, 3) rotation taking `up_axis` ("+y", "-x", ...) onto +Z."""
+    return _UP_ROTATIONS[up_axis].copy()
+
+
+_READERS: dict[str, Callable[[Path], tuple[list[Part], list[Material], list[str]]]] = {
+    ".glb": read_gltf,
+    ".gltf": read_gltf,
+    ".obj": read_obj,
+    ".ply": read_ply,
+    ".stl": read_stl,
+}
+
+
+def _clean(parts: list[Part], source: str, config: IngestConfig, warnings: list[str]) -> list[Part]:
+    """Refuse non-finite coordinates; drop degenerate faces, unused vertices and empty parts."""
+    for part in parts:
+        if not np.isfinite(part.vertices).all():
+            raise AssetError(f"{source}: part {part.name!r} has non-finite (NaN or infinite) vertex coordinates")
+    corners = np.concatenate([p.vertices[p.faces].reshape(-1, 3) for p in parts if len(p.faces)])  # (3F, 3)
+    diagonal = float(np.linalg.norm(corners.max(axis=0) - corners.min(axis=0))) if len(corners) else 0.0
+    cleaned = []
+    for part in parts:
+        faces = part.faces
+        repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
+        degenerate = repeated | (part.face_areas() <= config.degenerate_area * diagonal**2)
+        if degenerate.any():
+            warnings.append(
+                f"{source}: dropped {int(degenerate.sum())} degenerate face(s) (zero area or repeated vertex) "
+                f"of {len(faces)} in part {part.name!r}"
+            )
+        faces = faces[~degenerate]
+        if len(faces) == 0:
+            warnings.append(f"{source}: part {part.name!r} has no faces left and is dropped")
+            continue
+        used, remap = np.unique(faces, return_inverse=True)
+        cleaned.append(
+            Part(
+                name=part.name,
+                vertices=part.vertices[used],
+                faces=remap.reshape(-1, 3).astype(np.int32),  # (3F,) -> (F, 3)
+                face_materials=part.face_materials[~degenerate],
+                uvs=None if part.uvs is None else part.uvs[used],
+                colors=None if part.colors is None else part.colors[used],
+            )
+        )
+    if not cleaned:
+        raise AssetError(f"{source}: no geometry (every face is degenerate)")
+    return cleaned
+
+
+def _unique_names(parts: list[Part]) -> None:
+    seen: set[str] = set()
+    for i, part in enumerate(parts):
+        base = (part.name or "").strip() or f"part_{i}"
+        name, k = base, 1
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        part.name = name
+
+
+def _compact_materials(parts: list[Part], materials: list[Material]) -> list[Material]:
+    used = np.unique(np.concatenate([p.face_materials for p in parts]))
+    remap = np.full(len(materials), -1, dtype=np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    for part in parts:
+        part.face_materials = remap[part.face_materials]
+    return [materials[i] for i in used]
+
+
+def ingest_asset(path: Path | str, config: IngestConfig | None = None) -> IngestedAsset:
+    """Read, check, clean and normalise a GLB / glTF / OBJ / PLY / STL file. Raises AssetError on bad input."""
+    config = config or IngestConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise AssetError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise AssetError(f"{path.name}: unsupported format {suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+
+    parts, materials, warnings = _READERS[suffix](path)
+    num_faces = sum(len(p.faces) for p in parts)
+    if num_faces > config.max_faces:
+        raise AssetError(f"{path.name}: {num_faces} faces, more than max_faces={config.max_faces}")
+    parts = _clean(parts, path.name, config, warnings)
+    materials = _compact_materials(parts, materials)
+    _unique_names(parts)
+
+    up_axis = DEFAULT_UP_AXIS[suffix] if config.up_axis == "auto" else config.up_axis
+    transform = np.eye(4)
+    transform[:3, :3] = up_rotation(up_axis)
+    if config.normalize:
+        rotated = np.concatenate([p.vertices for p in parts]) @ transform[:3, :3].T  # (N, 3)
+        centre = 0.5 * (rotated.min(axis=0) + rotated.max(axis=0))
+        radius = float(np.linalg.norm(rotated - centre, axis=1).max())
+        if not np.isfinite(radius) or radius <= 0.0:
+            raise AssetError(f"{path.name}: the geometry has zero size")
+        translate = np.eye(4)
+        translate[:3, 3] = -centre
+        scale = np.diag([1.0 / radius] * 3 + [1.0])
+        transform = scale @ translate @ transform  # rotate, centre, scale
+    for part in parts:
+        part.vertices = (part.vertices @ transform[:3, :3].T + transform[:3, 3]).astype(np.float32)
+        part.faces = part.faces.astype(np.int32)
+        part.uvs = None if part.uvs is None else part.uvs.astype(np.float32)
+    for message in warnings:
+        logger.warning(message)
+    return IngestedAsset(parts=parts, materials=materials, source=path.name, normalization=transform, warnings=warnings)

@@ -1,0 +1,252 @@
+"""Wavefront OBJ + MTL reader (our own: trimesh's merges objects and silently skips broken faces).
+
+Parts are the file's objects (`o`), or its groups (`g`) where it has no objects, or the whole file.
+Polygons are triangulated as fans. Faces with fewer than 3 vertices, out-of-range or zero indices and
+non-finite coordinates refuse the file, naming the line. Material library and texture names may contain
+spaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+
+DEFAULT_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
+# arguments taken by each map_Kd option (-o/-s/-t take up to 3 numbers)
+_MAP_OPTIONS = {"-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
+                "-texres": 1, "-mm": 2, "-o": 3, "-s": 3, "-t": 3}  # fmt: skip
+
+
+@dataclass
+class _ObjGroup:
+    corners_v: list[int] = field(default_factory=list)  # 3 per triangle
+    corners_vt: list[int] = field(default_factory=list)  # 3 per triangle, -1 without texture coordinates
+    materials: list[int] = field(default_factory=list)  # 1 per triangle
+    lines: list[int] = field(default_factory=list)  # 1 per triangle: its face's line number
+
+
+def _resolve(index_text: str, count: int, path: Path, lineno: int, what: str) -> int:
+    try:
+        index = int(index_text)
+    except ValueError:
+        raise AssetError(f"{path.name}: line {lineno}: bad {what} index {index_text!r}") from None
+    if index == 0:
+        raise AssetError(f"{path.name}: line {lineno}: {what} index 0 (OBJ indices start at 1)")
+    # negative indices count back from the last element defined so far
+    if index < 0 and count + index < 0:
+        raise AssetError(f"{path.name}: line {lineno}: {what} index {index} out of range ({count} defined so far)")
+    return index - 1 if index > 0 else count + index
+
+
+def _existing_file(base: Path, name: str) -> Path | None:
+    name = name.strip().replace("\\", "/")
+    for candidate in (base / name, base / Path(name).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _texture_name(rest: str) -> str:
+    """The file name after any map_Kd options (`-s 1 1 1 -bm 0.5 my texture.png` -> `my texture.png`)."""
+    tokens = rest.split()
+    i = 0
+    while i < len(tokens) and tokens[i] in _MAP_OPTIONS:
+        option = tokens[i]
+        i += 1
+        for _ in range(_MAP_OPTIONS[option]):
+            numeric = option not in ("-blendu", "-blendv", "-cc", "-clamp", "-imfchan")
+            if i >= len(tokens) - 1 or (numeric and not _is_number(tokens[i])):
+                break
+            i += 1
+    return " ".join(tokens[i:])
+
+
+def read_mtl(path: Path, warnings: list[str]) -> dict[str, Material]:
+    """Materials by name; unreadable lines and textures become warnings (the geometry is still good)."""
+    materials: dict[str, Material] = {}
+    current: Material | None = None
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        keyword, rest = _split_keyword(line)
+        if keyword == "newmtl":
+            current = Material(name=rest or f"material_{len(materials)}", metallic=0.0, roughness=0.5)
+            materials[current.name] = current
+            continue
+        if current is None or keyword not in ("Kd", "Ns", "Pm", "map_Kd"):
+            continue
+        try:
+            _apply_mtl_line(current, keyword, rest, path, warnings)
+        except (ValueError, IndexError, OSError) as error:
+            warnings.append(f"{path.name}: line {lineno}: {keyword} ignored ({error})")
+    return materials
+
+
+def _apply_mtl_line(material: Material, keyword: str, rest: str, path: Path, warnings: list[str]) -> None:
+    if keyword == "Kd":
+        rgb = [float(x) for x in rest.split()[:3]]
+        if len(rgb) != 3:
+            raise ValueError("needs 3 numbers")
+        material.base_color = (*rgb, material.base_color[3])
+    elif keyword == "Ns":
+        # Blender's OBJ importer maps the specular exponent to roughness this way
+        material.roughness = float(1.0 - np.sqrt(np.clip(float(rest.split()[0]), 0.0, 1000.0) / 1000.0))
+    elif keyword == "Pm":
+        material.metallic = float(rest.split()[0])
+    else:
+        texture_path = _existing_file(path.parent, rest) or _existing_file(path.parent, _texture_name(rest))
+        if texture_path is None:
+            warnings.append(f"{path.name}: texture {rest!r} of material {material.name!r} not found")
+            return
+        with Image.open(texture_path) as image:
+            material.texture = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+
+
+def _split_keyword(line: str) -> tuple[str, str]:
+    words = line.strip().split(None, 1)
+    return (words[0], words[1].strip() if len(words) > 1 else "") if words else ("", "")
+
+
+def read_obj(path: Path) -> tuple[list[Part], list[Material], list[str]]:
+    """Parts in the file's own coordinates, the materials they index, and warnings."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise AssetError(f"{path.name}: empty file")
+    if b"\0" in raw:
+        raise AssetError(f"{path.name}: binary data, not a text OBJ file")
+    text = raw.decode("utf-8", errors="replace").replace("\\\r\n", " ").replace("\\\n", " ")
+
+    warnings: list[str] = []
+    positions: list[list[float]] = []
+    colors: dict[int, list[float]] = {}
+    position_lines: list[int] = []
+    texcoords: list[list[float]] = []
+    library: dict[str, Material] = {}
+    materials: list[Material] = []
+    material_index: dict[str, int] = {}
+    groups: dict[str, _ObjGroup] = {}
+    object_name: str | None = None
+    group_name: str | None = None
+    current_material = -1
+    num_normals = 0
+
+    def material_id(name: str) -> int:
+        if name not in material_index:
+            if name not in library and name != DEFAULT_MATERIAL.name:
+                warnings.append(f"{path.name}: material {name!r} is not in any material library")
+            found = library.get(name)
+            materials.append(found if found is not None else replace(DEFAULT_MATERIAL, name=name))
+            material_index[name] = len(materials) - 1
+        return material_index[name]
+
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        keyword, rest = _split_keyword(line)
+        try:
+            if keyword == "v":
+                values = [float(x) for x in rest.split()]
+                if len(values) < 3:
+                    raise ValueError("fewer than 3 coordinates")
+                positions.append(values[:3])
+                position_lines.append(lineno)
+                if len(values) >= 6:  # the common `v x y z r g b` vertex colour extension
+                    colors[len(positions) - 1] = values[3:6]
+            elif keyword == "vt":
+                values = [float(x) for x in rest.split()[:2]]
+                texcoords.append(values + [0.0] * (2 - len(values)))
+            elif keyword == "vn":
+                num_normals += 1
+        except ValueError as error:
+            raise AssetError(f"{path.name}: line {lineno}: bad {keyword!r} line {line.strip()!r} ({error})") from None
+        if keyword == "o":
+            object_name = rest or f"object_{len(groups)}"
+        elif keyword == "g":
+            group_name = rest or "default"
+        elif keyword == "usemtl":
+            current_material = material_id(rest)
+        elif keyword == "mtllib":
+            library_path = _existing_file(path.parent, rest)
+            names = [rest] if library_path is not None else rest.split()
+            for name in names:
+                found = _existing_file(path.parent, name)
+                if found is None:
+                    warnings.append(f"{path.name}: material library {name!r} not found")
+                else:
+                    library.update(read_mtl(found, warnings))
+        elif keyword == "f":
+            name = object_name if object_name is not None else (group_name if group_name is not None else path.stem)
+            group = groups.setdefault(name, _ObjGroup())
+            tokens = rest.split()
+            if len(tokens) < 3:
+                raise AssetError(f"{path.name}: line {lineno}: face with fewer than 3 vertices {line.strip()!r}")
+            corners_v, corners_vt = [], []
+            for token in tokens:
+                v_text, _, tail = token.partition("/")
+                vt_text, _, vn_text = tail.partition("/")
+                corners_v.append(_resolve(v_text, len(positions), path, lineno, "vertex"))
+                corners_vt.append(_resolve(vt_text, len(texcoords), path, lineno, "texture") if vt_text else -1)
+                if vn_text and not 0 <= _resolve(vn_text, num_normals, path, lineno, "normal") < num_normals:
+                    raise AssetError(f"{path.name}: line {lineno}: normal index out of range in {line.strip()!r}")
+            if current_material < 0:
+                current_material = material_id(DEFAULT_MATERIAL.name)
+            for k in range(1, len(tokens) - 1):  # fan triangulation
+                group.corners_v.extend([corners_v[0], corners_v[k], corners_v[k + 1]])
+                group.corners_vt.extend([corners_vt[0], corners_vt[k], corners_vt[k + 1]])
+                group.materials.append(current_material)
+                group.lines.append(lineno)
+
+    if not groups:
+        raise AssetError(f"{path.name}: no geometry (no faces; {len(positions)} vertices)")
+    position_array = np.array(positions, dtype=np.float64).reshape(-1, 3)  # (N, 3)
+    texcoord_array = np.array(texcoords, dtype=np.float64).reshape(-1, 2)  # (T, 2)
+    color_array = None
+    if colors:
+        color_array = np.ones((len(positions), 3))
+        color_array[list(colors)] = np.array(list(colors.values()))
+        if color_array.max() > 1.0:  # some writers use 0..255
+            color_array /= 255.0
+
+    parts = []
+    for name, group in groups.items():
+        corners_v = np.array(group.corners_v, dtype=np.int64)
+        corners_vt = np.array(group.corners_vt, dtype=np.int64)
+        bad = (corners_v >= len(positions)) | (corners_vt >= len(texcoords))
+        if bad.any():
+            lineno = group.lines[int(np.flatnonzero(bad)[0]) // 3]
+            raise AssetError(
+                f"{path.name}: line {lineno}: face index out of range "
+                f"({len(positions)} vertices, {len(texcoords)} texture coordinates)"
+            )
+        nonfinite = ~np.isfinite(position_array[corners_v]).all(axis=1)
+        if nonfinite.any():
+            vertex = int(corners_v[np.flatnonzero(nonfinite)[0]])
+            raise AssetError(f"{path.name}: line {position_lines[vertex]}: non-finite vertex coordinate")
+        has_uvs = bool((corners_vt >= 0).any())
+        keys = np.stack([corners_v, corners_vt if has_uvs else np.zeros_like(corners_v)], axis=1)  # (3F, 2)
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        parts.append(
+            Part(
+                name=name,
+                vertices=position_array[unique[:, 0]],
+                faces=inverse.reshape(-1, 3).astype(np.int32),  # (3F,) -> (F, 3)
+                face_materials=np.array(group.materials, dtype=np.int32),
+                uvs=np.where(unique[:, 1:] >= 0, texcoord_array[unique[:, 1]], 0.0) if has_uvs else None,
+                colors=None if color_array is None else _rgba_uint8(color_array[unique[:, 0]]),
+            )
+        )
+    return parts, materials, warnings
+
+
+def _rgba_uint8(rgb: np.ndarray) -> np.ndarray:
+    rgba = np.concatenate([rgb, np.ones((len(rgb), 1))], axis=1)  # (N, 3) -> (N, 4)
+    return np.clip(np.round(rgba * 255.0), 0, 255).astype(np.uint8)
