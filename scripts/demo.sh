@@ -4,6 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-mkdir -p examples
-.venv/bin/python -m dreamedit3d_core.ingest.examples examples/chair.glb
+.venv/bin/dreamedit3d example examples/chair.glb
 exec .venv/bin/dreamedit3d edit examples/chair.glb --edit "a photo of <asset0> and <asset1> in gold" "$@"

@@ -16,6 +16,7 @@ pixel centres at half-integers. Depth is planar: the distance along the camera's
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +84,18 @@ class CameraSet:
     @property
     def num_views(self) -> int:
         return int(self.cam2world.shape[0])
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Sequence]) -> CameraSet:
+        """Rebuild from a camera table (the render stage's `cameras`: one row per view)."""
+        return cls(
+            elevations=np.asarray(columns["elevation"], dtype=np.float64),
+            azimuths=np.asarray(columns["azimuth"], dtype=np.float64),
+            cam2world=np.asarray([np.asarray(m, dtype=np.float64).reshape(4, 4) for m in columns["cam2world"]]),
+            K=np.asarray([np.asarray(k, dtype=np.float64).reshape(3, 3) for k in columns["K"]]),
+            fov_deg=float(columns["fov_deg"][0]),
+            image_size=int(columns["image_size"][0]),
+        )
 
     def mvdream_vectors(self) -> np.ndarray:
         """(V, 16) float32 camera conditions for the multi-view UNet."""

@@ -1,0 +1,66 @@
+"""The pipeline's configuration: one typed config per stage, presets, and YAML-style overrides.
+
+Presets:
+- `tiny`: random tiny models on the CPU, small images and few steps: seconds per stage (tests, the demo).
+- `mvdream`: real MVDream weights from a local folder (`model.path`), the paper's reference settings.
+
+A config is validated as a whole before any stage runs (unknown keys are errors, not ignored).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dreamedit3d_core.ingest import IngestConfig
+from dreamedit3d_core.masks import MaskConfig
+from dreamedit3d_core.render import RenderConfig
+
+STAGES = ("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate")
+
+
+class PipelineConfig(BaseModel):
+    """Every stage's settings. Each stage's artifact key hashes only its own section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = "tiny"
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "render": {"image_size": 64, "samples": 8},
+    },
+    "mvdream": {
+        "render": {"image_size": 256, "samples": 32},
+    },
+}
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `override` into `base` (mappings merge, everything else replaces)."""
+    merged = copy.deepcopy(dict(base))
+    for name, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = merge(merged[name], value)
+        else:
+            merged[name] = copy.deepcopy(value)
+    return merged
+
+
+def pipeline_config(preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """The preset's config with `overrides` (e.g. parsed from a YAML file) merged in, validated."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    overrides = dict(overrides or {})
+    if overrides.get("preset", preset) != preset:
+        preset = overrides["preset"]
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    return PipelineConfig.model_validate(merge({"preset": preset, **PRESETS[preset]}, overrides))

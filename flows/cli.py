@@ -1,0 +1,239 @@
+"""The `dreamedit3d` command line.
+
+Every command takes `--store` (default ./dreamedit3d-store, or $DREAMEDIT3D_STORE) and `--json` (one JSON
+object on stdout; progress and messages go to stderr). User mistakes give a one-line error and exit 2;
+`--debug` shows the traceback of unexpected failures, `--verbose` Prefect's own log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import yaml
+
+# The terminal shows this command's own output; Prefect's logs still go to its server (and its UI).
+# `--verbose` shows them here too.
+if "--verbose" in sys.argv:
+    sys.argv.remove("--verbose")
+else:
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
+
+app = typer.Typer(
+    name="dreamedit3d",
+    help="Text-guided editing of 3D assets: personalise a multi-view diffusion model to one asset, then edit it.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_STORE = "./dreamedit3d-store"
+StoreOption = Annotated[
+    str, typer.Option("--store", envvar="DREAMEDIT3D_STORE", help="Artifact store: a folder or an fsspec URL.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny or mvdream.")]
+ConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)
+]
+EditOption = Annotated[list[str], typer.Option("--edit", help="An edit prompt; repeat for several.")]
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit code 2."""
+
+
+def _load_config(preset: str, config_path: Path | None) -> Any:
+    from dreamedit3d_core.config import pipeline_config
+
+    overrides: dict[str, Any] = {}
+    if config_path is not None:
+        if not config_path.is_file():
+            raise UserError(f"config file not found: {config_path}")
+        try:
+            overrides = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise UserError(f"{config_path}: not valid YAML: {error}") from None
+        if not isinstance(overrides, dict):
+            raise UserError(f"{config_path}: expected a mapping of stage settings at the top level")
+    try:
+        return pipeline_config(preset, overrides)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise UserError(f"invalid configuration: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        typer.echo(human)
+
+
+def _run_flow(asset: Path, edits: list[str], store: str, preset: str, config_path: Path | None, until: str | None) -> Any:
+    if not asset.exists():
+        raise UserError(f"asset file not found: {asset}")
+    config = _load_config(preset, config_path)
+    from prefect.settings import get_current_settings
+
+    from flows.edit_asset import edit_asset
+
+    if not get_current_settings().api.url:
+        typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
+
+    return edit_asset(asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until)
+
+
+def _stage_table(result: Any) -> str:
+    lines = [f"asset {result.asset_id}"]
+    for ref in result.stages:
+        lines.append(f"  {ref.stage:<12} {ref.status:<9} {ref.seconds:7.2f} s  {ref.key}")
+    return "\n".join(lines)
+
+
+@app.command()
+def edit(
+    asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
+    edit: EditOption = [],
+    store: StoreOption = DEFAULT_STORE,
+    preset: PresetOption = "tiny",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
+    result = _run_flow(asset, edit, store, preset, config, until=None)
+    outputs = "\n".join(f"  {name:<17} {uri}" for name, uri in result.outputs.items())
+    _emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}")
+
+
+def _stage_command(stage: str, needs_edit: bool) -> None:
+    def command(
+        asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
+        edit: EditOption = [],
+        store: StoreOption = DEFAULT_STORE,
+        preset: PresetOption = "tiny",
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        if needs_edit and not edit:
+            raise UserError(f"`{stage}` needs at least one --edit prompt")
+        result = _run_flow(asset, edit, store, preset, config, until=stage)
+        ref = result.stages[-1]
+        payload = {
+            "asset_id": ref.asset_id,
+            "stage": ref.stage,
+            "key": ref.key,
+            "status": ref.status,
+            "artifacts": ref.artifacts,
+        }
+        artifacts = "\n".join(f"  {name:<17} {uri}" for name, uri in ref.artifacts.items())
+        _emit(as_json, payload, f"{_stage_table(result)}\nartifacts:\n{artifacts}")
+
+    command.__doc__ = f"Run the `{stage}` stage for ASSET (and the upstream stages it needs)."
+    app.command(name=stage)(command)
+
+
+for _stage, _needs_edit in (("ingest", False), ("render", False), ("mask", False)):
+    _stage_command(_stage, _needs_edit)
+
+
+@app.command()
+def example(
+    out: Annotated[Path, typer.Argument(help="Where to write the GLB.")] = Path("examples/chair.glb"),
+    as_json: JsonOption = False,
+) -> None:
+    """Write the example asset: a chair built from primitives, one named part per piece."""
+    from dreamedit3d_core.ingest import make_example_asset
+
+    path = make_example_asset(out)
+    _emit(as_json, {"asset": str(path)}, f"wrote {path}")
+
+
+@app.command()
+def status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Where every asset stands: assets x stages (done, failed, missing) with times from the ledger."""
+    from flows.report import stage_status
+
+    table = stage_status(store)
+    _emit(as_json, {"assets": table}, _status_text(table))
+
+
+def _status_text(table: list[dict[str, Any]]) -> str:
+    from dreamedit3d_core.config import STAGES
+
+    if not table:
+        return "no assets in this store yet"
+    header = f"{'asset':<28}" + "".join(f"{stage:>12}" for stage in STAGES)
+    rows = [header]
+    for row in table:
+        cells = []
+        for stage in STAGES:
+            cell = row["stages"][stage]
+            text = cell["state"] if cell["seconds"] is None else f"{cell['state']} {cell['seconds']:.1f}s"
+            cells.append(f"{text:>12}")
+        rows.append(f"{row['asset_id']:<28}" + "".join(cells))
+    return "\n".join(rows)
+
+
+@app.command()
+def verify(
+    store: StoreOption = DEFAULT_STORE,
+    repair: Annotated[bool, typer.Option("--repair/--check-only", help="Remove broken artifacts so they are recomputed.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Find incomplete or corrupt artifacts and say what was done with them."""
+    from storage import ArtifactStore
+
+    report = ArtifactStore(store).verify(repair=repair)
+    payload = {
+        "clean": report.clean,
+        "problems": [{"what": what, "problem": problem, "action": action} for what, problem, action in report.problems],
+    }
+    _emit(as_json, payload, str(report))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
+    try:
+        app(standalone_mode=False)
+    except UserError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as stop:
+        code = getattr(stop, "exit_code", getattr(stop, "code", 0))
+        sys.exit(code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: committed stages are kept; run the same command again to resume", err=True)
+        sys.exit(130)
+    except Exception as error:  # click's usage errors, bad input (ValueError) and crashes
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if debug:
+            traceback.print_exc()
+        if isinstance(error, ValueError):
+            typer.echo(f"error: {_one_line(error)}", err=True)
+            sys.exit(2)
+        typer.echo(f"error: {type(error).__name__}: {_one_line(error)} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

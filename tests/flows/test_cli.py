@@ -1,0 +1,137 @@
+"""The `dreamedit3d` command as a user runs it: caching across runs, resuming after SIGKILL, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from storage import ArtifactStore
+
+pytestmark = pytest.mark.usefixtures("prefect_api_url")
+
+CLI = [sys.executable, "-m", "flows.cli"]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def chair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("assets") / "chair.glb"
+    result = run_cli("example", str(path), "--json")
+    assert json.loads(result.stdout) == {"asset": str(path)}
+    return path
+
+
+def computed_rows(store: Path) -> int:
+    rows = ArtifactStore(str(store)).ledger.read().to_pylist()
+    return sum(row["status"] == "computed" for row in rows)
+
+
+def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
+    stages = [entry["stage"] for entry in first["stages"]]
+    assert stages[:3] == ["ingest", "render", "mask"]
+    assert {entry["status"] for entry in first["stages"]} == {"computed"}
+    assert first["asset_id"].startswith("chair-")
+    assert {"asset", "parts", "renders", "cameras", "masks", "components"} <= set(first["outputs"])
+    computed_after_first = computed_rows(store)
+    assert computed_after_first == len(stages)
+
+    second = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
+    assert [entry["status"] for entry in second["stages"]] == ["cached"] * len(stages)
+    assert [entry["key"] for entry in second["stages"]] == [entry["key"] for entry in first["stages"]]
+    assert computed_rows(store) == computed_after_first
+
+    status = json.loads(run_cli("status", "--store", str(store), "--json").stdout)
+    (asset,) = status["assets"]
+    assert asset["asset_id"] == first["asset_id"]
+    assert all(asset["stages"][stage]["state"] == "done" for stage in stages)
+
+
+def test_a_deleted_artifact_is_recomputed_not_reported_cached(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = json.loads(run_cli("render", str(chair), "--store", str(store), "--json").stdout)
+    assert first["stage"] == "render" and first["status"] == "computed"
+    assert {"renders", "cameras", "renders_preview"} <= set(first["artifacts"])
+    ArtifactStore(str(store)).delete(first["key"])
+
+    again = json.loads(run_cli("render", str(chair), "--store", str(store), "--json").stdout)
+    assert again["key"] == first["key"]
+    assert again["status"] == "computed"
+
+
+def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    run_cli("ingest", str(chair), "--store", str(store))
+    process = subprocess.Popen(
+        [*CLI, "mask", str(chair), "--store", str(store)],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the kill takes Blender down with it
+    )
+    deadline = time.monotonic() + 300
+    while not list((store / "objects").glob("render-*/*")):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "the render stage never started"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not [key for key in _committed(store) if key.startswith("render-")]
+
+    resumed = json.loads(run_cli("mask", str(chair), "--store", str(store), "--json").stdout)
+    assert resumed["status"] == "computed"
+    ledger = ArtifactStore(str(store)).ledger.read().to_pylist()
+    assert [row["status"] for row in ledger if row["stage"] == "ingest"] == ["computed", "cached"]
+    report = json.loads(run_cli("verify", "--store", str(store), "--check-only", "--json").stdout)
+    assert report == {"clean": True, "problems": []}
+
+
+def _committed(store: Path) -> list[str]:
+    return [path.stem for path in (store / "manifests").glob("*.json")]
+
+
+@pytest.mark.parametrize("name", ["empty.obj", "notenoughindices.obj"])
+def test_a_bad_asset_is_refused_in_one_line_and_nothing_is_committed(
+    shared_assets: Path, tmp_path: Path, name: str
+) -> None:
+    store = tmp_path / "store"
+    result = run_cli("edit", str(shared_assets / "bad" / name), "--store", str(store), check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and name in lines[0]
+    assert _committed(store) == []
+    (row,) = ArtifactStore(str(store)).ledger.read().to_pylist()
+    assert row["stage"] == "ingest" and row["status"] == "failed" and name in row["error"]
+
+
+def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path) -> None:
+    missing = run_cli("edit", str(tmp_path / "nope.glb"), "--store", str(tmp_path / "s"), check=False)
+    assert missing.returncode == 2 and "asset file not found" in missing.stderr and "Traceback" not in missing.stderr
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("render:\n  image_sise: 128\n")
+    bad_key = run_cli("edit", str(chair), "--config", str(config), "--store", str(tmp_path / "s"), check=False)
+    assert bad_key.returncode == 2 and "image_sise" in bad_key.stderr
+
+    preset = run_cli("edit", str(chair), "--preset", "huge", "--store", str(tmp_path / "s"), check=False)
+    assert preset.returncode == 2 and "unknown preset 'huge'" in preset.stderr
+    assert not (tmp_path / "s" / "manifests").exists() or _committed(tmp_path / "s") == []
