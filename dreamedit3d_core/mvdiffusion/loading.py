@@ -1,0 +1,56 @@
+"""Which multi-view model a pipeline starts from: a tiny random one, or real weights from a local folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion, PerformanceConfig
+
+
+class ModelConfig(BaseModel):
+    """`tiny`: random tiny weights built in code (no download, seconds on a CPU; edits are noise).
+    `pretrained`: a diffusers-layout folder, e.g. written by `dreamedit3d convert-mvdream`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["tiny", "pretrained"] = "tiny"
+    path: str | None = None
+    seed: int = 0  # random init of the tiny model
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+
+    @model_validator(mode="after")
+    def _pretrained_needs_a_path(self) -> ModelConfig:
+        if self.source == "pretrained" and not self.path:
+            raise ValueError(
+                "model.path must name a converted MVDream folder when model.source is 'pretrained' "
+                "(convert the official checkpoint with `dreamedit3d convert-mvdream`)"
+            )
+        return self
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("model.device is 'cuda' but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def load_base_model(config: ModelConfig) -> MultiViewDiffusion:
+    """The model the pipeline personalises, on the configured device with its performance options."""
+    device = resolve_device(config.device)
+    if config.source == "tiny":
+        model = MultiViewDiffusion.build_tiny(seed=config.seed).to(device)
+    else:
+        if not config.path:
+            raise ValueError("model.source is 'pretrained' but model.path is not set (a converted MVDream folder)")
+        folder = Path(config.path).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"model.path {folder} does not exist (convert weights with `dreamedit3d convert-mvdream`)")
+        model = MultiViewDiffusion.from_pretrained(folder, device=device)
+    return model.apply_performance(config.performance)
