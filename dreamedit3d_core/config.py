@@ -17,9 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dreamedit3d_core.ingest import IngestConfig
 from dreamedit3d_core.masks import MaskConfig
+from dreamedit3d_core.mvdiffusion import SampleConfig
+from dreamedit3d_core.mvdiffusion.loading import ModelConfig
 from dreamedit3d_core.render import RenderConfig
 
 STAGES = ("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate")
+PER_EDIT_STAGES = ("sample", "reconstruct", "evaluate")  # once per edit prompt; the others once per asset
 
 
 class PipelineConfig(BaseModel):
@@ -31,14 +34,20 @@ class PipelineConfig(BaseModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "render": {"image_size": 64, "samples": 8},
+        "model": {"source": "tiny"},
+        "sample": {"steps": 8},
     },
     "mvdream": {
         "render": {"image_size": 256, "samples": 32},
+        "model": {"source": "pretrained", "performance": {"dtype": "bfloat16"}},
+        "sample": {"steps": 50, "guidance_scale": 7.5},
     },
 }
 

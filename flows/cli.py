@@ -44,6 +44,7 @@ ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)
 ]
 EditOption = Annotated[list[str], typer.Option("--edit", help="An edit prompt; repeat for several.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampled views (same seed, same views).")]
 
 
 class UserError(Exception):
@@ -80,7 +81,9 @@ def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
         typer.echo(human)
 
 
-def _run_flow(asset: Path, edits: list[str], store: str, preset: str, config_path: Path | None, until: str | None) -> Any:
+def _run_flow(
+    asset: Path, edits: list[str], store: str, preset: str, config_path: Path | None, until: str | None, seed: int
+) -> Any:
     if not asset.exists():
         raise UserError(f"asset file not found: {asset}")
     config = _load_config(preset, config_path)
@@ -91,7 +94,17 @@ def _run_flow(asset: Path, edits: list[str], store: str, preset: str, config_pat
     if not get_current_settings().api.url:
         typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
 
-    return edit_asset(asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until)
+    return edit_asset(
+        asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until, seed=seed
+    )
+
+
+def _outputs_text(outputs: dict[str, Any]) -> str:
+    lines = [f"  {name:<17} {uri}" for name, uri in outputs.items() if name != "edits"]
+    for edit in outputs.get("edits", []):
+        lines.append(f"  edit {edit['prompt']!r}:")
+        lines += [f"    {name:<15} {uri}" for name, uri in edit.items() if name != "prompt"]
+    return "\n".join(lines)
 
 
 def _stage_table(result: Any) -> str:
@@ -108,11 +121,12 @@ def edit(
     store: StoreOption = DEFAULT_STORE,
     preset: PresetOption = "tiny",
     config: ConfigOption = None,
+    seed: SeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
-    result = _run_flow(asset, edit, store, preset, config, until=None)
-    outputs = "\n".join(f"  {name:<17} {uri}" for name, uri in result.outputs.items())
+    result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
+    outputs = _outputs_text(result.outputs)
     _emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}")
 
 
@@ -123,11 +137,12 @@ def _stage_command(stage: str, needs_edit: bool) -> None:
         store: StoreOption = DEFAULT_STORE,
         preset: PresetOption = "tiny",
         config: ConfigOption = None,
+        seed: SeedOption = 0,
         as_json: JsonOption = False,
     ) -> None:
         if needs_edit and not edit:
             raise UserError(f"`{stage}` needs at least one --edit prompt")
-        result = _run_flow(asset, edit, store, preset, config, until=stage)
+        result = _run_flow(asset, edit, store, preset, config, until=stage, seed=seed)
         ref = result.stages[-1]
         payload = {
             "asset_id": ref.asset_id,
@@ -143,7 +158,7 @@ def _stage_command(stage: str, needs_edit: bool) -> None:
     app.command(name=stage)(command)
 
 
-for _stage, _needs_edit in (("ingest", False), ("render", False), ("mask", False)):
+for _stage, _needs_edit in (("ingest", False), ("render", False), ("mask", False), ("sample", True)):
     _stage_command(_stage, _needs_edit)
 
 
@@ -157,6 +172,29 @@ def example(
 
     path = make_example_asset(out)
     _emit(as_json, {"asset": str(path)}, f"wrote {path}")
+
+
+@app.command("convert-mvdream")
+def convert_mvdream(
+    checkpoint: Annotated[Path, typer.Argument(help="The official checkpoint, e.g. sd-v2.1-base-4view.pt (or .safetensors).")],
+    config: Annotated[Path, typer.Option("--config", help="The official YAML, e.g. configs/sd-v2-base.yaml.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the converted diffusers-layout model.")],
+    sd_base: Annotated[
+        Optional[Path], typer.Option("--sd-base", help="A local Stable Diffusion 2.1-base folder for VAE, text encoder, tokenizer.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Convert official MVDream weights to the diffusers layout the `mvdream` preset loads (model.path)."""
+    for path, what in ((checkpoint, "checkpoint"), (config, "config YAML")):
+        if not path.exists():
+            raise UserError(f"{what} not found: {path}")
+    if sd_base is not None and not sd_base.is_dir():
+        raise UserError(f"--sd-base folder not found: {sd_base}")
+    from dreamedit3d_core.mvdiffusion import convert_mvdream_checkpoint
+
+    model = convert_mvdream_checkpoint(checkpoint, config, sd_base_dir=sd_base, out_dir=out)
+    payload = {"out": str(out), "num_views": model.num_views, "image_size": model.config.image_size}
+    _emit(as_json, payload, f"converted {checkpoint} -> {out} ({model.num_views} views, {model.config.image_size} px)")
 
 
 @app.command()

@@ -13,17 +13,18 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
-from dreamedit3d_core.config import STAGES, PipelineConfig
+from dreamedit3d_core.config import PER_EDIT_STAGES, STAGES, PipelineConfig
 from tasks.ingest import ingest
 from tasks.mask import mask
 from tasks.render import render
+from tasks.sample import EditConfig, sample
 from tasks.stage import StageRef
 
 
 class EditResult(BaseModel):
     asset_id: str
     stages: list[StageRef]
-    outputs: dict[str, str]
+    outputs: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
         """The CLI's `--json` object for `edit`."""
@@ -55,28 +56,45 @@ def edit_asset(
     store: str,
     config: PipelineConfig,
     until: str | None = None,
+    seed: int = 0,
 ) -> EditResult:
+    """Every stage for one asset, then the per-edit stages once per prompt; stop after `until`."""
     if until is not None and until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGES)}")
+    if until in PER_EDIT_STAGES and not edits:
+        raise ValueError(f"stage {until!r} needs at least one edit prompt")
     refs: list[StageRef] = []
 
-    def done(ref: StageRef) -> bool:
+    def stage(stage_task: Any, **kwargs: Any) -> StageRef:
+        ref = _run(stage_task, **kwargs)
         refs.append(ref)
-        return ref.stage == until
+        return ref
 
-    asset = _run(ingest, store=store, source=asset_path, config=config.ingest)
-    if done(asset):
+    asset = stage(ingest, store=store, source=asset_path, config=config.ingest)
+    if until == "ingest":
         return _result(refs)
-    renders = _run(render, store=store, asset=asset, config=config.render)
-    if done(renders):
+    renders = stage(render, store=store, asset=asset, config=config.render)
+    if until == "render":
         return _result(refs)
-    masks = _run(mask, store=store, asset=asset, renders=renders, config=config.mask)
-    done(masks)
+    stage(mask, store=store, asset=asset, renders=renders, config=config.mask)
+    if until == "mask":
+        return _result(refs)
+    for prompt in edits:
+        edit = EditConfig(prompt=prompt, seed=seed)
+        stage(sample, store=store, renders=renders, model=None, model_config=config.model, edit=edit, config=config.sample)
     return _result(refs)
 
 
 def _result(refs: list[StageRef]) -> EditResult:
-    outputs: dict[str, str] = {}
+    """Per-asset artifacts by name; per-edit artifacts in one entry per prompt under `edits`."""
+    outputs: dict[str, Any] = {}
+    edits: dict[str, dict[str, Any]] = {}
     for ref in refs:
-        outputs.update(ref.artifacts)
+        if ref.stage in PER_EDIT_STAGES:
+            prompt = ref.metadata.get("prompt", "")
+            edits.setdefault(prompt, {"prompt": prompt}).update(ref.artifacts)
+        else:
+            outputs.update(ref.artifacts)
+    if edits:
+        outputs["edits"] = list(edits.values())
     return EditResult(asset_id=refs[0].asset_id, stages=refs, outputs=outputs)

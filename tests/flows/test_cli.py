@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from storage import ArtifactStore
@@ -135,3 +136,29 @@ def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path
     preset = run_cli("edit", str(chair), "--preset", "huge", "--store", str(tmp_path / "s"), check=False)
     assert preset.returncode == 2 and "unknown preset 'huge'" in preset.stderr
     assert not (tmp_path / "s" / "manifests").exists() or _committed(tmp_path / "s") == []
+
+
+def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    run_cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store))
+    second = json.loads(
+        run_cli("edit", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
+    )
+    status = {entry["stage"]: entry["status"] for entry in second["stages"]}
+    assert status == {"ingest": "cached", "render": "cached", "mask": "cached", "sample": "computed"}
+    (edit,) = second["outputs"]["edits"]
+    assert edit["prompt"] == "a photo of a blue chair"
+
+    sampled = json.loads(
+        run_cli("sample", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
+    )
+    assert sampled["status"] == "cached" and sampled["artifacts"]["views"] == edit["views"]
+    views = ArtifactStore(str(store)).get(sampled["key"]).array("views", "views")
+    assert views.dtype == np.uint8 and views.shape == (1, 4, 64, 64, 3)
+
+    reseeded = json.loads(
+        run_cli("sample", str(chair), "--edit", "a photo of a blue chair", "--seed", "7", "--store", str(store), "--json").stdout
+    )
+    assert reseeded["status"] == "computed" and reseeded["key"] != sampled["key"]
+    other = ArtifactStore(str(store)).get(reseeded["key"]).array("views", "views")
+    assert not np.array_equal(views, other)
