@@ -31,6 +31,7 @@ SCHEMA = pa.schema(
         pa.field("host", pa.string(), nullable=False),
         pa.field("error", pa.string(), nullable=True),
         pa.field("run_id", pa.string(), nullable=True),
+        pa.field("details", pa.string(), nullable=True),  # JSON: what the stage measured (e.g. mask coverage)
     ]
 )
 
@@ -51,6 +52,7 @@ class LedgerRecord:
     host: str = dataclasses.field(default_factory=socket.gethostname)
     run_id: str | None = None
     seconds: float | None = None
+    details: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -8,6 +8,7 @@ goes to the run ledger. Tasks hold no maths: `compute` reads inputs, calls `drea
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -149,7 +150,8 @@ def run_stage(
         _ledger(store, plan, key, "failed", started, clock, monitor, error)
         raise
     seconds = time.perf_counter() - clock
-    _ledger(store, plan, key, status, started, clock, monitor, None)
+    result = artifact.metadata.get("result", {})
+    _ledger(store, plan, key, status, started, clock, monitor, None, result if status == "computed" else None)
     return StageRef(
         asset_id=plan.asset_id,
         stage=plan.stage,
@@ -158,7 +160,7 @@ def run_stage(
         status=status,
         seconds=round(seconds, 3),
         artifacts={noun: artifact.uri(item) for noun, item in items.items()},
-        metadata=artifact.metadata.get("result", {}),
+        metadata=result,
     )
 
 
@@ -182,6 +184,7 @@ def _ledger(
     clock: float,
     monitor: PeakMemory,
     error: BaseException | None,
+    details: Mapping[str, Any] | None = None,
 ) -> None:
     store.ledger.append(
         LedgerRecord(
@@ -197,5 +200,6 @@ def _ledger(
             host=socket.gethostname(),
             run_id=_flow_run_id(),
             error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+            details=json.dumps(details, default=str) if details else None,
         )
     )

@@ -53,6 +53,9 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     assert {"asset", "parts", "renders", "cameras", "masks", "components"} <= set(first["outputs"])
     computed_after_first = computed_rows(store)
     assert computed_after_first == len(stages)
+    (mask_row,) = [row for row in ArtifactStore(str(store)).ledger.read().to_pylist() if row["stage"] == "mask"]
+    mask_details = json.loads(mask_row["details"])  # coverage statistics reach the ledger
+    assert mask_details["components"] == 6 and 0.9 < mask_details["assigned_share"] <= 1.0
 
     second = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
     assert [entry["status"] for entry in second["stages"]] == ["cached"] * len(stages)
