@@ -23,6 +23,7 @@ from dreamedit3d_core.render import RenderConfig
 
 STAGES = ("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate")
 PER_EDIT_STAGES = ("sample", "reconstruct", "evaluate")  # once per edit prompt; the others once per asset
+GPU_STAGES = ("invert", "finetune", "sample")  # run on the gpu work pool when the flow runs distributed
 
 
 class PipelineConfig(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
-from dreamedit3d_core.config import PER_EDIT_STAGES, STAGES, PipelineConfig
+from dreamedit3d_core.config import GPU_STAGES, PER_EDIT_STAGES, STAGES, PipelineConfig
 from tasks.ingest import ingest
 from tasks.mask import mask
 from tasks.render import render
@@ -38,11 +38,21 @@ class EditResult(BaseModel):
         }
 
 
-def _run(stage_task: Any, **kwargs: Any) -> StageRef:
-    """Run a stage task; a result Prefect served from its cache is reported `cached`."""
+def run_stage_task(stage_task: Any, **kwargs: Any) -> StageRef:
+    """Run a stage task here; a result Prefect served from its cache is reported `cached`."""
     state = stage_task(**kwargs, return_state=True)
     ref: StageRef = state.result()
-    ref = ref.as_cached() if state.name == "Cached" else ref
+    return ref.as_cached() if state.name == "Cached" else ref
+
+
+def _run(stage_task: Any, distributed: bool, **kwargs: Any) -> StageRef:
+    """Run a stage in this process, or, when distributed, a GPU stage as its own deployment on the gpu pool."""
+    if distributed and stage_task.name in GPU_STAGES:
+        from flows.deployments import run_stage_remotely
+
+        ref = run_stage_remotely(stage_task.name, kwargs)
+    else:
+        ref = run_stage_task(stage_task, **kwargs)
     # One line per stage on stderr, so a person can follow a long run; stdout stays for --json.
     sys.stderr.write(f"[{ref.asset_id}] {ref.stage:<11} {ref.status:<8} {ref.seconds:6.1f} s\n")
     sys.stderr.flush()
@@ -57,8 +67,13 @@ def edit_asset(
     config: PipelineConfig,
     until: str | None = None,
     seed: int = 0,
+    distributed: bool = False,
 ) -> EditResult:
-    """Every stage for one asset, then the per-edit stages once per prompt; stop after `until`."""
+    """Every stage for one asset, then the per-edit stages once per prompt; stop after `until`.
+
+    `distributed`: the GPU stages run as their own deployments on the `gpu` work pool (see prefect.yaml);
+    otherwise everything runs in this process. Both give the same artifacts.
+    """
     if until is not None and until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGES)}")
     if until in PER_EDIT_STAGES and not edits:
@@ -66,7 +81,7 @@ def edit_asset(
     refs: list[StageRef] = []
 
     def stage(stage_task: Any, **kwargs: Any) -> StageRef:
-        ref = _run(stage_task, **kwargs)
+        ref = _run(stage_task, distributed, **kwargs)
         refs.append(ref)
         return ref
 
