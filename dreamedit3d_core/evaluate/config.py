@@ -1,0 +1,35 @@
+"""Settings of the evaluate stage's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ClipConfig(BaseModel):
+    """CLIP from a local weights file; without one, CLIP scores are reported as not computed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = "ViT-B-32"  # an open_clip architecture name
+    weights: Path | None = None  # safetensors (or a legacy .pt/.bin state dict, read with weights_only=True)
+    # an architecture open_clip does not ship (e.g. a tiny test model): registered under `model_name`
+    model_config_override: dict | None = None
+    device: str = "cpu"
+
+
+class EvaluateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # meshes: points sampled on each surface; F-score counts matches closer than the threshold
+    # (unit-sphere frame: 0.02 is 1% of the object's diameter)
+    surface_samples: int = Field(default=50_000, ge=100)
+    fscore_threshold: float = Field(default=0.02, gt=0.0)
+    seed: int = 0
+    # multi-view consistency: a reprojected pixel counts only where its depth agrees with the target
+    # view's depth within this (world units), i.e. it is not occluded there
+    depth_tolerance: float = Field(default=0.02, gt=0.0)
+    # masks and silhouettes from RGBA: alpha above this is foreground (0-1)
+    alpha_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
