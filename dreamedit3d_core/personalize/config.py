@@ -1,0 +1,116 @@
+"""Settings of the two personalisation phases: `invert` (learn one token per component) and `finetune`.
+
+Defaults are the reference numbers (Break-a-Scene / DreamEdit3D): phase 1 = 400 steps at lr 5e-4 on the new
+embedding rows only; phase 2 = 400 steps at lr 2e-6 on the UNet and the text encoder, gradient clipping 1.0;
+attention loss weight 1e-2 on 16x16 cross-attention maps. The `tiny()` presets are for the tiny model on a
+CPU: a handful of steps, 8x8 maps (a resolution the tiny UNet has at both 32 and 64 px).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MixedPrecision = Literal["auto", "no", "bf16"]
+MaskedMean = Literal["image", "mask"]
+
+
+class ProbeConfig(BaseModel):
+    """The fixed timesteps and noise at which attention isolation and probe losses are measured."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timesteps: tuple[int, ...] = (250, 500, 750)
+    seed: int = 1234
+
+    @field_validator("timesteps")
+    @classmethod
+    def _check_timesteps(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(t < 0 for t in value):
+            raise ValueError(f"probe timesteps must be a non-empty list of non-negative steps, got {value}")
+        return value
+
+
+class TrainingConfig(BaseModel):
+    """What both phases share: the losses, the prompts, randomness, speed and memory options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(400, ge=0)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    grad_clip: float | None = Field(1.0, gt=0)  # None: no clipping
+
+    masked_mean: MaskedMean = "image"  # masked diffusion loss averaged over the image (reference) or the mask
+    attention_weight: float = Field(1e-2, ge=0)  # lambda; 0 turns the alignment loss off
+    attention_resolution: int = Field(16, ge=1)  # side of the cross-attention maps the loss compares
+    attention_blocks: tuple[Literal["down", "mid", "up"], ...] = ("down", "up")
+
+    template: str = "a photo of {}"  # "{}" is replaced by the chosen tokens joined with `joiner`
+    joiner: str = " and "
+    subset: Literal["random", "all"] = "random"  # random: a random non-empty subset of components per step
+    # "flip": all views flipped together with mirrored cameras (exact; it shows the mirrored object)
+    augmentation: Literal["none", "flip"] = "none"
+    flip_probability: float = Field(0.5, ge=0, le=1)
+
+    mixed_precision: MixedPrecision = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        if value.count("{}") != 1:
+            raise ValueError(f"template must contain exactly one '{{}}' for the tokens, got {value!r}")
+        return value
+
+
+class InvertConfig(TrainingConfig):
+    """Phase 1: multi-view textual inversion with cross-attention alignment."""
+
+    steps: int = Field(400, ge=0)
+    lr: float = Field(5e-4, gt=0)
+    class_word: str = "object"  # initializer for components whose word the tokenizer does not know
+
+    @classmethod
+    def tiny(cls, **overrides: object) -> InvertConfig:
+        return cls.model_validate({"steps": 4, "attention_resolution": 8, **overrides})
+
+
+class FinetuneConfig(TrainingConfig):
+    """Phase 2: fine-tuning of the multi-view UNet (and the text encoder) with the learned tokens."""
+
+    steps: int = Field(400, ge=0)
+    lr: float = Field(2e-6, gt=0)
+    train_text_encoder: bool = True
+    # False: the token embedding table (learned tokens included) stays exactly as phase 1 left it
+    train_token_embeddings: bool = False
+    lora_rank: int | None = Field(None, ge=1)  # set: train LoRA adapters (peft) instead of all weights
+    lora_lr: float = Field(1e-4, gt=0)  # LoRA adapters need a far larger step than full fine-tuning
+    use_8bit_adam: bool = False  # bitsandbytes' AdamW8bit, CUDA only
+
+    prior_preservation: bool = False
+    prior_prompt: str = "a photo of an object"
+    prior_weight: float = Field(1.0, ge=0)
+    prior_images: int = Field(2, ge=1)  # 4-view class samples made by the base model before training
+    prior_sample_steps: int = Field(50, ge=1)
+
+    checkpoint_every: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneConfig:
+        if self.train_token_embeddings and not self.train_text_encoder:
+            raise ValueError("train_token_embeddings needs train_text_encoder")
+        if self.train_token_embeddings and self.lora_rank is not None:
+            raise ValueError("train_token_embeddings cannot be combined with LoRA (adapters do not touch embeddings)")
+        return self
+
+    @classmethod
+    def tiny(cls, **overrides: object) -> FinetuneConfig:
+        return cls.model_validate(
+            {"steps": 4, "attention_resolution": 8, "checkpoint_every": 2, "prior_sample_steps": 2, **overrides}
+        )
