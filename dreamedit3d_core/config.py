@@ -15,15 +15,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.evaluate import EvaluateConfig
 from dreamedit3d_core.ingest import IngestConfig
 from dreamedit3d_core.masks import MaskConfig
 from dreamedit3d_core.mvdiffusion import SampleConfig
 from dreamedit3d_core.mvdiffusion.loading import ModelConfig
+from dreamedit3d_core.personalize import FinetuneConfig, InvertConfig
+from dreamedit3d_core.reconstruct import ReconstructConfig
 from dreamedit3d_core.render import RenderConfig
 
 STAGES = ("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate")
 PER_EDIT_STAGES = ("sample", "reconstruct", "evaluate")  # once per edit prompt; the others once per asset
 GPU_STAGES = ("invert", "finetune", "sample")  # run on the gpu work pool when the flow runs distributed
+
+
+class EvaluationViewsConfig(BaseModel):
+    """The camera set the source and the edited mesh are both rendered from (8 by default; 70 as the reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    views: int = Field(8, ge=1, le=360)
+    elevation: float = 15.0
 
 
 class PipelineConfig(BaseModel):
@@ -36,18 +48,27 @@ class PipelineConfig(BaseModel):
     render: RenderConfig = Field(default_factory=RenderConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    invert: InvertConfig = Field(default_factory=InvertConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+    reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    evaluation_views: EvaluationViewsConfig = Field(default_factory=EvaluationViewsConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "render": {"image_size": 64, "samples": 8},
         "model": {"source": "tiny"},
+        "invert": {"steps": 4, "attention_resolution": 8},
+        "finetune": {"steps": 4, "attention_resolution": 8, "checkpoint_every": 2},
         "sample": {"steps": 8},
+        "reconstruct": {"grid_resolution": 64},
+        "evaluate": {"surface_samples": 5000},
     },
     "mvdream": {
         "render": {"image_size": 256, "samples": 32},
-        "model": {"source": "pretrained", "performance": {"dtype": "bfloat16"}},
+        "model": {"source": "pretrained"},  # float32 weights; training autocasts to bf16 on CUDA
         "sample": {"steps": 50, "guidance_scale": 7.5},
     },
 }

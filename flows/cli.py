@@ -99,6 +99,11 @@ def _run_flow(
     )
 
 
+def _local(uri: str) -> str:
+    """A file:// URI as the plain path a person can open; other URLs as they are."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
 def _outputs_text(outputs: dict[str, Any]) -> str:
     lines = [f"  {name:<17} {uri}" for name, uri in outputs.items() if name != "edits"]
     for edit in outputs.get("edits", []):
@@ -127,7 +132,14 @@ def edit(
     """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
     result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
     outputs = _outputs_text(result.outputs)
-    _emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}")
+    finals = []
+    for entry in result.outputs.get("edits", []):
+        finals.append(f"edit {entry['prompt']!r}:")
+        for name in ("mesh", "preview", "report"):
+            if name in entry:
+                finals.append(f"  {name:<8} {_local(entry[name])}")
+    done = "\n".join(["", *finals]) if finals else ""
+    _emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}{done}")
 
 
 def _stage_command(stage: str, needs_edit: bool) -> None:
@@ -158,7 +170,16 @@ def _stage_command(stage: str, needs_edit: bool) -> None:
     app.command(name=stage)(command)
 
 
-for _stage, _needs_edit in (("ingest", False), ("render", False), ("mask", False), ("sample", True)):
+for _stage, _needs_edit in (
+    ("ingest", False),
+    ("render", False),
+    ("mask", False),
+    ("invert", False),
+    ("finetune", False),
+    ("sample", True),
+    ("reconstruct", True),
+    ("evaluate", True),
+):
     _stage_command(_stage, _needs_edit)
 
 
@@ -195,6 +216,49 @@ def convert_mvdream(
     model = convert_mvdream_checkpoint(checkpoint, config, sd_base_dir=sd_base, out_dir=out)
     payload = {"out": str(out), "num_views": model.num_views, "image_size": model.config.image_size}
     _emit(as_json, payload, f"converted {checkpoint} -> {out} ({model.num_views} views, {model.config.image_size} px)")
+
+
+@app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="CSV, Parquet or YAML: per row an asset, its edits, overrides.")],
+    store: StoreOption = DEFAULT_STORE,
+    preset: PresetOption = "tiny",
+    config: ConfigOption = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Assets edited at once.")] = 2,
+    distributed: Annotated[
+        bool, typer.Option("--distributed", help="Run the GPU stages as deployments on the gpu work pool.")
+    ] = False,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Edit every asset of MANIFEST; committed stages are reused. Exit 1 when any asset failed."""
+    from flows.edit_library import absolute_store, batch_summary, edit_library
+    from flows.manifest import read_manifest
+
+    base = _load_config(preset, config)
+    read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        if distributed:
+            raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
+        typer.echo(
+            "starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True
+        )
+    state = edit_library(
+        manifest=str(manifest.resolve()),
+        store=absolute_store(store),
+        preset=base.preset,
+        overrides=base.model_dump(mode="json", exclude={"preset"}),
+        max_concurrency=max_concurrency,
+        distributed=distributed,
+        seed=seed,
+        return_state=True,
+    )
+    summary = batch_summary(state)
+    _emit(as_json, summary.to_json(), summary.text())
+    if summary.failed:
+        raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
 
 
 @app.command()

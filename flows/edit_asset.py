@@ -14,8 +14,13 @@ from prefect import flow
 from pydantic import BaseModel
 
 from dreamedit3d_core.config import GPU_STAGES, PER_EDIT_STAGES, STAGES, PipelineConfig
+from dreamedit3d_core.mvdiffusion.prompts import check_prompt_tokens
+from tasks.evaluate import evaluate
+from tasks.finetune import finetune
 from tasks.ingest import ingest
+from tasks.invert import invert
 from tasks.mask import mask
+from tasks.reconstruct import reconstruct
 from tasks.render import render
 from tasks.sample import EditConfig, sample
 from tasks.stage import StageRef
@@ -91,12 +96,51 @@ def edit_asset(
     renders = stage(render, store=store, asset=asset, config=config.render)
     if until == "render":
         return _result(refs)
-    stage(mask, store=store, asset=asset, renders=renders, config=config.mask)
+    masks = stage(mask, store=store, asset=asset, renders=renders, config=config.mask)
     if until == "mask":
+        return _result(refs)
+    for prompt in edits:  # before the expensive stages: every token an edit names must exist
+        check_prompt_tokens(prompt, masks.metadata["tokens"])
+    tokens = stage(invert, store=store, renders=renders, masks=masks, model_config=config.model, config=config.invert)
+    if until == "invert":
+        return _result(refs)
+    model = stage(
+        finetune,
+        store=store,
+        renders=renders,
+        masks=masks,
+        tokens=tokens,
+        model_config=config.model,
+        config=config.finetune,
+    )
+    if until == "finetune":
         return _result(refs)
     for prompt in edits:
         edit = EditConfig(prompt=prompt, seed=seed)
-        stage(sample, store=store, renders=renders, model=None, model_config=config.model, edit=edit, config=config.sample)
+        views = stage(
+            sample, store=store, renders=renders, model=model, model_config=config.model, edit=edit, config=config.sample
+        )
+        if until == "sample":
+            continue
+        mesh = stage(
+            reconstruct, store=store, renders=renders, views=views, config=config.reconstruct, render_config=config.render
+        )
+        if until == "reconstruct":
+            continue
+        stage(
+            evaluate,
+            store=store,
+            asset=asset,
+            renders=renders,
+            masks=masks,
+            tokens=tokens,
+            model=model,
+            views=views,
+            mesh=mesh,
+            config=config.evaluate,
+            views_config=config.evaluation_views,
+            render_config=config.render,
+        )
     return _result(refs)
 
 

@@ -7,9 +7,10 @@ from dreamedit3d_core.masks import MaskConfig, build_components, mask_preview
 from storage import ArtifactWriter
 from tasks.images import png_bytes
 from tasks.prefect_task import stage_task
+from tasks.tables import columns
 from tasks.stage import StagePlan, StageRef, open_artifact, run_stage, upstream_digests
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 
 
 def plan(store: str, asset: StageRef, renders: StageRef, config: MaskConfig) -> StagePlan:
@@ -37,9 +38,14 @@ def mask(store: str, asset: StageRef, renders: StageRef, config: MaskConfig) -> 
         )
         writer.array("masks", "masks", components.masks, dims=("component", "view", "y", "x"))
         writer.group_attrs("masks", {"tokens": components.tokens})
-        writer.table("components", {name: [row[name] for row in components.table] for name in components.table[0]})
+        writer.table("components", columns(components.table))
         writer.file("preview", png_bytes(mask_preview(rgb, components.masks, components.tokens)), filename="masks.png")
-        return {"components": len(components.tokens), "warnings": components.warnings, **components.statistics}
+        return {
+            "components": len(components.tokens),
+            "tokens": components.tokens,
+            "warnings": components.warnings,
+            **components.statistics,
+        }
 
     return run_stage(
         stage_plan, compute, items={"masks": "masks", "components": "components", "masks_preview": "preview"}

@@ -10,8 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from urllib.parse import urlparse
+
 import numpy as np
 import pytest
+import trimesh
 
 from storage import ArtifactStore
 
@@ -47,7 +50,7 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     store = tmp_path / "store"
     first = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
     stages = [entry["stage"] for entry in first["stages"]]
-    assert stages[:3] == ["ingest", "render", "mask"]
+    assert stages == ["ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate"]
     assert {entry["status"] for entry in first["stages"]} == {"computed"}
     assert first["asset_id"].startswith("chair-")
     assert {"asset", "parts", "renders", "cameras", "masks", "components"} <= set(first["outputs"])
@@ -56,6 +59,15 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     (mask_row,) = [row for row in ArtifactStore(str(store)).ledger.read().to_pylist() if row["stage"] == "mask"]
     mask_details = json.loads(mask_row["details"])  # coverage statistics reach the ledger
     assert mask_details["components"] == 6 and 0.9 < mask_details["assigned_share"] <= 1.0
+
+    (edit,) = first["outputs"]["edits"]
+    assert edit["prompt"] == "a photo of <asset0> in red"
+    mesh = trimesh.load(urlparse(edit["mesh"]).path, force="mesh")
+    assert len(mesh.faces) > 0 and mesh.visual.uv is not None  # a textured GLB another tool opens
+    metrics = ArtifactStore(str(store)).get(first["stages"][-1]["key"]).table("metrics").to_pylist()
+    assert metrics[0]["prompt"] == edit["prompt"] and metrics[0]["clip_status"] == "not computed: no CLIP weights"
+    assert "<html" in Path(urlparse(edit["report"]).path).read_text()
+    assert Path(urlparse(edit["preview"]).path).read_bytes().startswith(b"\x89PNG")
 
     second = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
     assert [entry["status"] for entry in second["stages"]] == ["cached"] * len(stages)
@@ -148,7 +160,16 @@ def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path:
         run_cli("edit", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
     )
     status = {entry["stage"]: entry["status"] for entry in second["stages"]}
-    assert status == {"ingest": "cached", "render": "cached", "mask": "cached", "sample": "computed"}
+    assert status == {
+        "ingest": "cached",
+        "render": "cached",
+        "mask": "cached",
+        "invert": "cached",
+        "finetune": "cached",
+        "sample": "computed",
+        "reconstruct": "computed",
+        "evaluate": "computed",
+    }
     (edit,) = second["outputs"]["edits"]
     assert edit["prompt"] == "a photo of a blue chair"
 
@@ -165,3 +186,41 @@ def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path:
     assert reseeded["status"] == "computed" and reseeded["key"] != sampled["key"]
     other = ArtifactStore(str(store)).get(reseeded["key"]).array("views", "views")
     assert not np.array_equal(views, other)
+
+
+def test_an_edit_naming_an_unknown_token_is_refused_before_personalisation(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    result = run_cli("edit", str(chair), "--edit", "a photo of <asset9> in gold", "--store", str(store), check=False)
+    assert result.returncode == 2
+    assert "<asset9>" in result.stderr and "<asset0>, <asset1>" in result.stderr
+    assert not [key for key in _committed(store) if key.startswith(("invert-", "finetune-", "sample-"))]
+
+
+def test_finetune_killed_mid_training_resumes_from_its_checkpoint(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    config = tmp_path / "long.yaml"
+    config.write_text("finetune:\n  steps: 60\n  checkpoint_every: 2\n")
+    run_cli("invert", str(chair), "--config", str(config), "--store", str(store))
+    process = subprocess.Popen(
+        [*CLI, "finetune", str(chair), "--config", str(config), "--store", str(store)],
+        cwd=PROJECT_ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list((store / "scratch").glob("finetune-*/step-*/state.json")):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "finetune never wrote a checkpoint"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    resumed = json.loads(run_cli("finetune", str(chair), "--config", str(config), "--store", str(store), "--json").stdout)
+    assert resumed["status"] == "computed"
+    rows = [row for row in ArtifactStore(str(store)).ledger.read().to_pylist() if row["stage"] == "finetune"]
+    assert [row["status"] for row in rows] == ["failed", "computed"] or [row["status"] for row in rows] == ["computed"]
+    details = json.loads(rows[-1]["details"])
+    assert details["resumed_from_step"] is not None and details["resumed_from_step"] >= 2
+    assert not list((store / "scratch").glob("finetune-*"))  # the checkpoints go once the model is committed
