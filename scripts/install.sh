@@ -21,6 +21,17 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "DreamEdit3D needs Python 3.11 (bpy 4.5 is built for it)"'
 
+# The Khronos glTF validator (npm) checks every GLB the pipeline writes, in the tests.
+if [ ! -d .tools/node_modules/gltf-validator ]; then
+  if ! command -v npm >/dev/null; then
+    echo "[install] npm missing: installing nodejs and npm with apt-get"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  mkdir -p .tools
+  npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null
+fi
+
 stamp=".venv/.dreamedit3d-installed"
 want=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

@@ -64,6 +64,12 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     assert edit["prompt"] == "a photo of <asset0> in red"
     mesh = trimesh.load(urlparse(edit["mesh"]).path, force="mesh")
     assert len(mesh.faces) > 0 and mesh.visual.uv is not None  # a textured GLB another tool opens
+    validation = subprocess.run(
+        ["node", str(PROJECT_ROOT / "scripts" / "validate_gltf.js"), urlparse(edit["mesh"]).path],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert validation.returncode == 0, validation.stdout + validation.stderr  # Khronos validator: no errors
+    assert json.loads(validation.stdout)["numErrors"] == 0
     metrics = ArtifactStore(str(store)).get(first["stages"][-1]["key"]).table("metrics").to_pylist()
     assert metrics[0]["prompt"] == edit["prompt"] and metrics[0]["clip_status"] == "not computed: no CLIP weights"
     assert "<html" in Path(urlparse(edit["report"]).path).read_text()
