@@ -141,7 +141,26 @@ def edit_asset(
             views_config=config.evaluation_views,
             render_config=config.render,
         )
-    return _result(refs)
+    result = _result(refs)
+    if result.outputs.get("edits") and until is None:
+        _publish_summary(result)
+    return result
+
+
+def _publish_summary(result: EditResult) -> None:
+    """A Prefect markdown artifact: each edit's metrics and where its mesh and report are."""
+    from prefect.artifacts import create_markdown_artifact
+
+    lines = [f"# {result.asset_id}", ""]
+    for ref in result.stages:
+        if ref.stage != "evaluate":
+            continue
+        edit = next(e for e in result.outputs["edits"] if e["prompt"] == ref.metadata.get("prompt"))
+        lines += [f"## {ref.metadata.get('prompt')}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in ref.metadata.items() if name != "prompt"]
+        lines += ["", f"mesh: `{edit.get('mesh')}`  ", f"report: `{edit.get('report')}`", ""]
+    key = "".join(c if c.isalnum() else "-" for c in f"report-{result.asset_id}".lower())
+    create_markdown_artifact(markdown="\n".join(lines), key=key, description=f"DreamEdit3D edits of {result.asset_id}")
 
 
 def _result(refs: list[StageRef]) -> EditResult:
