@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from dreamedit3d_core.config import PipelineConfig, merge
 
 
+_EXTRA_FIELDS = "\x00extra"  # where csv.DictReader puts the fields of a row longer than the header
+
+
 class ManifestError(ValueError):
     """A manifest that cannot be run: the message names the file and the row."""
 
@@ -69,17 +72,20 @@ def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]
 
 
 def _entry(manifest: Path, number: int, row: dict[str, Any], base: PipelineConfig) -> ManifestEntry:
-    unknown = set(row) - {"asset", "edits", "overrides"}
+    if row.get(_EXTRA_FIELDS):
+        raise ManifestError(f"more fields than the header has columns: {row[_EXTRA_FIELDS]}")
+    unknown = set(row) - {"asset", "edits", "overrides", _EXTRA_FIELDS}
     if unknown:
-        raise ManifestError(f"unknown column(s) {sorted(unknown)}")
+        raise ManifestError(f"unknown column(s) {sorted(map(str, unknown))}; columns are asset, edits, overrides")
     asset = str(row.get("asset") or "").strip()
     if not asset:
         raise ManifestError("no asset given")
     edits = row.get("edits") or []
     if isinstance(edits, str):
         edits = [edit.strip() for edit in edits.split("|") if edit.strip()]
-    if not isinstance(edits, list) or not all(isinstance(edit, str) for edit in edits):
-        raise ManifestError("edits must be a list of prompts (in CSV: prompts separated by '|')")
+    if not isinstance(edits, list) or not all(isinstance(edit, str) and edit.strip() for edit in edits):
+        raise ManifestError("edits must be a list of non-empty prompts (in CSV: prompts separated by '|')")
+    edits = [edit.strip() for edit in edits]
     overrides = row.get("overrides") or {}
     if isinstance(overrides, str):
         try:
@@ -96,10 +102,9 @@ def _entry(manifest: Path, number: int, row: dict[str, Any], base: PipelineConfi
 def _resolve_asset(manifest: Path, asset: str) -> str:
     parsed = urlparse(asset)
     if parsed.scheme and len(parsed.scheme) > 1:  # a URL (a one-letter scheme is a Windows drive)
-        if parsed.scheme == "file":
-            asset = parsed.path
-        else:
+        if parsed.scheme != "file":
             raise ManifestError(f"asset {asset!r}: only local files are supported for now (got a {parsed.scheme}:// URL)")
+        raise ManifestError(f"asset {asset!r}: a file:// URL is an absolute path; give a path relative to the manifest")
     root = manifest.parent.resolve()
     candidate = Path(asset)
     if candidate.is_absolute():
@@ -113,11 +118,13 @@ def _resolve_asset(manifest: Path, asset: str) -> str:
 
 
 def _csv_rows(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+    # utf-8-sig: spreadsheets save CSV with a byte-order mark, which would otherwise rename the first column.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, restkey=_EXTRA_FIELDS)
         if reader.fieldnames is None or "asset" not in reader.fieldnames:
             raise ManifestError(f"{path}: the CSV needs a header row with an 'asset' column")
-        return [{name: value for name, value in row.items() if value not in (None, "")} for row in reader]
+        # Empty cells are absent values, but the column is kept: an unknown column is an error in every row.
+        return [{name: None if value == "" else value for name, value in row.items()} for row in reader]
 
 
 def _parquet_rows(path: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,295 @@
+"""The edit_library batch: bounded fan-out over a manifest, failure isolation, summary, resume, the CLI.
+
+The batch runs in this process against the session's Prefect test server (and, for the CLI tests, in
+subprocesses pointed at the same server). Settings are the tiny preset cut down further (1 training step,
+2 sampling steps), so every stage runs for real in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from prefect.states import State
+
+from dreamedit3d_core.config import pipeline_config
+from dreamedit3d_core.ingest import make_example_asset
+from flows.deployments import inputs_from_json, inputs_to_json, ref_from_store, run_stage_remotely
+from flows.edit_asset import edit_asset
+from flows.edit_library import TABLE_ARTIFACT_KEY, BatchFailed, batch_summary, edit_library
+from storage import ArtifactStore
+from tasks.sample import EditConfig
+
+pytestmark = pytest.mark.usefixtures("prefect_api_url")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "flows.cli"]
+# The tiny preset, cut to the bone: every stage still runs its real code.
+FAST: dict[str, Any] = {
+    "render": {"image_size": 64, "samples": 4},
+    "invert": {"steps": 1, "probe": {"timesteps": [500]}},
+    "finetune": {"steps": 1, "checkpoint_every": 1, "probe": {"timesteps": [500]}},
+    "sample": {"steps": 2},
+    "reconstruct": {"grid_resolution": 32, "target_faces": 500},
+    "evaluate": {"surface_samples": 500},
+    "evaluation_views": {"views": 4},
+}
+CHAIR_EDITS = ["a photo of <asset0> in gold", "a photo of <asset1> in red"]
+T = TypeVar("T")
+
+
+def poll(read: Callable[[], T], done: Callable[[T], bool], timeout: float = 60.0) -> T:
+    """Read until `done` (the server records runs and artifacts asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def ledger_rows(store: str) -> list[dict[str, Any]]:
+    return ArtifactStore(store).ledger.read().to_pylist()
+
+
+def computed_keys(store: str) -> Counter[str]:
+    return Counter(row["key"] for row in ledger_rows(store) if row["status"] == "computed")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path) -> Path:
+    """Two good assets (the chair with two edits, nested.glb with one) and an empty OBJ, in one manifest."""
+    folder = tmp_path_factory.mktemp("library")
+    make_example_asset(folder / "chair.glb")
+    shutil.copy(shared_assets / "good" / "nested.glb", folder / "nested.glb")
+    shutil.copy(shared_assets / "bad" / "empty.obj", folder / "empty.obj")
+    rows = [
+        {"asset": "chair.glb", "edits": CHAIR_EDITS},
+        {"asset": "nested.glb", "edits": ["a photo of <asset0> in blue"]},
+        {"asset": "empty.obj", "edits": ["a photo of <asset0>"]},
+    ]
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(rows))
+    (folder / "fast.yaml").write_text(yaml.safe_dump(FAST))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_batch(library: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> tuple[State, str]:
+    store = str(tmp_path_factory.mktemp("batch") / "store")
+    state = edit_library(
+        manifest=str(library / "manifest.yaml"), store=store, overrides=FAST, max_concurrency=2, return_state=True
+    )
+    return state, store
+
+
+def test_a_bad_asset_fails_the_batch_but_not_the_other_assets(first_batch: tuple[State, str]) -> None:
+    state, store = first_batch
+    assert state.is_failed() and state.message == "1 of 3 assets failed"
+    summary = batch_summary(state)
+    assert (summary.completed, summary.failed) == (2, 1)
+    chair, nested, empty = summary.assets
+    assert [a.row for a in summary.assets] == [1, 2, 3]
+    assert empty.status == "failed" and empty.error is not None
+    assert empty.error.startswith("ingest: AssetError") and "empty.obj" in empty.error and "no geometry" in empty.error
+    assert [(s["stage"], s["status"]) for s in empty.stages] == [("ingest", "failed")]
+
+    for asset, edits in ((chair, CHAIR_EDITS), (nested, ["a photo of <asset0> in blue"])):
+        assert asset.status == "completed" and asset.error is None
+        assert {s["status"] for s in asset.stages} == {"computed"}
+        assert [edit["prompt"] for edit in asset.outputs["edits"]] == edits
+        assert all(Path(edit["views"].removeprefix("file://")).is_dir() for edit in asset.outputs["edits"])
+        # Personalised once, however many edits: one invert and one finetune, one sample per edit.
+        stages = Counter(row["stage"] for row in ledger_rows(store) if row["asset_id"] == asset.asset_id)
+        assert stages["invert"] == stages["finetune"] == 1
+        assert stages["sample"] == len(edits)
+    assert chair.asset_id is not None and chair.asset_id.startswith("chair-")
+
+    # Called without return_state, the batch raises, and the exception still carries the summary.
+    with pytest.raises(BatchFailed, match="1 of 3 assets failed") as raised:
+        state.result()
+    assert raised.value.summary == summary
+
+
+def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(first_batch: tuple[State, str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter
+
+    state, store = first_batch
+    summary = batch_summary(state)
+    assert summary.summary_uri is not None and summary.index_uri is not None
+    (batch,) = ArtifactStore(store).list(stage="batch")
+    table = batch.table("summary").to_pylist()
+    assert [(row["row"], row["status"]) for row in table] == [(1, "completed"), (2, "completed"), (3, "failed")]
+    assert "empty.obj" in table[2]["error"]
+    assert [s["stage"] for s in table[0]["stages"]][:6] == ["ingest", "render", "mask", "invert", "finetune", "sample"]
+    assert json.loads(table[0]["outputs"]) == summary.assets[0].outputs
+
+    page = Path(summary.index_uri.removeprefix("file://")).read_text()
+    for asset in summary.assets[:2]:
+        for edit in asset.outputs["edits"]:
+            assert f'src="{edit["views_preview"]}"' in page
+        assert f'href="{asset.outputs["masks"]}"' in page
+    assert "no geometry" in page
+
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        task_runs = poll(
+            lambda: client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]})),
+            lambda runs: len([r for r in runs if r.name.startswith("row-") and r.state and r.state.is_final()]) == 3,
+        )
+        per_asset = {run.name: run for run in task_runs if run.name.startswith("row-")}
+        assert sorted(per_asset) == ["row-1-chair.glb", "row-2-nested.glb", "row-3-empty.obj"]
+        assert per_asset["row-3-empty.obj"].state.is_failed()
+        assert per_asset["row-1-chair.glb"].state.is_completed()
+        # Each asset's edit-asset run is a subflow of the batch: its parent task run is in the batch's run.
+        subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": [flow_run_id]}))
+        assert len(subflows) == 3
+        parents = {client.read_task_run(run.parent_task_run_id).flow_run_id for run in subflows}
+        assert parents == {flow_run_id}
+        artifacts = poll(
+            lambda: client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id={"any_": [flow_run_id]})),
+            lambda found: {"table", "progress", "markdown"} <= {a.type for a in found},
+        )
+    by_type = {artifact.type: artifact for artifact in artifacts}
+    assert by_type["table"].key == TABLE_ARTIFACT_KEY
+    rows = json.loads(by_type["table"].data) if isinstance(by_type["table"].data, str) else by_type["table"].data
+    assert [row["status"] for row in rows] == ["completed", "completed", "failed"]
+    assert float(by_type["progress"].data) == 100.0
+    assert "index.html" in by_type["markdown"].data  # the link to the HTML index
+
+
+def test_a_rerun_computes_nothing_and_a_lost_artifact_alone_is_recomputed(
+    first_batch: tuple[State, str], library: Path
+) -> None:
+    state, store = first_batch
+    before = computed_keys(store)
+    again = batch_summary(
+        edit_library(manifest=str(library / "manifest.yaml"), store=store, overrides=FAST, return_state=True)
+    )
+    assert computed_keys(store) == before
+    for asset in again.assets[:2]:
+        assert {s["status"] for s in asset.stages} == {"cached"}
+    assert again.assets[2].status == "failed"
+
+    lost = again.assets[0].stages[-1]["key"]  # the chair's last stage: nothing depends on it
+    ArtifactStore(store).delete(lost)
+    edit_library(manifest=str(library / "manifest.yaml"), store=store, overrides=FAST, return_state=True)
+    assert computed_keys(store) - before == Counter({lost: 1})
+
+
+def test_a_gpu_stage_moves_between_processes_as_json_and_a_committed_one_never_leaves(
+    first_batch: tuple[State, str], library: Path
+) -> None:
+    _, store = first_batch
+    config = pipeline_config("tiny", FAST)
+    result = edit_asset(asset_path=str(library / "chair.glb"), edits=CHAIR_EDITS[:1], store=store, config=config)
+    refs = {ref.stage: ref for ref in result.stages}
+    kwargs = {
+        "store": store,
+        "renders": refs["render"],
+        "model": refs["finetune"],
+        "model_config": config.model,
+        "edit": EditConfig(prompt=CHAIR_EDITS[0], seed=0),
+        "config": config.sample,
+    }
+    parameters = json.loads(json.dumps(inputs_to_json(kwargs)))  # what the deployment's run receives
+    assert inputs_from_json("sample", parameters) == kwargs
+    with pytest.raises(ValueError, match="takes no input"):
+        inputs_from_json("sample", {**parameters, "prompt": "x"})
+    # Committed: no deployment is needed (this server has none) and the reference is the same.
+    ref = run_stage_remotely("sample", kwargs)
+    assert ref.status == "cached"
+    assert ref.model_dump(exclude={"status", "seconds"}) == refs["sample"].model_dump(exclude={"status", "seconds"})
+    # Where a remote run's result cannot be read, the reference is rebuilt from the store, with the status
+    # and seconds of the ledger row that run wrote.
+    (computed,) = [r for r in ledger_rows(store) if r["key"] == ref.key and r["status"] == "computed"]
+    rebuilt = ref_from_store("sample", kwargs, computed["run_id"], ArtifactStore(store))
+    assert rebuilt.model_dump(exclude={"seconds"}) == {**ref.model_dump(exclude={"seconds"}), "status": "computed"}
+    assert rebuilt.seconds == pytest.approx(computed["seconds"], abs=1e-3)
+
+
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=timeout
+    )
+
+
+def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
+    first_batch: tuple[State, str], library: Path
+) -> None:
+    _, store = first_batch
+    result = run_cli(
+        "batch", str(library / "manifest.yaml"), "--store", store, "--config", str(library / "fast.yaml"), "--json"
+    )
+    assert result.returncode == 1, result.stderr
+    payload = json.loads(result.stdout)
+    assert (payload["completed"], payload["failed"]) == (2, 1)
+    assert [a["status"] for a in payload["assets"]] == ["completed", "completed", "failed"]
+    assert {"asset", "status", "error", "stages", "outputs"} <= set(payload["assets"][0])
+    assert payload["assets"][0]["asset"] == str(library / "chair.glb")
+    assert {s["status"] for s in payload["assets"][0]["stages"]} == {"cached"}
+    assert "empty.obj" in payload["assets"][2]["error"]
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[batch ")]
+    assert len(progress) == 3 and any("row 3" in line and "failed" in line for line in progress)
+
+    status = json.loads(run_cli("status", "--store", store, "--json").stdout)
+    states = {row["asset_id"]: row["stages"] for row in status["assets"]}
+    chair_id = payload["assets"][0]["asset_id"]
+    assert states[chair_id]["finetune"]["state"] == "done" and states[chair_id]["sample"]["state"] == "done"
+    assert states[payload["assets"][2]["asset_id"]]["ingest"]["state"] == "failed"
+
+
+def test_a_bad_manifest_exits_2_naming_the_row_before_any_work(library: Path, tmp_path: Path) -> None:
+    manifest = library / "bad.csv"
+    manifest.write_text("asset,edits\nchair.glb,a photo of <asset0>\n../escape.glb,x\n")
+    store = tmp_path / "store"
+    result = run_cli("batch", str(manifest), "--store", str(store), "--json", timeout=300)
+    assert result.returncode == 2
+    assert "row 2: asset '../escape.glb' escapes" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == "" and not store.exists()
+
+
+@pytest.mark.slow
+def test_two_batches_at_once_on_one_store_compute_each_stage_once(library: Path, tmp_path: Path) -> None:
+    manifest = library / "two.yaml"
+    manifest.write_text(
+        yaml.safe_dump(
+            [
+                {"asset": "chair.glb", "edits": CHAIR_EDITS[:1]},
+                {"asset": "nested.glb", "edits": ["a photo of <asset0>"]},
+            ]
+        )
+    )
+    store = str(tmp_path / "store")
+    args = [*CLI, "batch", str(manifest), "--store", store, "--config", str(library / "fast.yaml"), "--json"]
+    processes = [
+        subprocess.Popen(
+            args, cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=1200) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    first, second = (json.loads(stdout) for stdout, _ in outputs)
+    keys = [[s["key"] for s in asset["stages"]] for asset in first["assets"]]
+    assert keys == [[s["key"] for s in asset["stages"]] for asset in second["assets"]]
+    computed = computed_keys(store)
+    assert set(computed) == {key for asset in keys for key in asset}
+    assert set(computed.values()) == {1}  # every stage computed by exactly one of the two processes
+    assert ArtifactStore(store).verify().clean
+
+
+def test_several_assets_at_once_need_a_store_other_processes_can_reach(library: Path) -> None:
+    with pytest.raises(ValueError, match="memory:// store lives in one process"):
+        edit_library(manifest=str(library / "manifest.yaml"), store="memory://batch", max_concurrency=2)

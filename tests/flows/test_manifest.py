@@ -1,0 +1,220 @@
+"""Batch manifests in CSV, Parquet and YAML: the same entries from each, and every bad row named up front."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from dreamedit3d_core.config import pipeline_config
+from flows.manifest import ManifestError, read_manifest
+
+BASE = pipeline_config("tiny")
+GROUPS = {"mask": {"groups": {"seat": ["seat*"]}, "class_word": "chair"}}
+
+
+@pytest.fixture()
+def library(tmp_path: Path) -> Path:
+    """A manifest folder with two asset files (their content does not matter to the manifest)."""
+    folder = tmp_path / "library"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "chair.glb").write_bytes(b"glTF")
+    (folder / "sub" / "lamp.obj").write_text("v 0 0 0\n")
+    return folder
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_parquet_and_yaml_give_the_same_entries(library: Path) -> None:
+    csv_path = library / "manifest.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["asset", "edits", "overrides"])
+        writer.writerow(["chair.glb", "a photo of <asset0> in gold | a photo of <asset1> in red", json.dumps(GROUPS)])
+        writer.writerow(["sub/lamp.obj", "", ""])
+    pq.write_table(
+        pa.table(
+            {
+                "asset": ["chair.glb", "sub/lamp.obj"],
+                "edits": [["a photo of <asset0> in gold", "a photo of <asset1> in red"], []],
+                "overrides": [json.dumps(GROUPS), None],
+            }
+        ),
+        library / "manifest.parquet",
+    )
+    (library / "manifest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "assets": [
+                    {
+                        "asset": "chair.glb",
+                        "edits": ["a photo of <asset0> in gold", "a photo of <asset1> in red"],
+                        "overrides": GROUPS,
+                    },
+                    {"asset": "sub/lamp.obj"},
+                ]
+            }
+        )
+    )
+    from_csv = read_manifest(csv_path, BASE)
+    assert read_manifest(library / "manifest.parquet", BASE) == from_csv
+    assert read_manifest(library / "manifest.yaml", BASE) == from_csv
+
+    chair, lamp = from_csv
+    assert (chair.row, lamp.row) == (1, 2)
+    assert chair.asset == str((library / "chair.glb").resolve())
+    assert lamp.asset == str((library / "sub" / "lamp.obj").resolve())
+    assert chair.edits == ["a photo of <asset0> in gold", "a photo of <asset1> in red"]
+    assert lamp.edits == []
+    # A row's overrides reach that asset's config only, on top of the batch's config.
+    assert chair.config(BASE).mask.groups == {"seat": ["seat*"]}
+    assert chair.config(BASE).mask.class_word == "chair"
+    assert chair.config(BASE).render == BASE.render
+    assert lamp.config(BASE) == BASE
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_reads(library: Path) -> None:
+    path = library / "manifest.csv"
+    path.write_bytes("asset,edits\nchair.glb,a photo of <asset0>\n".encode("utf-8-sig"))
+    (entry,) = read_manifest(path, BASE)
+    assert entry.edits == ["a photo of <asset0>"]
+
+
+def test_paths_that_leave_the_manifest_folder_are_refused_naming_each_row(library: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.glb"
+    outside.write_bytes(b"glTF")
+    (library / "link.glb").symlink_to(outside)
+    path = write_csv(
+        library / "manifest.csv",
+        "asset,edits\n"
+        "chair.glb,a photo of <asset0>\n"
+        "../outside.glb,a photo of <asset0>\n"
+        f"{outside},a photo of <asset0>\n"
+        "sub/../../outside.glb,\n"
+        "link.glb,\n"
+        f"file://{outside},\n",
+    )
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    message = str(error.value)
+    assert str(path) in message and "5 bad row(s)" in message
+    assert "row 1:" not in message
+    assert "row 2: asset '../outside.glb' escapes the manifest's folder" in message
+    assert f"row 3: asset '{outside}': use a path relative to the manifest's folder" in message
+    assert "row 4: asset 'sub/../../outside.glb' escapes" in message
+    assert "row 5: asset 'link.glb' escapes" in message  # a symlink is followed before the check
+    assert f"row 6: asset 'file://{outside}': a file:// URL is an absolute path" in message
+
+
+def test_missing_files_and_urls_are_refused_naming_the_row(library: Path) -> None:
+    path = library / "manifest.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            [
+                {"asset": "chair.glb", "edits": ["a photo of <asset0>"]},
+                {"asset": "sub/missing.glb"},
+                {"asset": "https://example.com/chair.glb"},
+                {"edits": ["a photo of <asset0>"]},
+            ]
+        )
+    )
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    message = str(error.value)
+    assert "3 bad row(s)" in message
+    assert "row 2: asset 'sub/missing.glb' not found" in message
+    assert "row 3: asset 'https://example.com/chair.glb': only local files" in message
+    assert "row 4: no asset given" in message
+
+
+def test_bad_overrides_are_refused_naming_the_row_and_the_setting(library: Path) -> None:
+    path = library / "manifest.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            [
+                {"asset": "chair.glb", "overrides": {"render": {"image_sise": 64}}},
+                {"asset": "chair.glb", "overrides": {"mask": {"class_word": "Two Words"}}},
+                {"asset": "chair.glb", "overrides": "not a mapping"},
+                {"asset": "chair.glb", "overrides": {"mask": {"groups": {"seat": []}}}},
+                {"asset": "chair.glb", "overrides": GROUPS},
+            ]
+        )
+    )
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    message = str(error.value)
+    assert "4 bad row(s)" in message and "row 5" not in message
+    assert "row 1:" in message and "image_sise" in message
+    assert "row 2:" in message and "class_word must be one lowercase word" in message
+    assert "row 3: overrides is not valid JSON" in message
+    assert "row 4:" in message and "group 'seat' is empty" in message
+
+
+def test_overrides_in_a_csv_must_be_a_json_object(library: Path) -> None:
+    path = write_csv(library / "manifest.csv", 'asset,overrides\nchair.glb,"{""mask"": "\nchair.glb,[1]\n')
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    assert "row 1: overrides is not valid JSON" in str(error.value)
+    assert "row 2: overrides must be a mapping of stage settings" in str(error.value)
+
+
+def test_unknown_columns_are_errors_in_every_row_even_where_empty(library: Path) -> None:
+    path = write_csv(library / "manifest.csv", "asset,edits,prompt\nchair.glb,a photo of <asset0>,\nchair.glb,,x\n")
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    message = str(error.value)
+    assert "2 bad row(s)" in message
+    assert "row 1: unknown column(s) ['prompt']" in message and "row 2: unknown column(s) ['prompt']" in message
+
+    typo = library / "manifest.yaml"
+    typo.write_text(yaml.safe_dump([{"asset": "chair.glb", "edit": ["a photo of <asset0>"]}]))
+    with pytest.raises(ManifestError, match=r"row 1: unknown column\(s\) \['edit'\]"):
+        read_manifest(typo, BASE)
+
+
+def test_a_csv_row_longer_than_its_header_is_named(library: Path) -> None:
+    path = write_csv(library / "manifest.csv", "asset,edits\nchair.glb,a photo of <asset0>\nchair.glb,one,two\n")
+    with pytest.raises(ManifestError, match=r"1 bad row\(s\): row 2: more fields than the header"):
+        read_manifest(path, BASE)
+
+
+def test_edits_must_be_prompts(library: Path) -> None:
+    path = library / "manifest.yaml"
+    rows = [{"asset": "chair.glb", "edits": ["a photo of <asset0>", 3]}, {"asset": "chair.glb", "edits": [" "]}]
+    path.write_text(yaml.safe_dump(rows))
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    assert "row 1: edits must be a list of non-empty prompts" in str(error.value)
+    assert "row 2: edits must be a list of non-empty prompts" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("manifest.json", "[]", "unknown manifest format '.json'"),
+        ("manifest.yaml", "assets: []\n", "the manifest lists no assets"),
+        ("manifest.yaml", "asset: chair.glb\n", "expected a list of assets"),
+        ("manifest.yaml", "- [unclosed\n", "not valid YAML"),
+        ("manifest.csv", "path,edits\nchair.glb,x\n", "needs a header row with an 'asset' column"),
+        ("manifest.parquet", "not parquet", "not a readable Parquet file"),
+    ],
+)
+def test_unreadable_manifests_say_why(library: Path, name: str, content: str, expected: str) -> None:
+    path = library / name
+    path.write_text(content)
+    with pytest.raises(ManifestError, match=expected) as error:
+        read_manifest(path, BASE)
+    assert str(path) in str(error.value)
+
+
+def test_a_missing_manifest_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="manifest not found: .*nope.yaml"):
+        read_manifest(tmp_path / "nope.yaml", BASE)
