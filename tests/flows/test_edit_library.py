@@ -28,22 +28,13 @@ from flows.deployments import inputs_from_json, inputs_to_json, ref_from_store, 
 from flows.edit_asset import edit_asset
 from flows.edit_library import TABLE_ARTIFACT_KEY, BatchFailed, batch_summary, edit_library
 from storage import ArtifactStore
+from tests.flows.fast_settings import FAST
 from tasks.sample import EditConfig
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "flows.cli"]
-# The tiny preset, cut to the bone: every stage still runs its real code.
-FAST: dict[str, Any] = {
-    "render": {"image_size": 64, "samples": 4},
-    "invert": {"steps": 1, "probe": {"timesteps": [500]}},
-    "finetune": {"steps": 1, "checkpoint_every": 1, "probe": {"timesteps": [500]}},
-    "sample": {"steps": 2},
-    "reconstruct": {"grid_resolution": 32, "target_faces": 500},
-    "evaluate": {"surface_samples": 500},
-    "evaluation_views": {"views": 4},
-}
 CHAIR_EDITS = ["a photo of <asset0> in gold", "a photo of <asset1> in red"]
 T = TypeVar("T")
 

@@ -33,21 +33,13 @@ import yaml
 from dreamedit3d_core.config import GPU_STAGES
 from dreamedit3d_core.ingest import make_example_asset
 from storage import ArtifactStore
+from tests.flows.fast_settings import FAST
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 CLI = [sys.executable, "-m", "flows.cli"]
-FAST: dict[str, Any] = {
-    "render": {"image_size": 64, "samples": 4},
-    "invert": {"steps": 1, "probe": {"timesteps": [500]}},
-    "finetune": {"steps": 1, "checkpoint_every": 1, "probe": {"timesteps": [500]}},
-    "sample": {"steps": 2},
-    "reconstruct": {"grid_resolution": 32, "target_faces": 500},
-    "evaluate": {"surface_samples": 500},
-    "evaluation_views": {"views": 4},
-}
 # The stage the fault test kills a worker in, and settings that make it last long enough to be caught
 # after its first in-stage checkpoint.
 KILLED_STAGE = "finetune"
