@@ -1,7 +1,9 @@
 """The pipeline's configuration: one typed config per stage, presets, and YAML-style overrides.
 
 Presets:
-- `tiny`: random tiny models on the CPU, small images and few steps: seconds per stage (tests, the demo).
+- `tiny`: random tiny models on the CPU, small images and few steps: seconds per stage (tests). Edits are noise.
+- `world`: our own small model trained on the procedural parts world (shipped weights): real edits of objects
+  made of coloured primitives, minutes per asset on a CPU (the demo).
 - `mvdream`: real MVDream weights from a local folder (`model.path`), the paper's reference settings.
 
 A config is validated as a whole before any stage runs (unknown keys are errors, not ignored).
@@ -63,6 +65,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "invert": {"steps": 4, "attention_resolution": 8},
         "finetune": {"steps": 4, "attention_resolution": 8, "checkpoint_every": 2},
         "sample": {"steps": 8},
+        "reconstruct": {"grid_resolution": 64},
+        "evaluate": {"surface_samples": 5000},
+    },
+    "world": {
+        # the small model we trained on the procedural parts world (`dreamedit3d world train`), on a CPU in
+        # minutes; renders and sampled views at the model's 64 px, with the orbit it was trained on
+        "render": {"image_size": 64, "samples": 8},
+        "model": {"source": "world"},
+        "invert": {"steps": 200, "lr": 5e-3, "attention_resolution": 16},
+        "finetune": {"steps": 100, "lr": 2e-5, "attention_resolution": 16, "checkpoint_every": 50},
+        "sample": {"steps": 50, "guidance_scale": 5.0, "negative_prompt": ""},
         "reconstruct": {"grid_resolution": 64},
         "evaluate": {"surface_samples": 5000},
     },

@@ -25,6 +25,8 @@ else:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
+from flows.errors import UserError  # noqa: E402
+from flows.errors import one_line as _one_line  # noqa: E402
 
 app = typer.Typer(
     name="dreamedit3d",
@@ -39,16 +41,12 @@ StoreOption = Annotated[
     str, typer.Option("--store", envvar="DREAMEDIT3D_STORE", help="Artifact store: a folder or an fsspec URL.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny or mvdream.")]
+PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny, world or mvdream.")]
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)
 ]
 EditOption = Annotated[list[str], typer.Option("--edit", help="An edit prompt; repeat for several.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampled views (same seed, same views).")]
-
-
-class UserError(Exception):
-    """A mistake the user can fix: printed as one line, exit code 2."""
 
 
 def _load_config(preset: str, config_path: Path | None) -> Any:
@@ -68,10 +66,6 @@ def _load_config(preset: str, config_path: Path | None) -> Any:
         return pipeline_config(preset, overrides)
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise UserError(f"invalid configuration: {_one_line(error)}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
 
 
 def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
@@ -261,6 +255,15 @@ def batch(
         raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
 
 
+def _add_world_commands() -> None:
+    from flows.world_cli import world_app
+
+    app.add_typer(world_app, name="world")
+
+
+_add_world_commands()
+
+
 @app.command()
 def status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
     """Where every asset stands: assets x stages (done, failed, missing) with times from the ledger."""
@@ -323,9 +326,8 @@ def main() -> None:
         typer.echo("interrupted: committed stages are kept; run the same command again to resume", err=True)
         sys.exit(130)
     except Exception as error:  # click's usage errors, bad input (ValueError) and crashes
-        import click
-
-        if isinstance(error, click.ClickException):
+        # click's usage errors (typer >= 0.22 carries its own copy of click, so match by behaviour)
+        if isinstance(getattr(error, "exit_code", None), int) and callable(getattr(error, "show", None)):
             error.show()
             sys.exit(error.exit_code)
         if debug:

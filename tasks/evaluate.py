@@ -10,7 +10,8 @@ from dreamedit3d_core.evaluate.edit_inputs import isolation_summary, keep_masks
 from dreamedit3d_core.evaluate.report import html_report
 from dreamedit3d_core.geometry.cameras import CameraSet, orbit_cameras
 from dreamedit3d_core.ingest import IngestedAsset
-from dreamedit3d_core.mvdiffusion.prompts import prompt_tokens
+from dreamedit3d_core.evaluate.colour import edit_colour_metrics
+from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
 from dreamedit3d_core.reconstruct import ReconstructedMesh
 from dreamedit3d_core.render import RenderConfig, render_mesh_file, render_views
 from storage import ArtifactWriter
@@ -19,7 +20,7 @@ from tasks.reconstruct import GLB_FRAME
 from tasks.stage import StagePlan, StageRef, open_artifact, run_stage, upstream_digests
 from tasks.tables import columns
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: preservation keeps named-but-unedited components; colour share of edited ones
 SOURCE_PROMPT = "a photo of an object"  # what CLIP's directional similarity measures the edit from
 
 
@@ -88,7 +89,9 @@ def evaluate(
         evaluation = _evaluation_render(render_config, views_config)
         source = render_views(asset_dir, evaluation.camera_set(), evaluation)
         edited = render_mesh_file(glb, evaluation.camera_set(), evaluation, GLB_FRAME)
-        named = [components["token"].index(token) for token in prompt_tokens(prompt) if token in components["token"]]
+        # preserved: every component the prompt does not edit ("<asset0> and <asset1> in green" keeps <asset0>)
+        phrases = edit_phrases(prompt)
+        named = [components["token"].index(token) for token in phrases if token in components["token"]]
         keep = keep_masks(source.part_id, components["part_ids"], named)
         vertices, faces, _ = IngestedAsset.read(asset_dir).mesh_arrays()
         metrics = edit_metrics(
@@ -102,6 +105,11 @@ def evaluate(
             source_mesh=trimesh.Trimesh(vertices, faces, process=False),
             source_prompt=SOURCE_PROMPT,
             edit_prompt=prompt,
+        )
+        metrics.update(
+            edit_colour_metrics(
+                source.part_id, source.rgb_white, edited.rgba, components["part_ids"], components["token"], phrases
+            )
         )
         for phase_ref, item in ((tokens, "attention_isolation"), (model, "attention_isolation")):
             metrics.update(isolation_summary(open_artifact(phase_ref, store).table(item).to_pylist()))

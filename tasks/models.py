@@ -6,24 +6,26 @@ import hashlib
 import json
 from pathlib import Path
 
-from dreamedit3d_core.mvdiffusion.loading import ModelConfig
+from dreamedit3d_core.mvdiffusion.loading import ModelConfig, model_folder
+from storage import file_digest
 
 # How the model runs, not which weights it has: left out of artifact keys.
 EXECUTION_SETTINGS = {"device", "performance"}
 
 
 def base_model_digest(config: ModelConfig) -> str:
-    """sha256 standing for the base model: its settings, and for real weights the folder's file listing.
+    """sha256 standing for the base model: its settings, and for weights the folder's file listing.
 
-    The listing (relative path, size, modification time) is cheap to read for multi-GB checkpoints;
-    replacing a weight file changes it.
+    For real checkpoints the listing (relative path, size, modification time) is cheap to read for multi-GB
+    folders; replacing a weight file changes it. The world model's files are hashed by content.
     """
     description: dict = config.model_dump(mode="json", exclude=EXECUTION_SETTINGS)
-    if config.source == "pretrained" and config.path:
-        folder = Path(config.path).expanduser()
-        description["files"] = sorted(
-            (str(file.relative_to(folder)), file.stat().st_size, file.stat().st_mtime_ns)
-            for file in folder.rglob("*")
-            if file.is_file()
-        )
+    folder = model_folder(config)
+    if folder is not None and folder.is_dir():
+        files = sorted(file for file in folder.rglob("*") if file.is_file())
+        if config.source == "world":  # small enough to hash, and the same in every clone of the repository
+            description["files"] = [(str(f.relative_to(folder)), file_digest(f)) for f in files]
+        else:
+            description["files"] = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+

@@ -26,3 +26,27 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
     finally:
         if bar is not None:
             bar.close()
+
+
+@contextmanager
+def progress_lines(description: str, every: float = 0.05) -> Iterator[Callable[..., None]]:
+    """Like `progress_bar`, and for long stages whose stderr is a log file rather than a terminal: a line
+    `description: done/total (rate/s)` every `every` of the total (and at the end) when stderr is not a tty."""
+    import time
+
+    started, reported = time.perf_counter(), [0]
+    with progress_bar(description) as bar:
+
+        def on_step(step: int, total: int, *extra: object) -> None:
+            bar(step, total, *extra)
+            if sys.stderr.isatty():
+                return
+            if step == total or step - reported[0] >= max(1, int(every * total)):
+                reported[0] = step
+                rate = step / max(time.perf_counter() - started, 1e-9)
+                detail = "".join(f" {x:.4f}" if isinstance(x, float) else f" {x}" for x in extra if x is not None)
+                # write, not print: a flow with log_prints=True turns print() into log records
+                sys.stderr.write(f"{description}: {step}/{total} ({rate:.1f}/s){detail}\n")
+                sys.stderr.flush()
+
+        yield on_step

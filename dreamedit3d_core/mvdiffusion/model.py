@@ -8,6 +8,8 @@ processors, which are attached on construction (and so after every `from_pretrai
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,7 +23,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from dreamedit3d_core.mvdiffusion.attention import AttentionBackend, attach_multiview_processors
 from dreamedit3d_core.mvdiffusion.config import CONFIG_NAME, MultiViewDiffusionConfig
-from dreamedit3d_core.mvdiffusion.vocabulary import build_word_tokenizer
+from dreamedit3d_core.mvdiffusion.pixel_autoencoder import PixelUnshuffleAutoencoder
+from dreamedit3d_core.mvdiffusion.vocabulary import PROMPT_WORDS, build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,9 @@ def build_unet(config: MultiViewDiffusionConfig) -> UNet2DConditionModel:
     )
 
 
-def build_vae(config: MultiViewDiffusionConfig) -> AutoencoderKL:
+def build_vae(config: MultiViewDiffusionConfig) -> AutoencoderKL | PixelUnshuffleAutoencoder:
+    if config.vae_kind == "pixel_unshuffle":
+        return PixelUnshuffleAutoencoder(factor=config.pixel_factor, scaling_factor=config.scaling_factor)
     levels = len(config.vae_block_out_channels)
     return AutoencoderKL(
         in_channels=3,
@@ -96,6 +101,15 @@ def build_vae(config: MultiViewDiffusionConfig) -> AutoencoderKL:
         sample_size=config.image_size,
         scaling_factor=config.scaling_factor,
     )
+
+
+def load_vae(folder: Path, dtype: torch.dtype) -> AutoencoderKL | PixelUnshuffleAutoencoder:
+    """The saved image <-> latent map, of whichever class its config.json names."""
+    config_file = folder / "config.json"
+    class_name = json.loads(config_file.read_text()).get("_class_name") if config_file.is_file() else None
+    if class_name == PixelUnshuffleAutoencoder.__name__:
+        return PixelUnshuffleAutoencoder.from_pretrained(folder, torch_dtype=dtype)
+    return AutoencoderKL.from_pretrained(folder, torch_dtype=dtype)
 
 
 def build_text_encoder(config: MultiViewDiffusionConfig, tokenizer: CLIPTokenizer) -> CLIPTextModel:
@@ -184,15 +198,19 @@ class MultiViewDiffusion:
 
     @classmethod
     def build_random(
-        cls, config: MultiViewDiffusionConfig, seed: int = 0, device: str | torch.device = "cpu"
+        cls,
+        config: MultiViewDiffusionConfig,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        words: Sequence[str] = PROMPT_WORDS,
     ) -> MultiViewDiffusion:
         """Random init at the given sizes (full-size MVDream for benchmarks); same seed, same weights.
 
         Weights are initialised directly on `device` (fast for full size on a GPU); the global RNG is left
-        as it was. The tokenizer is the built-in word-level one.
+        as it was. The tokenizer is the built-in word-level one over `words` (one token each).
         """
         device = torch.device(device)
-        tokenizer = build_word_tokenizer(max_length=config.max_prompt_length)
+        tokenizer = build_word_tokenizer(tuple(words), max_length=config.max_prompt_length)
         cuda_devices = []  # fork_rng wants CUDA device indices
         if device.type == "cuda":
             cuda_devices = [torch.cuda.current_device() if device.index is None else device.index]
@@ -225,12 +243,14 @@ class MultiViewDiffusion:
             folders = ", ".join(f"{m}/" for m in missing)
             raise ValueError(f"{root} is not a multi-view diffusion folder: missing {folders}")
         unet = UNet2DConditionModel.from_pretrained(root / "unet", torch_dtype=dtype)
-        vae = AutoencoderKL.from_pretrained(root / "vae", torch_dtype=dtype)
+        vae = load_vae(root / "vae", dtype)
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype)
         tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
         scheduler = DDIMScheduler.from_pretrained(root / "scheduler")
         if (root / CONFIG_NAME).is_file():
             config = MultiViewDiffusionConfig.load(root)
+        elif isinstance(vae, PixelUnshuffleAutoencoder):
+            raise ValueError(f"{root} has a pixel-unshuffle autoencoder but no {CONFIG_NAME} describing the model")
         else:
             image_size = unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)
             config = config_from_components(unet, vae, text_encoder, num_views=4, image_size=image_size)
@@ -238,13 +258,19 @@ class MultiViewDiffusion:
         model = cls(unet.eval(), vae.eval(), text_encoder.eval(), tokenizer, scheduler, config, attention)
         return model.to(device)
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write the diffusers folder layout with safetensors weights, plus our config JSON."""
+    def save_pretrained(self, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+        """Write the diffusers folder layout with safetensors weights, plus our config JSON.
+
+        `dtype` (e.g. torch.float16, to ship weights at half the size) casts copies; the model is untouched.
+        `from_pretrained(dtype=torch.float32)` reads such weights back as float32.
+        """
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        self.unet.save_pretrained(root / "unet", safe_serialization=True)
-        self.vae.save_pretrained(root / "vae", safe_serialization=True)
-        self.text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
+        for name in ("unet", "vae", "text_encoder"):
+            module = getattr(self, name)
+            if dtype is not None and module.dtype != dtype:
+                module = copy.deepcopy(module).to(dtype)
+            module.save_pretrained(root / name, safe_serialization=True)
         self.tokenizer.save_pretrained(root / "tokenizer")
         self.scheduler.save_pretrained(root / "scheduler")
         config = self.config

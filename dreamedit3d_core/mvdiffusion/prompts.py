@@ -19,3 +19,28 @@ def check_prompt_tokens(prompt: str, available: Sequence[str]) -> None:
     if unknown:
         listing = ", ".join(available) if available else "none (the asset has not been personalised)"
         raise ValueError(f"edit prompt {prompt!r} names unknown token(s) {', '.join(unknown)}; available tokens: {listing}")
+
+
+# Words that only join tokens ("<asset0> and <asset1>"): a token followed by nothing else is named but unedited.
+JOINER_WORDS = frozenset({"and", "with", "a", "an", "the", "of", ",", "&"})
+
+
+def edit_phrases(prompt: str) -> dict[str, str]:
+    """Each edited token with the words that edit it: "a photo of <asset0> and <asset1> in green" ->
+    {"<asset1>": "in green"}. A token is edited when the words after it (up to the next token or the end)
+    are more than joiners; "a photo of <asset0> and <asset1>" edits none, "<asset0> wearing a red scarf"
+    edits <asset0>."""
+    phrases: dict[str, str] = {}
+    matches = list(TOKEN_PATTERN.finditer(prompt))
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(prompt)
+        tail = prompt[match.end() : end]
+        words = re.findall(r"[\w']+|[^\w\s]", tail.lower())
+        if any(word not in JOINER_WORDS for word in words):
+            phrases.setdefault(match.group(), tail.strip())
+    return phrases
+
+
+def edited_tokens(prompt: str) -> list[str]:
+    """The tokens an edit changes, in order (see `edit_phrases`)."""
+    return list(edit_phrases(prompt))

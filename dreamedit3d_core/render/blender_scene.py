@@ -6,6 +6,12 @@ Always run in a process of its own (bpy crashes at interpreter exit), in either 
         --config CONFIG.json --output RENDERS.npz
     blender -b --factory-startup --python dreamedit3d_core/render/blender_scene.py -- --asset-dir DIR ...
 
+Batch mode renders many assets in one process (one Blender start-up for all): `--jobs JOBS.json` instead of
+`--asset-dir` and `--output`, JOBS.json being a list of {"asset_dir": ..., "output": ...}. Each job removes
+the previous asset's objects, meshes, materials and images (no memory growth) and builds its own into the
+same stage (lights, camera, settings), writes its RENDERS.npz as a single run would, then prints "job N/TOTAL done" on stdout; a failing
+job prints "job N/TOTAL failed: ASSET_DIR" and ends the process with exit code 1.
+
 It uses only bpy, numpy and the standard library, so it also runs inside a standalone Blender 4.5.
 Inputs: an asset folder written by `IngestedAsset.write` (scene.json, meshes.npz, textures/);
 CAMERAS.npz with `cam2world` (V, 4, 4) in Blender world axes, `K` (V, 3, 3) and `image_size`;
@@ -48,11 +54,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # under `blender ... --python script -- ARGS` our arguments follow the `--`
     argv = argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--asset-dir", type=Path, required=True)
+    parser.add_argument("--asset-dir", type=Path)
     parser.add_argument("--cameras", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True)
-    return parser.parse_args(argv)
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--jobs", type=Path, help='JSON list of {"asset_dir": ..., "output": ...}')
+    args = parser.parse_args(argv)
+    if args.jobs is not None:
+        if args.asset_dir is not None or args.output is not None:
+            parser.error("--jobs replaces --asset-dir and --output: give one or the other")
+    elif args.asset_dir is None or args.output is None:
+        parser.error("give --asset-dir and --output (one asset), or --jobs (many)")
+    return args
 
 
 def read_exr(path: Path) -> dict[str, np.ndarray]:
@@ -180,6 +193,13 @@ def build_part(entry: dict, arrays: np.lib.npyio.NpzFile, materials: list[bpy.ty
 def build_scene(asset_dir: Path, config: dict, image_size: int) -> tuple[bpy.types.Scene, bpy.types.Object, str]:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
+    build_asset(scene, asset_dir)
+    camera, device = build_stage(scene, config, image_size)
+    return scene, camera, device
+
+
+def build_asset(scene: bpy.types.Scene, asset_dir: Path) -> None:
+    """The asset's parts (mesh objects) and their materials, linked into the scene."""
     description = json.loads((asset_dir / "scene.json").read_text())
     with np.load(asset_dir / "meshes.npz", allow_pickle=False) as arrays:
         variants: dict[tuple[int, bool], bpy.types.Material] = {}
@@ -195,6 +215,18 @@ def build_scene(asset_dir: Path, config: dict, image_size: int) -> tuple[bpy.typ
             palette = [materials.get(i) for i in range(len(description["materials"]))]
             scene.collection.objects.link(build_part(entry, arrays, palette))
 
+
+def clear_asset(scene: bpy.types.Scene) -> None:
+    """Remove what build_asset made (objects, meshes, materials, images); light, camera and settings stay."""
+    for obj in [o for o in scene.objects if o.type == "MESH"]:
+        bpy.data.objects.remove(obj)
+    for collection in (bpy.data.meshes, bpy.data.materials, bpy.data.images):
+        for block in list(collection):
+            collection.remove(block)
+
+
+def build_stage(scene: bpy.types.Scene, config: dict, image_size: int) -> tuple[bpy.types.Object, str]:
+    """World light, key light, camera and render settings: everything but the asset."""
     world = bpy.data.worlds.new("uniform")
     world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
@@ -242,7 +274,7 @@ def build_scene(asset_dir: Path, config: dict, image_size: int) -> tuple[bpy.typ
     view_layer.use_pass_z = view_layer.use_pass_normal = view_layer.use_pass_object_index = True
     view_layer.pass_alpha_threshold = 0.0  # data passes from the first surface hit, whatever its alpha
     device = select_device(scene, config["device"])
-    return scene, camera, device
+    return camera, device
 
 
 def set_mode(scene: bpy.types.Scene, config: dict, passes: bool) -> None:
@@ -310,15 +342,17 @@ def colour_images(combined: np.ndarray, background: np.ndarray) -> tuple[np.ndar
     return (np.round(rgba * 255.0).astype(np.uint8), np.round(_srgb(over) * 255.0).astype(np.uint8))
 
 
-def main() -> None:
-    args = parse_args(sys.argv)
-    config = json.loads(args.config.read_text())
-    with np.load(args.cameras, allow_pickle=False) as cameras:
-        cam2world, intrinsics, image_size = cameras["cam2world"], cameras["K"], int(cameras["image_size"])
-    start = time.perf_counter()
-    scene, camera, device = build_scene(args.asset_dir, config, image_size)
-    build_s = time.perf_counter() - start
-    exr_path = args.output.parent / f"{args.output.stem}.exr"
+def render_scene(
+    stage: tuple[bpy.types.Scene, bpy.types.Object, str],
+    build_s: float,
+    output: Path,
+    cameras: tuple[np.ndarray, np.ndarray, int],
+    config: dict,
+) -> None:
+    """Render the built scene from every camera and write RENDERS.npz (see above) to `output`."""
+    scene, camera, device = stage
+    cam2world, intrinsics, image_size = cameras
+    exr_path = output.parent / f"{output.stem}.exr"
     views = len(cam2world)
     colour_s, passes_s = np.zeros(views), np.zeros(views)
     background = np.asarray(config["background"], dtype=np.float64)
@@ -354,7 +388,7 @@ def main() -> None:
     exr_path.unlink(missing_ok=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     np.savez(
-        args.output,
+        output,
         rgba=rgba,
         rgb_background=rgb,
         depth=depth,
@@ -369,6 +403,33 @@ def main() -> None:
         cpu_s=np.float64(usage.ru_utime + usage.ru_stime),
         device=np.array(device),
     )
+
+
+def main() -> None:
+    args = parse_args(sys.argv)
+    config = json.loads(args.config.read_text())
+    with np.load(args.cameras, allow_pickle=False) as arrays:
+        cameras = (arrays["cam2world"], arrays["K"], int(arrays["image_size"]))
+    if args.jobs is None:
+        start = time.perf_counter()
+        stage = build_scene(args.asset_dir, config, cameras[2])
+        render_scene(stage, time.perf_counter() - start, args.output, cameras, config)
+        return
+    jobs = json.loads(args.jobs.read_text())
+    stage = None
+    for number, job in enumerate(jobs, start=1):
+        try:
+            start = time.perf_counter()
+            if stage is None:
+                stage = build_scene(Path(job["asset_dir"]), config, cameras[2])
+            else:  # swap the asset only: a factory reset and a new stage would cost more than the renders
+                clear_asset(stage[0])
+                build_asset(stage[0], Path(job["asset_dir"]))
+            render_scene(stage, time.perf_counter() - start, Path(job["output"]), cameras, config)
+        except Exception:
+            print(f"job {number}/{len(jobs)} failed: {job['asset_dir']}", flush=True)
+            raise
+        print(f"job {number}/{len(jobs)} done", flush=True)
 
 
 if __name__ == "__main__":

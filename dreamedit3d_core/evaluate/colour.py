@@ -1,0 +1,106 @@
+"""Did the edited component take the colour the prompt asked for? Hue shares on rendered pixels.
+
+A pixel "has" a colour when its hue is within `tolerance` degrees of the colour's hue and it is saturated and
+bright enough for hue to mean something (shading and white highlights are not counted as any colour). The
+hues are those of the sRGB primaries and their usual neighbours; brown and grey have no hue of their own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+COLOUR_HUES: dict[str, float] = {
+    "red": 0.0,
+    "orange": 30.0,
+    "gold": 48.0,
+    "golden": 48.0,
+    "yellow": 55.0,
+    "green": 120.0,
+    "cyan": 180.0,
+    "blue": 225.0,
+    "purple": 280.0,
+    "pink": 330.0,
+}
+
+
+def prompt_colour(prompt_tail: str) -> str | None:
+    """The first colour word of a phrase such as "in green" (None if it names none)."""
+    for word in re.findall(r"[a-z]+", prompt_tail.lower()):
+        if word in COLOUR_HUES:
+            return word
+    return None
+
+
+def hue_saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(..., 3) uint8 sRGB -> hue in degrees [0, 360), saturation and value in [0, 1]."""
+    x = np.asarray(rgb, dtype=np.float32) / 255.0
+    high, low = x.max(axis=-1), x.min(axis=-1)
+    chroma = high - low
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    safe = np.where(chroma > 0, chroma, 1.0)
+    hue = np.where(high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    saturation = np.where(high > 0, chroma / np.where(high > 0, high, 1.0), 0.0)
+    return (hue * 60.0) % 360.0, saturation, high
+
+
+def colour_share(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    colour: str,
+    tolerance: float = 25.0,
+    min_saturation: float = 0.25,
+    min_value: float = 0.15,
+) -> float | None:
+    """Share of the masked pixels of `rgb` (..., 3) uint8 whose hue is within `tolerance` of `colour`'s.
+
+    None when the mask is empty (the component is not visible in these views).
+    """
+    if colour not in COLOUR_HUES:
+        raise ValueError(f"unknown colour {colour!r}; known: {', '.join(COLOUR_HUES)}")
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    hue, saturation, value = hue_saturation_value(np.asarray(rgb)[..., :3])
+    distance = np.abs((hue - COLOUR_HUES[colour] + 180.0) % 360.0 - 180.0)
+    hit = (distance <= tolerance) & (saturation >= min_saturation) & (value >= min_value)
+    return float(hit[mask].mean())
+
+
+def edit_colour_metrics(
+    source_part_id: np.ndarray,
+    source_rgb: np.ndarray,
+    edited_rgba: np.ndarray,
+    component_parts: Sequence[Sequence[int]],
+    tokens: Sequence[str],
+    phrases: Mapping[str, str],
+) -> dict[str, float | str | None]:
+    """For every edited token whose phrase names a colour ("<asset1>": "in green"): the share of that
+    component's pixels (source part ids, where the edited mesh covers them) that have the colour after the
+    edit, and before it (`source_rgb`) for comparison. Averaged over such tokens; {} when there are none.
+
+    source_part_id (V, H, W), source_rgb (V, H, W, 3) and edited_rgba (V, H, W, 4) come from the same cameras.
+    """
+    after, before, colours = [], [], []
+    covered = np.asarray(edited_rgba)[..., 3] >= 128
+    for token, phrase in phrases.items():
+        colour = prompt_colour(phrase)
+        if colour is None or token not in tokens:
+            continue
+        parts = np.asarray(component_parts[list(tokens).index(token)])
+        mask = np.isin(source_part_id, parts.astype(source_part_id.dtype)) & covered
+        share = colour_share(np.asarray(edited_rgba)[..., :3], mask, colour)
+        if share is None:
+            continue
+        after.append(share)
+        before.append(colour_share(source_rgb, mask, colour))
+        colours.append(colour)
+    if not after:
+        return {}
+    return {
+        "edit_colour": ", ".join(dict.fromkeys(colours)),
+        "edited_colour_share": float(np.mean(after)),
+        "edited_colour_share_before": float(np.mean(before)),
+    }

@@ -1,0 +1,180 @@
+"""`dreamedit3d world ...`: the procedural parts world and the small model we train on it."""
+
+from __future__ import annotations
+
+import lzma
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import typer
+import yaml
+
+world_app = typer.Typer(
+    name="world",
+    help="The procedural parts world: render its dataset, train the `world` preset's model, write examples.",
+    no_args_is_help=True,
+)
+
+ObjectsOption = Annotated[int, typer.Option("--objects", min=1, help="Training objects to render.")]
+HeldOutOption = Annotated[int, typer.Option("--held-out", min=0, help="Objects kept out of training.")]
+WorldSeedOption = Annotated[int, typer.Option("--seed", help="Seed of the world's objects and captions.")]
+WorldConfigOption = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML with `dataset:` and `pretrain:` sections overriding defaults.")
+]
+
+
+def _sections(path: Path | None) -> dict[str, Any]:
+    from flows.errors import UserError
+
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {error}") from None
+    unknown = set(loaded) - {"dataset", "pretrain"} if isinstance(loaded, dict) else {"(not a mapping)"}
+    if unknown:
+        raise UserError(f"{path}: expected only `dataset:` and `pretrain:` sections, got {sorted(unknown)}")
+    return loaded
+
+
+def _dataset_config(config: Path | None, **flags: Any) -> Any:
+    from dreamedit3d_core.world import WorldDatasetConfig
+    from flows.errors import UserError, one_line
+
+    settings = {**_sections(config).get("dataset", {}), **{k: v for k, v in flags.items() if v is not None}}
+    try:
+        return WorldDatasetConfig.model_validate(settings)
+    except ValueError as error:
+        raise UserError(f"invalid dataset configuration: {one_line(error)}") from None
+
+
+def _server_note() -> None:
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
+
+
+@world_app.command("data")
+def data(
+    objects: ObjectsOption = None,  # type: ignore[assignment]
+    held_out: HeldOutOption = None,  # type: ignore[assignment]
+    seed: WorldSeedOption = None,  # type: ignore[assignment]
+    config: WorldConfigOption = None,
+    store: Annotated[str, typer.Option("--store", envvar="DREAMEDIT3D_STORE")] = "./dreamedit3d-store",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Render the world's training and held-out objects (cached in the store)."""
+    from flows.cli import _emit
+    from flows.train_world import train_world_model
+
+    dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
+    _server_note()
+    (ref,) = train_world_model(store=store, dataset=dataset, training=None)
+    payload = {"stage": ref.stage, "status": ref.status, "key": ref.key, "artifacts": ref.artifacts}
+    _emit(as_json, payload, f"world_dataset {ref.status} ({ref.seconds:.1f} s)\n  preview {ref.artifacts['world_preview']}")
+
+
+@world_app.command("train")
+def train(
+    objects: ObjectsOption = None,  # type: ignore[assignment]
+    held_out: HeldOutOption = None,  # type: ignore[assignment]
+    seed: WorldSeedOption = None,  # type: ignore[assignment]
+    steps: Annotated[Optional[int], typer.Option("--steps", min=0, help="Training steps.")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="Objects per step.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    install: Annotated[
+        Optional[Path], typer.Option("--install", help="Also copy the trained model folder here (e.g. the shipped weights).")
+    ] = None,
+    config: WorldConfigOption = None,
+    store: Annotated[str, typer.Option("--store", envvar="DREAMEDIT3D_STORE")] = "./dreamedit3d-store",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Render the dataset if needed, then train the world model from scratch (resumes after a kill)."""
+    from dreamedit3d_core.pretrain import PretrainConfig
+    from flows.cli import _emit
+    from flows.errors import UserError, one_line
+    from flows.train_world import install_model, train_world_model
+
+    dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
+    flags = {k: v for k, v in {"steps": steps, "batch_objects": batch}.items() if v is not None}
+    try:
+        training = PretrainConfig.model_validate({**_sections(config).get("pretrain", {}), **flags})
+    except ValueError as error:
+        raise UserError(f"invalid pretrain configuration: {one_line(error)}") from None
+    _server_note()
+    refs = train_world_model(store=store, dataset=dataset, training=training, device=device)
+    model_ref = refs[-1]
+    folder = Path(model_ref.artifacts["world_model"].removeprefix("file://"))
+    if install is not None:
+        folder = install_model(model_ref, store, install)
+    payload = {"stages": [{"stage": r.stage, "status": r.status, "key": r.key} for r in refs], "model": str(folder)}
+    lines = [f"{r.stage} {r.status} ({r.seconds:.1f} s)" for r in refs] + [f"model: {folder}"]
+    _emit(as_json, payload, "\n".join(lines))
+
+
+@world_app.command("export-data")
+def export_data(
+    out: Annotated[Path, typer.Argument(help="The .npz (zlib) or .npz.xz (lzma) file to write, for scripts/pretrain_world.py.")],
+    objects: ObjectsOption = None,  # type: ignore[assignment]
+    held_out: HeldOutOption = None,  # type: ignore[assignment]
+    seed: WorldSeedOption = None,  # type: ignore[assignment]
+    config: WorldConfigOption = None,
+    store: Annotated[str, typer.Option("--store", envvar="DREAMEDIT3D_STORE")] = "./dreamedit3d-store",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write the training split as one compressed .npz: train where only torch and diffusers are installed."""
+    from flows.cli import _emit
+    from flows.train_world import train_world_model
+    from tasks.stage import open_artifact
+    from tasks.world import read_training_data
+
+    dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
+    _server_note()
+    (ref,) = train_world_model(store=store, dataset=dataset, training=None)
+    train_data = read_training_data(ref, store)
+    table = open_artifact(ref, store).table("objects").to_pydict()
+    preview = [c for c, s in zip(table["canonical_caption"], table["split"], strict=True) if s == "held_out"][:8]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "images": train_data.images,
+        "captions": np.array([list(c) for c in train_data.captions]),
+        "cameras": train_data.cameras,
+        "preview_captions": np.array(preview),
+    }
+    partial = out.with_name(out.name + ".partial")
+    if out.suffix == ".xz":  # a third smaller than .npz's zlib: what fits a 64 MiB transfer to a lent GPU
+        with lzma.open(partial, "wb", preset=6) as stream:
+            np.savez(stream, **arrays)
+    else:
+        with open(partial, "wb") as stream:
+            np.savez_compressed(stream, **arrays)
+    partial.replace(out)
+    size = out.stat().st_size / 2**20
+    _emit(as_json, {"out": str(out), "objects": train_data.num_objects, "mib": size}, f"wrote {out}: {train_data.num_objects} objects, {size:.1f} MiB")
+
+
+@world_app.command("example")
+def example(
+    out: Annotated[Path, typer.Argument(help="Where to write the GLB.")] = Path("examples/world_object.glb"),
+    index: Annotated[int, typer.Option("--index", min=0, help="Which held-out object.")] = 0,
+    seed: WorldSeedOption = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write a held-out object of the world (never trained on) as a GLB, with its caption."""
+    from dreamedit3d_core.world import WorldDatasetConfig, canonical_caption, sample_split, write_world_asset
+    from flows.cli import _emit
+    from flows.errors import UserError
+
+    defaults = WorldDatasetConfig(seed=seed)
+    if index >= defaults.held_out:
+        raise UserError(f"--index {index}: the world holds out {defaults.held_out} objects (0..{defaults.held_out - 1})")
+    _, held_out = sample_split(0, defaults.held_out, seed, defaults.world)
+    obj = held_out[index]
+    path = write_world_asset(obj, out, defaults.world)
+    text = canonical_caption(obj)
+    _emit(as_json, {"asset": str(path), "caption": text, "parts": [p.shape for p in obj.parts]}, f"wrote {path}: {text}")

@@ -1,0 +1,80 @@
+"""`dreamedit3d world ...` as a user runs it: render a small world, train on it, export it, write examples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dreamedit3d_core.ingest import ingest_asset
+from dreamedit3d_core.mvdiffusion.loading import ModelConfig, load_base_model
+
+pytestmark = pytest.mark.usefixtures("prefect_api_url")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--objects", "6", "--held-out", "2"]
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def test_example_writes_a_held_out_object(tmp_path: Path) -> None:
+    result = run_cli("world", "example", str(tmp_path / "object.glb"), "--index", "3", "--json")
+    payload = json.loads(result.stdout)
+    asset = ingest_asset(tmp_path / "object.glb")
+    assert [part.name for part in asset.parts] == payload["parts"]
+    assert payload["caption"].startswith("a photo of a ") and all(s in payload["caption"] for s in payload["parts"])
+    refused = run_cli("world", "example", str(tmp_path / "x.glb"), "--index", "64", check=False)
+    assert refused.returncode == 2 and "holds out 64 objects" in refused.stderr
+    assert not (tmp_path / "x.glb").exists()
+
+
+def test_data_train_export_and_the_standalone_script(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    data = json.loads(run_cli("world", "data", *SMALL, "--store", store, "--json").stdout)
+    assert data["status"] == "computed" and set(data["artifacts"]) >= {"world_images", "world_objects", "world_preview"}
+
+    model_dir = tmp_path / "model"
+    args = ["world", "train", *SMALL, "--steps", "2", "--batch", "2", "--device", "cpu", "--store", store]
+    trained = json.loads(run_cli(*args, "--install", str(model_dir), "--json").stdout)
+    assert [s["status"] for s in trained["stages"]] == ["cached", "computed"]  # the dataset was reused
+    model = load_base_model(ModelConfig(source="world", path=str(model_dir), device="cpu"))
+    assert model.config.vae_kind == "pixel_unshuffle" and model.dtype.is_floating_point
+    assert len(model.tokenizer("a torus in purple").input_ids) == 6  # every world word is one token
+    again = json.loads(run_cli(*args, "--json").stdout)
+    assert [s["status"] for s in again["stages"]] == ["cached", "cached"]
+
+    exported = tmp_path / "world.npz.xz"
+    payload = json.loads(run_cli("world", "export-data", str(exported), *SMALL, "--store", store, "--json").stdout)
+    assert payload["objects"] == 6 and exported.is_file()
+    out = tmp_path / "standalone"
+    script = subprocess.run(
+        [sys.executable, "scripts/pretrain_world.py", "--data", str(exported), "--out", str(out), "--device", "cpu",
+         "--config", json.dumps({"steps": 1, "batch_objects": 2}), "--preview-steps", "2"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600,
+    )
+    assert script.returncode == 0, script.stderr
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["steps"] == 1 and (out / "preview.png").is_file()
+    standalone = load_base_model(ModelConfig(source="world", path=str(out), device="cpu"))
+    assert standalone.config == model.config
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path: Path) -> None:
+    result = run_cli("world", "train", "--objects", "0", "--store", str(tmp_path / "s"), check=False)
+    assert result.returncode == 2
+    config = tmp_path / "world.yaml"
+    config.write_text("pretrain:\n  lr: -1\n")
+    result = run_cli("world", "train", "--config", str(config), "--store", str(tmp_path / "s"), check=False)
+    assert result.returncode == 2 and "invalid pretrain configuration" in result.stderr
+    assert not (tmp_path / "s").exists()
