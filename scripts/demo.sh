@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything into .venv, writes the example asset (a small chair built from primitives) and
-# edits it on the built-in `tiny` preset. Extra arguments go to `dreamedit3d edit`.
+# Installs everything into .venv, writes an example object of the procedural parts world that the shipped
+# `world` model never saw in training (a brown cylinder and a pink sphere), and turns the sphere green with
+# the `world` preset. Extra arguments go to `dreamedit3d edit`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-.venv/bin/dreamedit3d example examples/chair.glb
-exec .venv/bin/dreamedit3d edit examples/chair.glb --edit "a photo of <asset0> and <asset1> in gold" "$@"
+.venv/bin/dreamedit3d world example examples/world_object.glb --index 8
+exec .venv/bin/dreamedit3d edit examples/world_object.glb --preset world \
+    --edit "a photo of <asset0> and <asset1> in green" "$@"

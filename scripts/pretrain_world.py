@@ -88,6 +88,10 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="PretrainConfig fields as JSON")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds; end early (averaged) after this")
     parser.add_argument("--seed", type=int, default=0, help="random init of the model")
+    parser.add_argument(
+        "--init", type=Path, default=None,
+        help="start the UNet from this world model folder (e.g. an earlier run); the text encoder stays fresh",
+    )
     parser.add_argument("--preview-steps", type=int, default=50, help="DDIM steps of the held-out preview")
     parser.add_argument(
         "--fit-steps-to", type=float, default=None, metavar="SECONDS",
@@ -100,6 +104,10 @@ def main() -> None:
     if args.fit_steps_to is not None:
         config = config.model_copy(update={"steps": fitted_steps(data, config, args)})
     model = build_model(data, args.seed, args.device)
+    if args.init is not None:
+        earlier = MultiViewDiffusion.from_pretrained(args.init)
+        model.unet.load_state_dict(earlier.unet.state_dict())  # same architecture, or this raises
+        print(f"UNet initialised from {args.init}", flush=True)
     sizes = {n: sum(p.numel() for p in getattr(model, n).parameters()) for n in ("unet", "text_encoder")}
     print(f"{data.num_objects} objects, {sizes} parameters, {config.steps} steps on {args.device}", flush=True)
 

@@ -52,6 +52,11 @@ class MultiViewDiffusionConfig(BaseModel):
     beta_start: float = 0.00085
     beta_end: float = 0.012
     num_train_timesteps: int = 1000
+    # What the UNet predicts. MVDream: epsilon. Our world model: v (Salimans & Ho) with the schedule rescaled
+    # to zero terminal SNR (Lin et al. 2024), so sampling starts from pure noise exactly as trained and the
+    # prediction at the noisiest steps is the image itself rather than a 1/sqrt(alpha)-amplified residual.
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    zero_terminal_snr: bool = False
 
     @model_validator(mode="after")
     def _check_sizes(self) -> MultiViewDiffusionConfig:
@@ -132,9 +137,8 @@ class MultiViewDiffusionConfig(BaseModel):
             text_heads=4,
             text_intermediate_size=512,
             max_prompt_length=32,
-            # a steeper end than SD's 0.012 leaves less of the image at the last step (SNR 1e-3 vs 5e-3),
-            # which matters in pixel space, where the white background is far from zero
-            beta_end=0.02,
+            prediction_type="v_prediction",
+            zero_terminal_snr=True,
         )
 
     def save(self, directory: str | Path) -> Path:

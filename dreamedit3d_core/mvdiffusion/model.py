@@ -51,17 +51,20 @@ class PerformanceConfig(BaseModel):
 
 
 def ddim_scheduler(config: MultiViewDiffusionConfig) -> DDIMScheduler:
-    """SD 2.1-base's schedule with MVDream's DDIM spacing (timesteps 1, 21, ..., 981 for 50 steps)."""
+    """SD 2.1-base's schedule with MVDream's DDIM spacing (timesteps 1, 21, ..., 981 for 50 steps); with
+    zero terminal SNR, "trailing" spacing instead, so that sampling starts at the last (pure noise) step."""
+    zero_snr = config.zero_terminal_snr
     return DDIMScheduler(
         num_train_timesteps=config.num_train_timesteps,
         beta_start=config.beta_start,
         beta_end=config.beta_end,
         beta_schedule="scaled_linear",  # = LDM's "linear": linspace of square roots, squared
         clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-        prediction_type="epsilon",
+        set_alpha_to_one=zero_snr,
+        steps_offset=0 if zero_snr else 1,
+        timestep_spacing="trailing" if zero_snr else "leading",
+        prediction_type=config.prediction_type,
+        rescale_betas_zero_snr=zero_snr,
     )
 
 

@@ -1,4 +1,5 @@
-"""Train a multi-view diffusion bundle from scratch: DDPM epsilon loss over captioned 4-view objects.
+"""Train a multi-view diffusion bundle from scratch: the DDPM loss (epsilon or v, as the model's scheduler
+predicts) over captioned 4-view objects.
 
 Every step draws `batch_objects` objects; each brings all V views with their cameras, one shared timestep and
 one of its captions (or the empty prompt, for classifier-free guidance). The UNet and the text encoder learn
@@ -29,7 +30,7 @@ from dreamedit3d_core.personalize.checkpoint import (
     save_checkpoint,
 )
 from dreamedit3d_core.personalize.data import mirror_cameras
-from dreamedit3d_core.personalize.objective import autocast
+from dreamedit3d_core.personalize.objective import autocast, diffusion_target
 from dreamedit3d_core.pretrain.config import PretrainConfig
 
 # step, total steps, mean loss since the last report (None before the first)
@@ -118,9 +119,10 @@ def pretrain(
     unet, text_encoder = model.unet, model.text_encoder
     model.vae.requires_grad_(False)
     unet.train().requires_grad_(True)
-    text_encoder.train().requires_grad_(True)
+    text_encoder.train(config.train_text_encoder).requires_grad_(config.train_text_encoder)
     named = [(f"unet.{n}", p) for n, p in unet.named_parameters()]
-    named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
+    if config.train_text_encoder:
+        named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
     params = [p for _, p in named]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     average = [p.detach().clone() for p in params]
@@ -145,7 +147,6 @@ def pretrain(
     result.steps = start
 
     scheduler = model.scheduler
-    alphas = scheduler.alphas_cumprod.to(device)
     scale = model.vae.config.scaling_factor
     latent_shape = (config.batch_objects * views, model.config.latent_channels, *(model.config.latent_size,) * 2)
     window: list[torch.Tensor] = []
@@ -180,13 +181,13 @@ def pretrain(
         t = timesteps.to(device).repeat_interleave(views)  # (B,) -> (B*V,), one timestep per object
         with torch.no_grad():
             latents = model.vae.encode(pixels).latent_dist.mode() * scale
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        noisy = scheduler.add_noise(latents, noise, t)
+        target = diffusion_target(model, latents, noise, t)  # epsilon or v, as the scheduler says
 
         with autocast(device, config.mixed_precision):
             embeds = text_encoder(ids).last_hidden_state.repeat_interleave(views, dim=0)  # (B, L, D) -> (B*V, L, D)
             prediction = model.noise_prediction(noisy, t, embeds, step_cameras.reshape(b * views, -1))
-        loss = F.mse_loss(prediction.float(), noise)
+        loss = F.mse_loss(prediction.float(), target.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:

@@ -69,3 +69,16 @@ def test_folder_without_our_config_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m" / "multiview_diffusion.json").unlink()
     with pytest.raises(ValueError, match="pixel-unshuffle autoencoder but no multiview_diffusion.json"):
         MultiViewDiffusion.from_pretrained(tmp_path / "m")
+
+
+def test_world_schedule_predicts_v_and_ends_in_pure_noise() -> None:
+    from dreamedit3d_core.mvdiffusion.model import ddim_scheduler
+
+    scheduler = ddim_scheduler(MultiViewDiffusionConfig.world_small())
+    assert scheduler.config.prediction_type == "v_prediction"
+    assert float(scheduler.alphas_cumprod[-1]) == 0.0  # zero terminal SNR: no image left at the last step
+    scheduler.set_timesteps(50)
+    assert int(scheduler.timesteps[0]) == 999  # sampling starts where training's pure noise is
+    mvdream = ddim_scheduler(MultiViewDiffusionConfig())
+    mvdream.set_timesteps(50)
+    assert mvdream.config.prediction_type == "epsilon" and int(mvdream.timesteps[0]) == 981  # MVDream's, unchanged
