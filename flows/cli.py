@@ -281,6 +281,11 @@ def _status_text(table: list[dict[str, Any]]) -> str:
     header = f"{'asset':<28}" + "".join(f"{stage:>12}" for stage in STAGES)
     rows = [header]
     for row in table:
+        if set(row["stages"]) != set(STAGES):  # the world model's stages: a line of their own
+            cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
+                     for stage, cell in row["stages"].items()]
+            rows.append(f"{row['asset_id']:<28}" + ", ".join(cells))
+            continue
         cells = []
         for stage in STAGES:
             cell = row["stages"][stage]

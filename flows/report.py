@@ -7,9 +7,14 @@ from typing import Any
 from dreamedit3d_core.config import STAGES
 from storage import ArtifactStore
 
+# The world model's own stages (tasks.world), under the pseudo-asset "world".
+WORLD_ASSET_ID = "world"
+WORLD_STAGES = ("world_dataset", "pretrain")
+
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
-    """One row per asset: for each stage `done`, `failed` or `missing`, with compute seconds.
+    """One row per asset: for each stage `done`, `failed` or `missing`, with compute seconds. The
+    pseudo-asset "world" lists the world model's stages instead of an edit's.
 
     A stage is `done` when its latest ledger row succeeded and that artifact is still committed,
     `failed` when its latest row failed, `missing` otherwise (never run, or its artifact was removed).
@@ -28,7 +33,7 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
     table = []
     for asset_id in assets:
         stages: dict[str, dict[str, Any]] = {}
-        for stage in STAGES:
+        for stage in WORLD_STAGES if asset_id == WORLD_ASSET_ID else STAGES:
             row = latest.get((asset_id, stage))
             if row is None:
                 state, error = "missing", None

@@ -26,7 +26,7 @@ class PretrainConfig(BaseModel):
     # False: the randomly initialised text encoder stays as it is (a fixed, distinct code per word and
     # position, like a frozen CLIP); trained jointly from scratch, it can collapse to nearly the same output
     # for every caption before the UNet learns to read it (seen on the H200: captions differed by < 0.06)
-    train_text_encoder: bool = True
+    train_text_encoder: bool = False
     flip: bool = True  # flip all views of an object together with mirrored cameras (exact augmentation)
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 autocast on CUDA
     checkpoint_every: int = Field(1000, ge=1)
