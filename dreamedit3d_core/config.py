@@ -73,8 +73,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # minutes; renders and sampled views at the model's 64 px, with the orbit it was trained on
         "render": {"image_size": 64, "samples": 8},
         "model": {"source": "world"},
-        "invert": {"steps": 150, "lr": 1e-3, "attention_resolution": 16},
-        "finetune": {"steps": 60, "lr": 2e-5, "attention_resolution": 16, "checkpoint_every": 30},
+        # the renders' white ground is supervised too (background_weight): without it the small model's
+        # tokens learn to fill the whole frame
+        "invert": {"steps": 150, "lr": 5e-3, "attention_resolution": 16, "background_weight": 1.0},
+        "finetune": {
+            "steps": 60, "lr": 5e-5, "attention_resolution": 16, "background_weight": 1.0, "checkpoint_every": 30,
+        },
         "sample": {"steps": 50, "guidance_scale": 5.0, "negative_prompt": ""},
         "reconstruct": {"grid_resolution": 64},
         "evaluate": {"surface_samples": 5000},

@@ -44,6 +44,10 @@ class TrainingConfig(BaseModel):
     eps: float = Field(1e-8, gt=0)
     grad_clip: float | None = Field(1.0, gt=0)  # None: no clipping
 
+    # Weight of the pixels outside every component in the diffusion loss. 0 is Break-a-Scene's masked loss
+    # (a large pretrained model keeps the background plausible by itself); 1 also teaches the tokens the
+    # plain white ground the asset was rendered on, which a small model needs (else its tokens fill the frame)
+    background_weight: float = Field(0.0, ge=0, le=1)
     masked_mean: MaskedMean = "image"  # masked diffusion loss averaged over the image (reference) or the mask
     attention_weight: float = Field(1e-2, ge=0)  # lambda; 0 turns the alignment loss off
     attention_resolution: int = Field(16, ge=1)  # side of the cross-attention maps the loss compares

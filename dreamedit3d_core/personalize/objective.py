@@ -148,6 +148,15 @@ def diffusion_target(
     raise ValueError(f"unsupported scheduler prediction_type {prediction_type!r}")
 
 
+def loss_weight(masks: torch.Tensor, components: Sequence[int], background_weight: float = 0.0) -> torch.Tensor:
+    """(V, h, w) weight of the diffusion loss from component masks (K, V, h, w): the union of the chosen
+    components, and `background_weight` on the pixels outside every component (the ground the asset is on)."""
+    weight = masks[list(components)].amax(dim=0)
+    if background_weight > 0:
+        weight = torch.maximum(weight, background_weight * (1 - masks.amax(dim=0)))
+    return weight
+
+
 def masked_mse(
     prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, mean: MaskedMean = "image"
 ) -> torch.Tensor:
@@ -207,7 +216,7 @@ def personalization_losses(
     prediction = model.noise_prediction(noisy, t, embeds, cameras).float()
     target = diffusion_target(model, latents, noise, t).float()
 
-    weight = data.masks_at(model.config.latent_size)[batch.components].amax(dim=0)  # (V, h, w)
+    weight = loss_weight(data.masks_at(model.config.latent_size), batch.components, config.background_weight)
     diffusion = masked_mse(prediction[:views], target[:views], weight, config.masked_mean)
     maps = recorder.maps()[:views]  # (V, T, r, r)
     masks = data.masks_at(config.attention_resolution)[batch.components].transpose(0, 1)  # (T, V, r, r) -> (V, T, r, r)

@@ -124,6 +124,9 @@ def pretrain(
     if config.train_text_encoder:
         named += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
     params = [p for _, p in named]
+    # everything the model holds, trained or not: a resumed run must continue with the same frozen text encoder
+    every = [(f"unet.{n}", p) for n, p in unet.named_parameters()]
+    every += [(f"text_encoder.{n}", p) for n, p in text_encoder.named_parameters()]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     average = [p.detach().clone() for p in params]
 
@@ -136,8 +139,9 @@ def pretrain(
         saved = load_checkpoint(folder)
         check_fingerprint(folder, saved.fingerprint, fingerprint)
         with torch.no_grad():
-            for (name, p), avg in zip(named, average, strict=True):
+            for name, p in every:
                 p.copy_(saved.weights[name])
+            for (name, _), avg in zip(named, average, strict=True):
                 avg.copy_(saved.weights[f"ema.{name}"])
         optimizer.load_state_dict(saved.optimizer)
         batch_generator.set_state(saved.extras["batch_generator"])
@@ -155,7 +159,7 @@ def pretrain(
     def checkpoint(step: int) -> None:
         if checkpoint_dir is None:
             return
-        weights = {name: p for name, p in named} | {f"ema.{name}": a for (name, _), a in zip(named, average, strict=True)}
+        weights = dict(every) | {f"ema.{name}": a for (name, _), a in zip(named, average, strict=True)}
         extras = {"batch_generator": batch_generator.get_state(), "noise_generator": noise_generator.get_state()}
         state = Checkpoint(step, fingerprint, weights, optimizer.state_dict(), extras, {"losses": result.losses})
         save_checkpoint(checkpoint_dir, state)

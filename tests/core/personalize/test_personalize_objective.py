@@ -68,3 +68,14 @@ def test_losses_look_only_where_they_should() -> None:
     masks[:, 1, :, 4:] = 1
     assert alignment_loss(masks * 0.05, masks) < 1e-12  # a map shaped like its mask, at any scale
     assert alignment_loss(torch.ones(4, 2, 8, 8), masks) == 0.5  # a flat map misses half the cells
+
+
+def test_background_weight_adds_the_ground_outside_every_component() -> None:
+    from dreamedit3d_core.personalize.objective import loss_weight
+
+    masks = torch.zeros(2, 1, 1, 4)  # (K, V, h, w): component 0, component 1, then two background pixels
+    masks[0, 0, 0, 0] = 1
+    masks[1, 0, 0, 1] = 1
+    assert loss_weight(masks, [0]).tolist() == [[[1.0, 0.0, 0.0, 0.0]]]  # Break-a-Scene: only what is chosen
+    assert loss_weight(masks, [0], 1.0).tolist() == [[[1.0, 0.0, 1.0, 1.0]]]  # + the ground, not component 1
+    assert loss_weight(masks, [0, 1], 0.5).tolist() == [[[1.0, 1.0, 0.5, 0.5]]]

@@ -69,8 +69,9 @@ def test_resume_continues_the_same_run(tmp_path: Path) -> None:
     resumed_model = tiny_pixel_model(seed=7)  # a different init: everything must come from the checkpoint
     resumed = pretrain(resumed_model, squares(), config, checkpoint_dir=tmp_path)
     assert resumed.resumed_from_step == 2 and resumed.steps == 4
-    for a, b in zip(straight.unet.parameters(), resumed_model.unet.parameters(), strict=True):
-        assert torch.equal(a, b)
+    for module in ("unet", "text_encoder"):  # the frozen text encoder too comes from the checkpoint
+        for a, b in zip(getattr(straight, module).parameters(), getattr(resumed_model, module).parameters(), strict=True):
+            assert torch.equal(a, b)
     assert [s for s, _ in resumed.losses] == [1, 2, 3, 4]
 
     with pytest.raises(ValueError, match="other settings"):
