@@ -2,8 +2,8 @@
 
 Presets:
 - `tiny`: random tiny models on the CPU, small images and few steps: seconds per stage (tests). Edits are noise.
-- `world`: our own small model trained on the procedural parts world (shipped weights): real edits of objects
-  made of coloured primitives, minutes per asset on a CPU (the demo).
+- `world`: our own small model trained on the procedural parts world (shipped weights), for objects made of
+  coloured primitives, minutes per asset on a CPU (the demo); still too weakly trained for real edits.
 - `mvdream`: real MVDream weights from a local folder (`model.path`), the paper's reference settings.
 
 A config is validated as a whole before any stage runs (unknown keys are errors, not ignored).

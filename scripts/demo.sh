@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything into .venv, writes an example object of the procedural parts world that the shipped
-# `world` model never saw in training (a brown cylinder and a pink sphere), and turns the sphere green with
+# `world` model never saw in training (a brown cylinder and a pink sphere), and asks for the sphere in green with
 # the `world` preset. Extra arguments go to `dreamedit3d edit`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
