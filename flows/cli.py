@@ -25,8 +25,8 @@ else:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
-from flows.errors import UserError  # noqa: E402
-from flows.errors import one_line as _one_line  # noqa: E402
+from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError  # noqa: E402
+from flows.cli_common import one_line as _one_line  # noqa: E402
 
 app = typer.Typer(
     name="dreamedit3d",
@@ -36,11 +36,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DEFAULT_STORE = "./dreamedit3d-store"
-StoreOption = Annotated[
-    str, typer.Option("--store", envvar="DREAMEDIT3D_STORE", help="Artifact store: a folder or an fsspec URL.")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny, world or mvdream.")]
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)

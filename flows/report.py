@@ -6,10 +6,8 @@ from typing import Any
 
 from dreamedit3d_core.config import STAGES
 from storage import ArtifactStore
+from tasks.world import WORLD_ASSET_ID, WORLD_STAGES
 
-# The world model's own stages (tasks.world), under the pseudo-asset "world".
-WORLD_ASSET_ID = "world"
-WORLD_STAGES = ("world_dataset", "pretrain")
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:

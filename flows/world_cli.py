@@ -10,6 +10,8 @@ import numpy as np
 import typer
 import yaml
 
+from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption
+
 world_app = typer.Typer(
     name="world",
     help="The procedural parts world: render its dataset, train the `world` preset's model, write examples.",
@@ -25,7 +27,7 @@ WorldConfigOption = Annotated[
 
 
 def _sections(path: Path | None) -> dict[str, Any]:
-    from flows.errors import UserError
+    from flows.cli_common import UserError
 
     if path is None:
         return {}
@@ -43,7 +45,7 @@ def _sections(path: Path | None) -> dict[str, Any]:
 
 def _dataset_config(config: Path | None, **flags: Any) -> Any:
     from dreamedit3d_core.world import WorldDatasetConfig
-    from flows.errors import UserError, one_line
+    from flows.cli_common import UserError, one_line
 
     settings = {**_sections(config).get("dataset", {}), **{k: v for k, v in flags.items() if v is not None}}
     try:
@@ -59,22 +61,29 @@ def _server_note() -> None:
         typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
 
 
+def _dataset_ref(store: str, config: Path | None, **flags: Any) -> Any:
+    """The dataset stage's StageRef (rendered now unless committed), for `data` and `export-data`."""
+    from flows.train_world import train_world_model
+
+    dataset = _dataset_config(config, **flags)
+    _server_note()
+    (ref,) = train_world_model(store=store, dataset=dataset, training=None)
+    return ref
+
+
 @world_app.command("data")
 def data(
     objects: ObjectsOption = None,  # type: ignore[assignment]
     held_out: HeldOutOption = None,  # type: ignore[assignment]
     seed: WorldSeedOption = None,  # type: ignore[assignment]
     config: WorldConfigOption = None,
-    store: Annotated[str, typer.Option("--store", envvar="DREAMEDIT3D_STORE")] = "./dreamedit3d-store",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
 ) -> None:
     """Render the world's training and held-out objects (cached in the store)."""
     from flows.cli import _emit
-    from flows.train_world import train_world_model
 
-    dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
-    _server_note()
-    (ref,) = train_world_model(store=store, dataset=dataset, training=None)
+    ref = _dataset_ref(store, config, objects=objects, held_out=held_out, seed=seed)
     payload = {"stage": ref.stage, "status": ref.status, "key": ref.key, "artifacts": ref.artifacts}
     _emit(as_json, payload, f"world_dataset {ref.status} ({ref.seconds:.1f} s)\n  preview {ref.artifacts['world_preview']}")
 
@@ -91,13 +100,13 @@ def train(
         Optional[Path], typer.Option("--install", help="Also copy the trained model folder here (e.g. the shipped weights).")
     ] = None,
     config: WorldConfigOption = None,
-    store: Annotated[str, typer.Option("--store", envvar="DREAMEDIT3D_STORE")] = "./dreamedit3d-store",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
 ) -> None:
     """Render the dataset if needed, then train the world model from scratch (resumes after a kill)."""
     from dreamedit3d_core.pretrain import PretrainConfig
     from flows.cli import _emit
-    from flows.errors import UserError, one_line
+    from flows.cli_common import UserError, one_line
     from flows.train_world import install_model, train_world_model
 
     dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
@@ -124,18 +133,15 @@ def export_data(
     held_out: HeldOutOption = None,  # type: ignore[assignment]
     seed: WorldSeedOption = None,  # type: ignore[assignment]
     config: WorldConfigOption = None,
-    store: Annotated[str, typer.Option("--store", envvar="DREAMEDIT3D_STORE")] = "./dreamedit3d-store",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
 ) -> None:
     """Write the training split as one compressed .npz: train where only torch and diffusers are installed."""
     from flows.cli import _emit
-    from flows.train_world import train_world_model
     from tasks.stage import open_artifact
     from tasks.world import read_training_data
 
-    dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
-    _server_note()
-    (ref,) = train_world_model(store=store, dataset=dataset, training=None)
+    ref = _dataset_ref(store, config, objects=objects, held_out=held_out, seed=seed)
     train_data = read_training_data(ref, store)
     table = open_artifact(ref, store).table("objects").to_pydict()
     preview = [c for c, s in zip(table["canonical_caption"], table["split"], strict=True) if s == "held_out"][:8]
@@ -163,12 +169,12 @@ def example(
     out: Annotated[Path, typer.Argument(help="Where to write the GLB.")] = Path("examples/world_object.glb"),
     index: Annotated[int, typer.Option("--index", min=0, help="Which held-out object.")] = 0,
     seed: WorldSeedOption = 0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Write a held-out object of the world (never trained on) as a GLB, with its caption."""
     from dreamedit3d_core.world import WorldDatasetConfig, canonical_caption, sample_split, write_world_asset
     from flows.cli import _emit
-    from flows.errors import UserError
+    from flows.cli_common import UserError
 
     defaults = WorldDatasetConfig(seed=seed)
     if index >= defaults.held_out:

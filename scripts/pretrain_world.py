@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion, SampleConfig, sample_views  # noqa: E402
 from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig  # noqa: E402
-from dreamedit3d_core.mvdiffusion.vocabulary import PROMPT_WORDS  # noqa: E402
 from dreamedit3d_core.pretrain import PretrainConfig, PretrainData, pretrain  # noqa: E402
+from dreamedit3d_core.world import tokenizer_words  # noqa: E402
 
 
 def read_dataset(path: Path) -> tuple[PretrainData, list[str]]:
@@ -42,21 +42,15 @@ def read_dataset(path: Path) -> tuple[PretrainData, list[str]]:
     return data, preview
 
 
-def world_words(data: PretrainData) -> tuple[str, ...]:
-    """The tokenizer's words: the built-in prompt words plus every word of the captions."""
-    extra = sorted({w for row in data.captions for c in row for w in c.split()} - set(PROMPT_WORDS))
-    return (*PROMPT_WORDS, *extra)
-
-
-def build_model(data: PretrainData, seed: int, device: str) -> MultiViewDiffusion:
+def build_model(seed: int, device: str) -> MultiViewDiffusion:
     return MultiViewDiffusion.build_random(
-        MultiViewDiffusionConfig.world_small(), seed=seed, device=device, words=world_words(data)
+        MultiViewDiffusionConfig.world_small(), seed=seed, device=device, words=tokenizer_words()
     )
 
 
 def fitted_steps(data: PretrainData, config: PretrainConfig, args: argparse.Namespace) -> int:
     """Steps that fill `--fit-steps-to` seconds at the speed of 20 timed steps on a throw-away model."""
-    probe = build_model(data, args.seed + 1, args.device)
+    probe = build_model(args.seed + 1, args.device)
     timing = config.model_copy(update={"steps": 10**6, "log_every": 1})
     stamps: dict[int, float] = {}
     pretrain(probe, data, timing, stop_after=25, progress=lambda step, *_: stamps.setdefault(step, time.perf_counter()))
@@ -103,7 +97,7 @@ def main() -> None:
     config = PretrainConfig.model_validate(json.loads(args.config))
     if args.fit_steps_to is not None:
         config = config.model_copy(update={"steps": fitted_steps(data, config, args)})
-    model = build_model(data, args.seed, args.device)
+    model = build_model(args.seed, args.device)
     if args.init is not None:
         earlier = MultiViewDiffusion.from_pretrained(args.init)
         model.unet.load_state_dict(earlier.unet.state_dict())  # same architecture, or this raises

@@ -91,8 +91,8 @@ def evaluate(
         edited = render_mesh_file(glb, evaluation.camera_set(), evaluation, GLB_FRAME)
         # preserved: every component the prompt does not edit ("<asset0> and <asset1> in green" keeps <asset0>)
         phrases = edit_phrases(prompt)
-        named = [components["token"].index(token) for token in phrases if token in components["token"]]
-        keep = keep_masks(source.part_id, components["part_ids"], named)
+        edited_components = [components["token"].index(token) for token in phrases if token in components["token"]]
+        keep = keep_masks(source.part_id, components["part_ids"], edited_components)
         vertices, faces, _ = IngestedAsset.read(asset_dir).mesh_arrays()
         metrics = edit_metrics(
             cameras,
@@ -124,7 +124,7 @@ def evaluate(
                 ("turntable of the reconstructed mesh", open_artifact(mesh, store).local_path("preview").read_bytes()),
             ],
             metrics,
-            notes=[f"kept components: {[t for i, t in enumerate(components['token']) if i not in named]}"],
+            notes=[f"kept components: {[t for i, t in enumerate(components['token']) if i not in edited_components]}"],
         )
         writer.file("report", report.encode(), filename="report.html")
         return {"prompt": prompt, **metrics}

@@ -13,17 +13,16 @@ import torch
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion
 from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig
 from dreamedit3d_core.mvdiffusion.loading import resolve_device
-from dreamedit3d_core.mvdiffusion.vocabulary import PROMPT_WORDS
 from dreamedit3d_core.pretrain import PretrainConfig, PretrainData, pretrain
 from dreamedit3d_core.render import camera_table
 from dreamedit3d_core.world import (
-    WORLD_WORDS,
     WorldDatasetConfig,
     canonical_caption,
     caption,
     object_key,
     render_world,
     sample_split,
+    tokenizer_words,
 )
 from storage import ArtifactStore, ArtifactWriter
 from tasks.images import png_bytes
@@ -33,6 +32,7 @@ from tasks.stage import StagePlan, StageRef, open_artifact, run_stage, upstream_
 from tasks.tables import columns
 
 WORLD_ASSET_ID = "world"
+WORLD_STAGES = ("world_dataset", "pretrain")  # what `dreamedit3d status` lists for it
 DATASET_CODE_VERSION = "1"
 PRETRAIN_CODE_VERSION = "1"
 # How the renderer runs, not what it renders: left out of the artifact key.
@@ -97,10 +97,6 @@ def read_training_data(dataset: StageRef, store: str, split: str = "train") -> P
     return PretrainData(np.ascontiguousarray(images), [table["captions"][i] for i in chosen], cameras)
 
 
-def world_words() -> tuple[str, ...]:
-    return (*PROMPT_WORDS, *(w for w in WORLD_WORDS if w not in PROMPT_WORDS))
-
-
 def pretrain_plan(store: str, dataset: StageRef, config: PretrainConfig, seed: int, device: str) -> StagePlan:
     settings = {**config.model_dump(mode="json", exclude={"log_every", "checkpoint_every"}), "model_seed": seed}
     settings["model"] = MultiViewDiffusionConfig.world_small().model_dump(mode="json")
@@ -116,7 +112,7 @@ def pretrain_world_model(store: str, dataset: StageRef, config: PretrainConfig, 
     def compute(writer: ArtifactWriter) -> dict:
         data = read_training_data(dataset, store)
         model = MultiViewDiffusion.build_random(
-            MultiViewDiffusionConfig.world_small(), seed=seed, device=resolve_device(device), words=world_words()
+            MultiViewDiffusionConfig.world_small(), seed=seed, device=resolve_device(device), words=tokenizer_words()
         )
         with progress_lines("pretrain", every=0.02) as on_step:
             result = pretrain(model, data, config, checkpoint_dir=artifact_store.scratch_dir(stage_plan.key), progress=on_step)

@@ -8,7 +8,7 @@ renders thousands of them in few Blender processes, exactly as the pipeline sees
 """
 
 from dreamedit3d_core.world.assets import to_asset, world_asset, write_world_asset
-from dreamedit3d_core.world.captions import WORLD_WORDS, canonical_caption, caption
+from dreamedit3d_core.world.captions import WORLD_WORDS, canonical_caption, caption, tokenizer_words
 from dreamedit3d_core.world.config import COLOUR_WORDS, DEFAULT_COLOURS, SHAPES, WorldConfig, WorldDatasetConfig
 from dreamedit3d_core.world.objects import WorldObject, WorldPart, object_key, sample_object, sample_split
 from dreamedit3d_core.world.render import render_world
@@ -29,6 +29,7 @@ __all__ = [
     "sample_object",
     "sample_split",
     "to_asset",
+    "tokenizer_words",
     "world_asset",
     "write_world_asset",
 ]

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from dreamedit3d_core.mvdiffusion.vocabulary import PROMPT_WORDS
 from dreamedit3d_core.world.config import COLOUR_WORDS, SHAPES
 from dreamedit3d_core.world.objects import WorldObject, WorldPart
 
 # every word a caption can use; the tiny tokenizer is built from PROMPT_WORDS + WORLD_WORDS ("torus" is new)
 WORLD_WORDS: tuple[str, ...] = ("a", "photo", "of", "and", "in", *SHAPES, *COLOUR_WORDS)
+
+
+def tokenizer_words() -> tuple[str, ...]:
+    """The world model's vocabulary: the built-in prompt words, then the world's words they lack."""
+    return (*PROMPT_WORDS, *(w for w in WORLD_WORDS if w not in PROMPT_WORDS))
 
 
 def _phrase(part: WorldPart, colour_first: bool) -> str:
