@@ -10,9 +10,11 @@ attention alignment on (lambda = the preset's) or off (lambda = 0), phase 2 fine
 Measured on Blender renders of the reconstructed mesh from 8 cameras, against renders of the source:
   colour share   share of the edited part's pixels whose hue is the asked colour (before -> after the edit)
   kept PSNR      masked PSNR of the parts the prompt does not edit
+  no-edit PSNR   masked PSNR of every part for "a photo of <asset0> and <asset1>" (the asset given back)
   isolation      attention isolation per token after phase 1 and after phase 2 (share of each token's
                  cross-attention inside its own component's mask)
-Prints a table and writes it to benchmarks/results/world_edits.md.
+Prints a table and writes it to benchmarks/results/world_edits.md, with a picture per object (its source
+views and the sampled views of the edit under each setting) in benchmarks/results/world_edits/.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "world_edits.md"
+PICTURES = RESULTS.parent / "world_edits"  # object_NN.png: source views and each setting's edited views
 EDIT_COLOURS = ("green", "blue", "red", "yellow", "purple")
 SETTINGS = {  # name -> (attention alignment on, phase 2 on)
     "alignment on, phase 2 on (the method)": (True, True),
@@ -88,8 +91,14 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
             overrides["model"] = {"source": "world", "path": job["model"]}
         config = pipeline_config("world", overrides)
         started = time.perf_counter()
-        result = edit_asset(asset_path=str(glb), edits=[prompt], store=job["store"], config=config, seed=job["seed"])
-        refs = {ref.stage: ref for ref in result.stages}
+        # the edit, and the plain prompt of the learned tokens: does the personalised model give the asset back?
+        edits = [prompt, f"a photo of {tokens}"]
+        result = edit_asset(asset_path=str(glb), edits=edits, store=job["store"], config=config, seed=job["seed"])
+        refs = {ref.stage: ref for ref in result.stages if ref.stage not in ("sample", "reconstruct", "evaluate")}
+        evaluated = [ref for ref in result.stages if ref.stage == "evaluate"]  # one per edit, in order
+        sampled = [ref for ref in result.stages if ref.stage == "sample"]
+        assert len(evaluated) == len(sampled) == len(edits), result.stages
+        refs["evaluate"], refs["sample"] = evaluated[0], sampled[0]
         store = ArtifactStore(job["store"])
         isolation = {}
         for stage in ("invert", "finetune"):
@@ -97,6 +106,11 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
             after = [r for r in table if r["phase"].startswith("after")]
             isolation[stage] = statistics.fmean(r["attention_isolation"] for r in after) if after else None
         metrics = refs["evaluate"].metadata
+        pictures = {  # contact sheets the stages wrote: the source renders (colour row first), the sampled views
+            "source": str(store.get(refs["render"].key).local_path("preview")),
+            "views": str(store.get(refs["sample"].key).local_path("preview")),
+            "plain_views": str(store.get(sampled[1].key).local_path("preview")),
+        }
         rows.append(
             {
                 "object": index,
@@ -107,12 +121,36 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "share_before": metrics.get("edited_colour_share_before"),
                 "share_after": metrics.get("edited_colour_share"),
                 "kept_psnr": metrics.get("preserved_psnr"),
+                "reproduction_psnr": evaluated[1].metadata.get("preserved_psnr"),  # every part, no edit
                 "isolation_phase1": isolation["invert"],
                 "isolation_phase2": isolation["finetune"] if phase2 else None,
                 "seconds": time.perf_counter() - started,
+                **pictures,
             }
         )
     return rows
+
+
+def figure(rows: list[dict[str, Any]], path: Path) -> None:
+    """One object's picture: its source views, then the edit's sampled views under every setting, labelled."""
+    from PIL import Image, ImageDraw
+
+    source = Image.open(rows[0]["source"]).convert("RGB")
+    strips = [("source", source.crop((0, 0, source.width, source.width // 4)))]  # the colour row of the sheet
+    for row in rows:
+        strips.append((f"{row['setting'].split(' (')[0]}: no edit", Image.open(row["plain_views"]).convert("RGB")))
+        strips.append((f"{row['setting'].split(' (')[0]}: edit", Image.open(row["views"]).convert("RGB")))
+    label_width, width = 260, max(strip.width for _, strip in strips)
+    height = sum(strip.height for _, strip in strips)
+    sheet = Image.new("RGB", (label_width + width, height), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for label, strip in strips:
+        sheet.paste(strip, (label_width, y))
+        draw.text((4, y + strip.height // 2 - 6), label, fill="black")
+        y += strip.height
+    draw.text((4, 4), f"{rows[0]['edited part']} -> {rows[0]['colour']}", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
 def mean(values: list[float | None]) -> str:
@@ -122,21 +160,30 @@ def mean(values: list[float | None]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| setting | edited part has the colour (before -> after) | kept parts PSNR (dB) | isolation after phase 1 | isolation after phase 2 |",
-        "| --- | --- | --- | --- | --- |",
+        "| setting | edited part has the colour (before -> after) | kept parts PSNR (dB) | no-edit PSNR (dB) | isolation after phase 1 | isolation after phase 2 |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name in SETTINGS:
         chosen = [r for r in rows if r["setting"] == name]
         lines.append(
             f"| {name} | {mean([r['share_before'] for r in chosen])} -> {mean([r['share_after'] for r in chosen])} "
-            f"| {mean([r['kept_psnr'] for r in chosen])} | {mean([r['isolation_phase1'] for r in chosen])} "
+            f"| {mean([r['kept_psnr'] for r in chosen])} | {mean([r['reproduction_psnr'] for r in chosen])} "
+            f"| {mean([r['isolation_phase1'] for r in chosen])} "
             f"| {mean([r['isolation_phase2'] for r in chosen])} |"
         )
-    detail = ["", "| object | caption | edit | setting | colour share after | kept PSNR |", "| --- | --- | --- | --- | --- | --- |"]
+    detail = [
+        "",
+        "| object | caption | edit | setting | colour share after | kept PSNR | no-edit PSNR |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         share = "-" if r["share_after"] is None else f"{r['share_after']:.3f}"
         psnr = "-" if r["kept_psnr"] is None else f"{r['kept_psnr']:.2f}"
-        detail.append(f"| {r['object']} | {r['caption']} | {r['edited part']} -> {r['colour']} | {r['setting']} | {share} | {psnr} |")
+        plain = "-" if r["reproduction_psnr"] is None else f"{r['reproduction_psnr']:.2f}"
+        detail.append(
+            f"| {r['object']} | {r['caption']} | {r['edited part']} -> {r['colour']} | {r['setting']} "
+            f"| {share} | {psnr} | {plain} |"
+        )
     return "\n".join(lines + detail)
 
 
@@ -171,6 +218,8 @@ def main() -> None:
         else:
             for job in jobs:
                 rows += run_object(job)
+        for index in sorted({r["object"] for r in rows}):  # while the store (maybe temporary) is still there
+            figure([r for r in rows if r["object"] == index], PICTURES / f"object_{index:02d}.png")
     import torch
 
     from dreamedit3d_core.config import pipeline_config
