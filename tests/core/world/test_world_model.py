@@ -26,13 +26,16 @@ def test_samples_take_the_colour_the_caption_names() -> None:
     model = load_base_model(ModelConfig(source="world", device="cpu"))
     assert model.config.vae_kind == "pixel_unshuffle" and model.dtype == torch.float32
     cameras = torch.from_numpy(RenderConfig(image_size=64).camera_set().mvdream_vectors().astype(np.float32))
-    colours = ("red", "blue", "green")
-    prompts = [f"a photo of a cube in {colour}" for colour in colours]  # spheres lean red (see the README)
+    colours = ("red", "blue", "green", "yellow")
+    shapes = ("cube", "sphere", "cone")
+    prompts = [f"a photo of a {shape} in {colour}" for shape in shapes for colour in colours]
     config = SampleConfig(steps=20, guidance_scale=5.0, negative_prompt="")
-    views = sample_views(model, prompts, cameras, config, torch.Generator().manual_seed(0)).views  # (3, V, H, W, 3)
-    for colour, object_views in zip(colours, views, strict=True):
+    views = sample_views(model, prompts, cameras, config, torch.Generator().manual_seed(0)).views  # (12, V, H, W, 3)
+    for prompt, object_views in zip(prompts, views, strict=True):
+        colour = prompt.rsplit(" ", 1)[1]
         saturated = object_views.max(-1).astype(int) - object_views.min(-1) > 60  # the object, not the white ground
-        assert saturated.mean() > 0.05, f"{colour}: no object drawn"
+        assert saturated.mean() > 0.05, f"{prompt}: no object drawn"
         own = colour_share(object_views, saturated, colour)
         others = max(colour_share(object_views, saturated, c) for c in colours if c != colour)
-        assert own > 0.5 and own > 2 * others, (colour, own, others)
+        # measured with the shipped weights (2026-11-26): own 0.96-0.99, others at most 0.006
+        assert own > 0.7 and others < 0.1, (prompt, own, others)
