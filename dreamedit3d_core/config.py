@@ -76,8 +76,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the renders' white ground is supervised too (background_weight): without it the small model's
         # tokens learn to fill the whole frame
         "invert": {"steps": 150, "lr": 5e-3, "attention_resolution": 16, "background_weight": 1.0},
+        # phase 2 keeps the text encoder as pretraining left it (fixed there too): trained at this step size it
+        # drifts, and the views lose their cameras (every view the same). 300 steps give the asset back; 60 or
+        # 120 gave a blob of its colours (demo object, 2026-11-26)
         "finetune": {
-            "steps": 60, "lr": 5e-5, "attention_resolution": 16, "background_weight": 1.0, "checkpoint_every": 30,
+            "steps": 300, "lr": 1e-4, "train_text_encoder": False, "attention_resolution": 16,
+            "background_weight": 1.0, "checkpoint_every": 100,
         },
         "sample": {"steps": 50, "guidance_scale": 5.0, "negative_prompt": ""},
         "reconstruct": {"grid_resolution": 64},
