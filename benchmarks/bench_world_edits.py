@@ -13,6 +13,8 @@ Measured on Blender renders of the reconstructed mesh from 8 cameras, against re
   no-edit PSNR   masked PSNR of every part for "a photo of <asset0> and <asset1>" (the asset given back)
   isolation      attention isolation per token after phase 1 and after phase 2 (share of each token's
                  cross-attention inside its own component's mask)
+  no mesh        prompts whose sampled views had no common silhouette, so no mesh to measure (the means
+                 above leave them out)
 Prints a table and writes it to benchmarks/results/world_edits.md, with a picture per object (its source
 views and the sampled views of the edit under each setting) in benchmarks/results/world_edits/.
 """
@@ -91,25 +93,26 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
             overrides["model"] = {"source": "world", "path": job["model"]}
         config = pipeline_config("world", overrides)
         started = time.perf_counter()
-        # the edit, and the plain prompt of the learned tokens: does the personalised model give the asset back?
-        edits = [prompt, f"a photo of {tokens}"]
-        result = edit_asset(asset_path=str(glb), edits=edits, store=job["store"], config=config, seed=job["seed"])
-        refs = {ref.stage: ref for ref in result.stages if ref.stage not in ("sample", "reconstruct", "evaluate")}
-        evaluated = [ref for ref in result.stages if ref.stage == "evaluate"]  # one per edit, in order
-        sampled = [ref for ref in result.stages if ref.stage == "sample"]
-        assert len(evaluated) == len(sampled) == len(edits), result.stages
-        refs["evaluate"], refs["sample"] = evaluated[0], sampled[0]
+        # the edit, and the plain prompt of the learned tokens (does the personalised model give the asset
+        # back?), one run each: sampled views without a common silhouette give no mesh, and that is a result too
+        edit, plain = (
+            run_edit(edit_asset, glb, text, job, config) for text in (prompt, f"a photo of {tokens}")
+        )
+        refs = (edit or plain or {}).get("shared", {})
         store = ArtifactStore(job["store"])
         isolation = {}
         for stage in ("invert", "finetune"):
+            if stage not in refs:
+                isolation[stage] = None
+                continue
             table = store.get(refs[stage].key).table("attention_isolation").to_pylist()
             after = [r for r in table if r["phase"].startswith("after")]
             isolation[stage] = statistics.fmean(r["attention_isolation"] for r in after) if after else None
-        metrics = refs["evaluate"].metadata
+        metrics = edit["evaluate"].metadata if edit else {}
         pictures = {  # contact sheets the stages wrote: the source renders (colour row first), the sampled views
-            "source": str(store.get(refs["render"].key).local_path("preview")),
-            "views": str(store.get(refs["sample"].key).local_path("preview")),
-            "plain_views": str(store.get(sampled[1].key).local_path("preview")),
+            "source": str(store.get(refs["render"].key).local_path("preview")) if "render" in refs else None,
+            "views": str(store.get(edit["sample"].key).local_path("preview")) if edit else None,
+            "plain_views": str(store.get(plain["sample"].key).local_path("preview")) if plain else None,
         }
         rows.append(
             {
@@ -121,7 +124,8 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "share_before": metrics.get("edited_colour_share_before"),
                 "share_after": metrics.get("edited_colour_share"),
                 "kept_psnr": metrics.get("preserved_psnr"),
-                "reproduction_psnr": evaluated[1].metadata.get("preserved_psnr"),  # every part, no edit
+                "reproduction_psnr": plain["evaluate"].metadata.get("preserved_psnr") if plain else None,  # every part
+                "no_mesh": [what for what, run in (("edit", edit), ("no edit", plain)) if run is None],
                 "isolation_phase1": isolation["invert"],
                 "isolation_phase2": isolation["finetune"] if phase2 else None,
                 "seconds": time.perf_counter() - started,
@@ -131,15 +135,34 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_edit(edit_asset: Any, glb: Path, prompt: str, job: dict[str, Any], config: Any) -> dict[str, Any] | None:
+    """Every stage for one prompt: {"shared": refs of the per-asset stages, "sample"/"evaluate": this prompt's};
+    None when the sampled views could not be reconstructed (no common silhouette)."""
+    from dreamedit3d_core.reconstruct.surface import EmptyReconstructionError
+
+    try:
+        result = edit_asset(asset_path=str(glb), edits=[prompt], store=job["store"], config=config, seed=job["seed"])
+    except EmptyReconstructionError:
+        return None
+    refs = {ref.stage: ref for ref in result.stages}
+    return {"shared": refs, "sample": refs["sample"], "evaluate": refs["evaluate"]}
+
+
 def figure(rows: list[dict[str, Any]], path: Path) -> None:
     """One object's picture: its source views, then the edit's sampled views under every setting, labelled."""
     from PIL import Image, ImageDraw
 
-    source = Image.open(rows[0]["source"]).convert("RGB")
-    strips = [("source", source.crop((0, 0, source.width, source.width // 4)))]  # the colour row of the sheet
+    def strip(path: str | None, like: Image.Image) -> Image.Image:  # a blank one where no mesh came out
+        return Image.open(path).convert("RGB") if path else Image.new("RGB", like.size, "lightgrey")
+
+    source_path = next(row["source"] for row in rows if row["source"])
+    source = Image.open(source_path).convert("RGB")
+    source = source.crop((0, 0, source.width, source.width // 4))  # the colour row of the contact sheet
+    strips = [("source", source)]
     for row in rows:
-        strips.append((f"{row['setting'].split(' (')[0]}: no edit", Image.open(row["plain_views"]).convert("RGB")))
-        strips.append((f"{row['setting'].split(' (')[0]}: edit", Image.open(row["views"]).convert("RGB")))
+        setting = row["setting"].split(" (")[0]
+        strips.append((f"{setting}: no edit{' (no mesh)' * (row['plain_views'] is None)}", strip(row["plain_views"], source)))
+        strips.append((f"{setting}: edit{' (no mesh)' * (row['views'] is None)}", strip(row["views"], source)))
     label_width, width = 260, max(strip.width for _, strip in strips)
     height = sum(strip.height for _, strip in strips)
     sheet = Image.new("RGB", (label_width + width, height), "white")
@@ -153,6 +176,10 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     sheet.save(path)
 
 
+def number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def mean(values: list[float | None]) -> str:
     present = [v for v in values if v is not None]
     return f"{statistics.fmean(present):.3f}" if present else "-"
@@ -160,8 +187,8 @@ def mean(values: list[float | None]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| setting | edited part has the colour (before -> after) | kept parts PSNR (dB) | no-edit PSNR (dB) | isolation after phase 1 | isolation after phase 2 |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| setting | edited part has the colour (before -> after) | kept parts PSNR (dB) | no-edit PSNR (dB) | isolation after phase 1 | isolation after phase 2 | no mesh (edit / no edit) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in SETTINGS:
         chosen = [r for r in rows if r["setting"] == name]
@@ -169,7 +196,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {name} | {mean([r['share_before'] for r in chosen])} -> {mean([r['share_after'] for r in chosen])} "
             f"| {mean([r['kept_psnr'] for r in chosen])} | {mean([r['reproduction_psnr'] for r in chosen])} "
             f"| {mean([r['isolation_phase1'] for r in chosen])} "
-            f"| {mean([r['isolation_phase2'] for r in chosen])} |"
+            f"| {mean([r['isolation_phase2'] for r in chosen])} "
+            f"| {sum('edit' in r['no_mesh'] for r in chosen)} / {sum('no edit' in r['no_mesh'] for r in chosen)} |"
         )
     detail = [
         "",
@@ -177,9 +205,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        share = "-" if r["share_after"] is None else f"{r['share_after']:.3f}"
-        psnr = "-" if r["kept_psnr"] is None else f"{r['kept_psnr']:.2f}"
-        plain = "-" if r["reproduction_psnr"] is None else f"{r['reproduction_psnr']:.2f}"
+        share = "no mesh" if "edit" in r["no_mesh"] else number(r["share_after"], 3)
+        psnr = "no mesh" if "edit" in r["no_mesh"] else number(r["kept_psnr"], 2)
+        plain = "no mesh" if "no edit" in r["no_mesh"] else number(r["reproduction_psnr"], 2)
         detail.append(
             f"| {r['object']} | {r['caption']} | {r['edited part']} -> {r['colour']} | {r['setting']} "
             f"| {share} | {psnr} | {plain} |"
