@@ -16,7 +16,8 @@ Measured on Blender renders of the reconstructed mesh from 8 cameras, against re
   no mesh        prompts whose sampled views had no common silhouette, so no mesh to measure (the means
                  above leave them out)
 Prints a table and writes it to benchmarks/results/world_edits.md, with a picture per object (its source
-views and the sampled views of the edit under each setting) in benchmarks/results/world_edits/.
+views, then each setting's sampled views for the plain prompt and for the edit) in
+benchmarks/results/world_edits/.
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     """One object's picture: its source views, then the edit's sampled views under every setting, labelled."""
     from PIL import Image, ImageDraw
 
-    def strip(path: str | None, like: Image.Image) -> Image.Image:  # a blank one where no mesh came out
-        return Image.open(path).convert("RGB") if path else Image.new("RGB", like.size, "lightgrey")
+    def views_or_blank(views: str | None, like: Image.Image) -> Image.Image:  # blank where no mesh came out
+        return Image.open(views).convert("RGB") if views else Image.new("RGB", like.size, "lightgrey")
 
     source_path = next(row["source"] for row in rows if row["source"])
     source = Image.open(source_path).convert("RGB")
@@ -161,8 +162,8 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
     strips = [("source", source)]
     for row in rows:
         setting = row["setting"].split(" (")[0]
-        strips.append((f"{setting}: no edit{' (no mesh)' * (row['plain_views'] is None)}", strip(row["plain_views"], source)))
-        strips.append((f"{setting}: edit{' (no mesh)' * (row['views'] is None)}", strip(row["views"], source)))
+        strips.append((f"{setting}: no edit{' (no mesh)' * (row['plain_views'] is None)}", views_or_blank(row["plain_views"], source)))
+        strips.append((f"{setting}: edit{' (no mesh)' * (row['views'] is None)}", views_or_blank(row["views"], source)))
     label_width, width = 260, max(strip.width for _, strip in strips)
     height = sum(strip.height for _, strip in strips)
     sheet = Image.new("RGB", (label_width + width, height), "white")
