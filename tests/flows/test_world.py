@@ -78,3 +78,20 @@ def test_bad_settings_are_refused_before_any_work(tmp_path: Path) -> None:
     result = run_cli("world", "train", "--config", str(config), "--store", str(tmp_path / "s"), check=False)
     assert result.returncode == 2 and "invalid pretrain configuration" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_world_samples_draws_one_labelled_row_per_caption(tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "samples.png"
+    captions = ["a photo of a sphere in blue", "a photo of a cone in red"]
+    script = subprocess.run(
+        [sys.executable, "scripts/world_samples.py", str(out), *captions, "--steps", "2"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600,
+    )
+    assert script.returncode == 0, script.stderr
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    size = 64  # the shipped world model's views
+    assert picture.shape[0] == 2 * size and picture.shape[1] > 4 * size  # 2 rows of 4 views, a label column
+    label = picture[:, : picture.shape[1] - 4 * size]
+    assert (label < 128).any(axis=-1).any(), "the captions are written beside the views"
