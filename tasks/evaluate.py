@@ -20,7 +20,7 @@ from tasks.reconstruct import GLB_FRAME
 from tasks.stage import StagePlan, StageRef, open_artifact, run_stage, upstream_digests
 from tasks.tables import columns
 
-CODE_VERSION = "2"  # 2: preservation keeps named-but-unedited components; colour share of edited ones
+CODE_VERSION = "3"  # 3: a colour's hue window ends half-way to the next hue (brown is not red); 2: colour share
 SOURCE_PROMPT = "a photo of an object"  # what CLIP's directional similarity measures the edit from
 
 

@@ -1,8 +1,10 @@
 """Did the edited component take the colour the prompt asked for? Hue shares on rendered pixels.
 
-A pixel "has" a colour when its hue is within `tolerance` degrees of the colour's hue and it is saturated and
-bright enough for hue to mean something (shading and white highlights are not counted as any colour). The
-hues are those of the sRGB primaries and their usual neighbours; brown and grey have no hue of their own.
+A pixel "has" a colour when its hue is within `tolerance` degrees of the colour's hue, and nearer to it than
+half-way to the next named hue, and it is saturated and bright enough for hue to mean something (shading and
+white highlights are not counted as any colour). The hues are those of the sRGB primaries and their usual
+neighbours; brown and grey have no hue of their own. Brown is a dark orange (hue about 25 degrees), so the
+half-way bound counts it as orange, not red.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ COLOUR_HUES: dict[str, float] = {
     "purple": 280.0,
     "pink": 330.0,
 }
+
+
+SAME_HUE_DEGREES = 10.0  # gold and yellow (7 degrees apart) are one hue: neither bounds the other's window
+
+
+def hue_window(colour: str, tolerance: float) -> float:
+    """Half-width of `colour`'s hue window: `tolerance`, but no further than half-way to the nearest other hue
+    (red's window ends at 15 degrees, half-way to orange, so a brown at 25 degrees is not red)."""
+    hue = COLOUR_HUES[colour]
+    gaps = [abs((other - hue + 180.0) % 360.0 - 180.0) for other in COLOUR_HUES.values()]
+    return min([tolerance] + [gap / 2 for gap in gaps if gap > SAME_HUE_DEGREES])
 
 
 def prompt_colour(prompt_tail: str) -> str | None:
@@ -54,7 +67,7 @@ def colour_share(
     min_saturation: float = 0.25,
     min_value: float = 0.15,
 ) -> float | None:
-    """Share of the masked pixels of `rgb` (..., 3) uint8 whose hue is within `tolerance` of `colour`'s.
+    """Share of the masked pixels of `rgb` (..., 3) uint8 whose hue is within `colour`'s window (`hue_window`).
 
     None when the mask is empty (the component is not visible in these views).
     """
@@ -65,7 +78,7 @@ def colour_share(
         return None
     hue, saturation, value = hue_saturation_value(np.asarray(rgb)[..., :3])
     distance = np.abs((hue - COLOUR_HUES[colour] + 180.0) % 360.0 - 180.0)
-    hit = (distance <= tolerance) & (saturation >= min_saturation) & (value >= min_value)
+    hit = (distance <= hue_window(colour, tolerance)) & (saturation >= min_saturation) & (value >= min_value)
     return float(hit[mask].mean())
 
 

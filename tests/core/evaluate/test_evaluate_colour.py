@@ -29,6 +29,17 @@ def test_colour_share_counts_hues_not_shading() -> None:
         colour_share(image, mask, "teal")
 
 
+def test_brown_is_not_red_but_gold_is_yellow() -> None:
+    # the parts world's brown (0.50, 0.27, 0.10) lit and in shade: hue about 25 degrees, a dark orange
+    browns = np.array([[(128, 69, 26), (64, 35, 13)]], np.uint8)
+    mask = np.ones((1, 2), bool)
+    assert colour_share(browns, mask, "red") == 0.0
+    assert colour_share(browns, mask, "orange") == 1.0
+    yellow = np.array([[(245, 219, 20)]], np.uint8)  # the world's yellow, hue 53
+    assert colour_share(yellow, np.ones((1, 1), bool), "gold") == 1.0
+    assert colour_share(yellow, np.ones((1, 1), bool), "yellow") == 1.0
+
+
 def test_edit_colour_metrics_look_only_at_the_edited_component() -> None:
     part_id = np.array([[[0, 0, 1, 1, -1]]])  # (V=1, H=1, W=5): component 0 = part 0, component 1 = part 1
     source = np.array([[[RED, RED, BLUE, BLUE, WHITE]]], np.uint8)
