@@ -2,11 +2,13 @@
 
     python benchmarks/bench_world_edits.py                    # 4 held-out objects, all four settings
     python benchmarks/bench_world_edits.py --objects 8 --workers 2
+    python benchmarks/bench_world_edits.py --all-settings     # and phase 2 as LoRA adapters
 
 For each held-out object of the procedural parts world (never trained on) with 2 or 3 parts, the whole
 pipeline runs with the `world` preset (shipped weights unless `--model`), and one edit recolours the last
 part: "a photo of <asset0> and <asset1> in green" (a colour no part has). Four settings:
 attention alignment on (lambda = the preset's) or off (lambda = 0), phase 2 fine-tuning on or off (0 steps).
+A fifth, not the paper's recipe, trains rank-8 LoRA adapters in phase 2 instead of every UNet weight.
 Measured on Blender renders of the reconstructed mesh from 8 cameras, against renders of the source:
   colour share   share of the edited part's pixels whose hue is the asked colour (before -> after the edit)
   kept PSNR      masked PSNR of the parts the prompt does not edit
@@ -34,15 +36,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dreamedit3d_core.config import merge  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "world_edits.md"
 PICTURES = RESULTS.parent / "world_edits"  # object_NN.png: source views and each setting's edited views
 EDIT_COLOURS = ("green", "blue", "red", "yellow", "purple")
-SETTINGS = {  # name -> (attention alignment on, phase 2 on)
-    "alignment on, phase 2 on (the method)": (True, True),
-    "alignment off, phase 2 on": (False, True),
-    "alignment on, phase 2 off": (True, False),
-    "alignment off, phase 2 off": (False, False),
+NO_ALIGNMENT = {"invert": {"attention_weight": 0.0}, "finetune": {"attention_weight": 0.0}}
+NO_PHASE2 = {"finetune": {"steps": 0}}
+SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {  # --settings name -> (the table's label, preset overrides)
+    "method": ("alignment on, phase 2 on (the method)", {}),
+    "no-alignment": ("alignment off, phase 2 on", NO_ALIGNMENT),
+    "no-phase2": ("alignment on, phase 2 off", NO_PHASE2),
+    "neither": ("alignment off, phase 2 off", merge(NO_ALIGNMENT, NO_PHASE2)),
+    # not the paper's recipe: phase 2 trains rank-8 LoRA adapters (peft) instead of every UNet weight
+    "lora": ("alignment on, phase 2 as LoRA rank 8", {"finetune": {"lora_rank": 8, "lora_lr": 1e-3}}),
 }
+DEFAULT_SETTINGS = ["method", "no-alignment", "no-phase2", "neither"]  # the four
 
 
 def choose_objects(count: int, seed: int) -> list[tuple[int, Any, str]]:
@@ -79,17 +88,15 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
     tokens = " and ".join(f"<asset{i}>" for i in range(len(obj.parts)))
     prompt = f"a photo of {tokens} in {colour}"
     rows = []
-    for name, (alignment, phase2) in SETTINGS.items():
+    for setting in job["settings"]:
+        name, setting_overrides = SETTINGS[setting]
         overrides: dict[str, Any] = {}
         if job["invert_steps"] is not None:
             overrides["invert"] = {"steps": job["invert_steps"]}
         if job["finetune_steps"] is not None:
             overrides["finetune"] = {"steps": job["finetune_steps"]}
-        if not alignment:
-            for phase in ("invert", "finetune"):
-                overrides.setdefault(phase, {})["attention_weight"] = 0.0
-        if not phase2:
-            overrides.setdefault("finetune", {})["steps"] = 0
+        overrides = merge(overrides, setting_overrides)
+        phase2 = overrides.get("finetune", {}).get("steps") != 0
         if job["model"]:
             overrides["model"] = {"source": "world", "path": job["model"]}
         config = pipeline_config("world", overrides)
@@ -164,7 +171,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
         setting = row["setting"].split(" (")[0]
         strips.append((f"{setting}: no edit{' (no mesh)' * (row['plain_views'] is None)}", views_or_blank(row["plain_views"], source)))
         strips.append((f"{setting}: edit{' (no mesh)' * (row['views'] is None)}", views_or_blank(row["views"], source)))
-    label_width, width = 260, max(strip.width for _, strip in strips)
+    label_width, width = 300, max(strip.width for _, strip in strips)
     height = sum(strip.height for _, strip in strips)
     sheet = Image.new("RGB", (label_width + width, height), "white")
     draw, y = ImageDraw.Draw(sheet), 0
@@ -191,7 +198,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| setting | edited part has the colour (before -> after) | kept parts PSNR (dB) | no-edit PSNR (dB) | isolation after phase 1 | isolation after phase 2 | no mesh (edit / no edit) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in SETTINGS:
+    for name in dict.fromkeys(r["setting"] for r in rows):
         chosen = [r for r in rows if r["setting"] == name]
         lines.append(
             f"| {name} | {mean([r['share_before'] for r in chosen])} -> {mean([r['share_after'] for r in chosen])} "
@@ -225,7 +232,13 @@ def main() -> None:
     parser.add_argument("--invert-steps", type=int, default=None, help="override the preset's phase 1 steps")
     parser.add_argument("--finetune-steps", type=int, default=None, help="override the preset's phase 2 steps")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled views")
+    parser.add_argument(
+        "--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS),
+        help="settings to run (default: the issue's four; lora trains LoRA adapters in phase 2)",
+    )
+    parser.add_argument("--all-settings", action="store_true", help="run every setting, the LoRA one too")
     args = parser.parse_args()
+    settings = list(SETTINGS) if args.all_settings else args.settings
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dreamedit3d-world-bench-") as tmp:
@@ -234,6 +247,7 @@ def main() -> None:
             {
                 "index": index, "object": obj, "colour": colour, "work": tmp, "store": store, "seed": args.seed,
                 "model": args.model, "invert_steps": args.invert_steps, "finetune_steps": args.finetune_steps,
+                "settings": settings,
             }
             for index, obj, colour in choose_objects(args.objects, seed=0)
         ]
