@@ -43,6 +43,20 @@ PICTURES = RESULTS.parent / "world_edits"  # object_NN.png: source views and eac
 EDIT_COLOURS = ("green", "blue", "red", "yellow", "purple")
 NO_ALIGNMENT = {"invert": {"attention_weight": 0.0}, "finetune": {"attention_weight": 0.0}}
 NO_PHASE2 = {"finetune": {"steps": 0}}
+
+
+def world_prior_prompts(count: int = 16, seed: int = 1) -> list[str]:
+    """Captions of `count` random parts-world objects (not the held-out ones): class prompts that keep phase 2
+    from forgetting what colour words do."""
+    import numpy as np
+
+    from dreamedit3d_core.world import caption, sample_split
+
+    objects, _ = sample_split(count, 0, seed)
+    rng = np.random.default_rng(seed)
+    return [caption(obj, rng) for obj in objects]
+
+
 SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {  # --settings name -> (the table's label, preset overrides)
     "method": ("alignment on, phase 2 on (the method)", {}),
     "no-alignment": ("alignment off, phase 2 on", NO_ALIGNMENT),
@@ -50,6 +64,11 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {  # --settings name -> (the t
     "neither": ("alignment off, phase 2 off", merge(NO_ALIGNMENT, NO_PHASE2)),
     # not the paper's recipe: phase 2 trains rank-8 LoRA adapters (peft) instead of every UNet weight
     "lora": ("alignment on, phase 2 as LoRA rank 8", {"finetune": {"lora_rank": 8, "lora_lr": 1e-3}}),
+    # not the paper's recipe: DreamBooth's prior preservation, with the base model's samples of 16 world captions
+    "prior": (
+        "alignment on, phase 2 with prior preservation",
+        {"finetune": {"prior_preservation": True, "prior_prompt": world_prior_prompts(), "prior_images": 16}},
+    ),
 }
 DEFAULT_SETTINGS = ["method", "no-alignment", "no-phase2", "neither"]  # the issue's four
 

@@ -98,7 +98,9 @@ class FinetuneConfig(TrainingConfig):
     use_8bit_adam: bool = False  # bitsandbytes' AdamW8bit, CUDA only
 
     prior_preservation: bool = False
-    prior_prompt: str = "a photo of an object"
+    # the class prompt, or several: class sample i is made from prompt i % len(prompts), and each step's prior
+    # object is drawn with the prompt it was made from
+    prior_prompt: str | tuple[str, ...] = "a photo of an object"
     prior_weight: float = Field(1.0, ge=0)
     prior_images: int = Field(2, ge=1)  # 4-view class samples made by the base model before training
     prior_sample_steps: int = Field(50, ge=1)
@@ -111,7 +113,14 @@ class FinetuneConfig(TrainingConfig):
             raise ValueError("train_token_embeddings needs train_text_encoder")
         if self.train_token_embeddings and self.lora_rank is not None:
             raise ValueError("train_token_embeddings cannot be combined with LoRA (adapters do not touch embeddings)")
+        if not self.prior_prompts or not all(p.strip() for p in self.prior_prompts):
+            raise ValueError("prior_prompt must be a non-empty prompt or a non-empty list of them")
         return self
+
+    @property
+    def prior_prompts(self) -> tuple[str, ...]:
+        """The class prompts as a tuple (one when `prior_prompt` is a single string)."""
+        return (self.prior_prompt,) if isinstance(self.prior_prompt, str) else tuple(self.prior_prompt)
 
     @classmethod
     def tiny(cls, **overrides: object) -> FinetuneConfig:

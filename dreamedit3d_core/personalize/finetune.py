@@ -153,15 +153,16 @@ def make_prior(
     model: MultiViewDiffusion, data: TrainingData, config: FinetuneConfig, checkpoint: Checkpoint | None
 ) -> PriorSet:
     """Class samples of the base model (before any fine-tuning step), as latents; a checkpoint keeps them."""
+    prompts = [config.prior_prompts[i % len(config.prior_prompts)] for i in range(config.prior_images)]
     if checkpoint is not None and "prior_latents" in checkpoint.extras:
         latents = checkpoint.extras["prior_latents"].to(model.device)
-        return PriorSet(latents=latents, prompt=config.prior_prompt, weight=config.prior_weight)
+        return PriorSet(latents=latents, prompts=tuple(prompts), weight=config.prior_weight)
     generator = torch.Generator().manual_seed(config.seed + 2)
     sample_config = SampleConfig(steps=config.prior_sample_steps)
-    output = sample_views(model, [config.prior_prompt] * config.prior_images, data.cameras, sample_config, generator)
+    output = sample_views(model, prompts, data.cameras, sample_config, generator)
     return PriorSet(
         latents=output.latents.to(model.device),  # (E, V, C, h, w)
-        prompt=config.prior_prompt,
+        prompts=tuple(prompts),
         weight=config.prior_weight,
     )
 

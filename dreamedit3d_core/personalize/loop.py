@@ -26,14 +26,14 @@ class PriorSet:
     """Class samples of the base model for prior preservation."""
 
     latents: torch.Tensor  # (E, V, C, h, w)
-    prompt: str  # the class prompt the samples were made from
+    prompts: tuple[str, ...]  # (E,): the class prompt each sample was made from
     weight: float
 
     def draw(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, str, float]:
         index = int(torch.randint(0, self.latents.shape[0], (1,), generator=generator))
         latents = self.latents[index]  # (V, C, h, w)
         noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents.device)
-        return latents, noise, self.prompt, self.weight
+        return latents, noise, self.prompts[index], self.weight
 
 
 def synchronize(device: torch.device) -> None:

@@ -167,3 +167,28 @@ def test_prior_preservation_token_training_and_memory_options() -> None:
         finetune_model(tiny_model(), data, TOKENS, FinetuneConfig.tiny())
     with pytest.raises(ValueError, match=r"torch.bfloat16 weights; training needs float32 weights"):
         finetune_model(_model_with_tokens().to(dtype=torch.bfloat16), data, TOKENS, FinetuneConfig.tiny())
+
+
+def test_prior_preservation_with_several_class_prompts() -> None:
+    """Class samples cycle through the prompts, and every drawn sample comes with the prompt it was made from."""
+    from dreamedit3d_core.personalize.finetune import make_prior
+    from dreamedit3d_core.personalize.loop import PriorSet
+
+    model = _model_with_tokens()
+    prompts = ("a photo of a red cube", "a photo of a blue sphere")
+    config = FinetuneConfig.tiny(prior_preservation=True, prior_prompt=list(prompts), prior_images=3)
+    prior = make_prior(model, _data(model), config, None)
+    assert prior.prompts == (prompts[0], prompts[1], prompts[0])
+    assert prior.latents.shape[0] == 3
+    assert not torch.equal(prior.latents[0], prior.latents[1])  # different prompts, different samples
+
+    marked = PriorSet(latents=torch.arange(3.0).view(3, 1, 1, 1, 1), prompts=("a", "b", "c"), weight=1.0)
+    g = torch.Generator().manual_seed(0)
+    draws = [marked.draw(g) for _ in range(30)]
+    assert {prompt for _, _, prompt, _ in draws} == {"a", "b", "c"}
+    assert all("abc"[int(latents.item())] == prompt for latents, _, prompt, _ in draws)
+
+    result = finetune_model(model, _data(model), TOKENS, config.model_copy(update={"steps": 2}))
+    assert all(row["prior_loss"] > 0 for row in result.log)
+    with pytest.raises(ValueError, match="prior_prompt must be a non-empty prompt"):
+        FinetuneConfig(prior_prompt=[])
