@@ -82,6 +82,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "finetune": {
             "steps": 300, "lr": 1e-4, "train_text_encoder": False, "attention_resolution": 16,
             "background_weight": 1.0, "checkpoint_every": 100,
+            # class samples for prior preservation (off here), drawn as the sample stage below draws edits
+            "prior_guidance_scale": 5.0, "prior_negative_prompt": "",
         },
         "sample": {"steps": 50, "guidance_scale": 5.0, "negative_prompt": ""},
         "reconstruct": {"grid_resolution": 64},

@@ -10,7 +10,7 @@ from dreamedit3d_core.evaluate.edit_inputs import isolation_summary, keep_masks
 from dreamedit3d_core.evaluate.report import html_report
 from dreamedit3d_core.geometry.cameras import CameraSet, orbit_cameras
 from dreamedit3d_core.ingest import IngestedAsset
-from dreamedit3d_core.evaluate.colour import edit_colour_metrics
+from dreamedit3d_core.evaluate.colour import component_colour_shares, edit_colour_metrics, main_colours
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
 from dreamedit3d_core.reconstruct import ReconstructedMesh
 from dreamedit3d_core.render import RenderConfig, render_mesh_file, render_views
@@ -20,7 +20,9 @@ from tasks.reconstruct import GLB_FRAME
 from tasks.stage import StagePlan, StageRef, open_artifact, run_stage, upstream_digests
 from tasks.tables import columns
 
-CODE_VERSION = "3"  # 3: a colour's hue window ends half-way to the next hue (brown is not red); 2: colour share
+# 4: a component_colours table (every hue, every component); 3: a colour's hue window ends half-way to the
+# next hue (brown is not red); 2: colour share
+CODE_VERSION = "4"
 SOURCE_PROMPT = "a photo of an object"  # what CLIP's directional similarity measures the edit from
 
 
@@ -114,6 +116,10 @@ def evaluate(
         for phase_ref, item in ((tokens, "attention_isolation"), (model, "attention_isolation")):
             metrics.update(isolation_summary(open_artifact(phase_ref, store).table(item).to_pylist()))
         writer.table("metrics", columns([{"asset_id": views.asset_id, "prompt": prompt, **metrics}]))
+        colour_rows = component_colour_shares(
+            source.part_id, source.rgb_white, edited.rgba, components["part_ids"], components["token"]
+        )
+        writer.table("component_colours", columns(colour_rows))
         report = html_report(
             f"{views.asset_id}: {prompt}",
             [
@@ -124,9 +130,12 @@ def evaluate(
                 ("turntable of the reconstructed mesh", open_artifact(mesh, store).local_path("preview").read_bytes()),
             ],
             metrics,
-            notes=[f"kept components: {[t for i, t in enumerate(components['token']) if i not in edited_components]}"],
+            notes=[
+                f"kept components: {[t for i, t in enumerate(components['token']) if i not in edited_components]}",
+                *(f"{token} main colour, source -> result: {change}" for token, change in main_colours(colour_rows).items()),
+            ],
         )
         writer.file("report", report.encode(), filename="report.html")
         return {"prompt": prompt, **metrics}
 
-    return run_stage(stage_plan, compute, items={"metrics": "metrics", "report": "report"})
+    return run_stage(stage_plan, compute, items={"metrics": "metrics", "component_colours": "component_colours", "report": "report"})

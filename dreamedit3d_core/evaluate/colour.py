@@ -117,3 +117,49 @@ def edit_colour_metrics(
         "edited_colour_share": float(np.mean(after)),
         "edited_colour_share_before": float(np.mean(before)),
     }
+
+
+def component_colour_shares(
+    source_part_id: np.ndarray,
+    source_rgb: np.ndarray,
+    result_rgba: np.ndarray,
+    component_parts: Sequence[Sequence[int]],
+    tokens: Sequence[str],
+) -> list[dict[str, float | str | None]]:
+    """Every component's share of every named hue, in the source and on the result: one row per (token,
+    colour) with `source_share` and `result_share` (None where the result does not cover the component).
+
+    The same pixels as `edit_colour_metrics` (source part ids, where the result covers them), so a prompt
+    without colour words can be read against an edit's colour: "was the part already green without the edit?"
+    """
+    covered = np.asarray(result_rgba)[..., 3] >= 128
+    rgb = np.asarray(result_rgba)[..., :3]
+    names = [name for name in COLOUR_HUES if name != "golden"]  # "golden" is gold's other word
+    rows: list[dict[str, float | str | None]] = []
+    for token, parts in zip(tokens, component_parts, strict=True):
+        mask = np.isin(source_part_id, np.asarray(parts).astype(source_part_id.dtype)) & covered
+        for name in names:
+            rows.append(
+                {
+                    "token": token,
+                    "colour": name,
+                    "source_share": colour_share(source_rgb, mask, name),
+                    "result_share": colour_share(rgb, mask, name),
+                }
+            )
+    return rows
+
+
+def main_colours(rows: Sequence[Mapping[str, float | str | None]]) -> dict[str, str]:
+    """"<asset1>": "pink 0.81 -> green 0.64": each component's most common hue in the source and on the result
+    (rows of `component_colour_shares`)."""
+
+    def top(token: str, key: str) -> str:
+        shares = [(r[key], r["colour"]) for r in rows if r["token"] == token and r[key] is not None]
+        if not shares:
+            return "not covered"
+        share, colour = max(shares)
+        return f"{colour} {share:.2f}" if share > 0 else "no hue"
+
+    tokens = list(dict.fromkeys(str(r["token"]) for r in rows))
+    return {token: f"{top(token, 'source_share')} -> {top(token, 'result_share')}" for token in tokens}

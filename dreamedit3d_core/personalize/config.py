@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dreamedit3d_core.mvdiffusion.sampling import DEFAULT_NEGATIVE_PROMPT
+
 MixedPrecision = Literal["auto", "no", "bf16"]
 MaskedMean = Literal["image", "mask"]
 
@@ -104,6 +106,9 @@ class FinetuneConfig(TrainingConfig):
     prior_weight: float = Field(1.0, ge=0)
     prior_images: int = Field(2, ge=1)  # 4-view class samples made by the base model before training
     prior_sample_steps: int = Field(50, ge=1)
+    # how the class samples are drawn: as the sample stage draws edits (the world preset sets its own)
+    prior_guidance_scale: float = Field(7.5, ge=0)
+    prior_negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
 
     checkpoint_every: int = Field(50, ge=1)
 

@@ -158,7 +158,11 @@ def make_prior(
         latents = checkpoint.extras["prior_latents"].to(model.device)
         return PriorSet(latents=latents, prompts=tuple(prompts), weight=config.prior_weight)
     generator = torch.Generator().manual_seed(config.seed + 2)
-    sample_config = SampleConfig(steps=config.prior_sample_steps)
+    sample_config = SampleConfig(
+        steps=config.prior_sample_steps,
+        guidance_scale=config.prior_guidance_scale,
+        negative_prompt=config.prior_negative_prompt,
+    )
     output = sample_views(model, prompts, data.cameras, sample_config, generator)
     return PriorSet(
         latents=output.latents.to(model.device),  # (E, V, C, h, w)

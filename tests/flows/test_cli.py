@@ -72,6 +72,9 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     assert json.loads(validation.stdout)["numErrors"] == 0
     metrics = ArtifactStore(str(store)).get(first["stages"][-1]["key"]).table("metrics").to_pylist()
     assert metrics[0]["prompt"] == edit["prompt"] and metrics[0]["clip_status"] == "not computed: no CLIP weights"
+    colours = ArtifactStore(str(store)).get(first["stages"][-1]["key"]).table("component_colours").to_pylist()
+    assert {row["token"] for row in colours} == {f"<asset{i}>" for i in range(6)}  # every component, every hue
+    assert len(colours) == 6 * 9 and all(0 <= (row["source_share"] or 0) <= 1 for row in colours)
     assert "<html" in Path(urlparse(edit["report"]).path).read_text()
     assert Path(urlparse(edit["preview"]).path).read_bytes().startswith(b"\x89PNG")
 

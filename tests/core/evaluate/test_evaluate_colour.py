@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dreamedit3d_core.evaluate.colour import colour_share, edit_colour_metrics, prompt_colour
+from dreamedit3d_core.evaluate.colour import (
+    colour_share,
+    component_colour_shares,
+    edit_colour_metrics,
+    main_colours,
+    prompt_colour,
+)
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, edited_tokens
 
 RED, GREEN, BLUE, WHITE = (200, 30, 30), (30, 170, 40), (40, 60, 220), (250, 250, 250)
@@ -51,3 +57,19 @@ def test_edit_colour_metrics_look_only_at_the_edited_component() -> None:
     )
     assert metrics == {"edit_colour": "green", "edited_colour_share": 0.5, "edited_colour_share_before": 0.0}
     assert edit_colour_metrics(part_id, source, np.concatenate([edited, alpha], -1), [[0], [1]], ["<asset0>", "<asset1>"], {}) == {}
+
+
+def test_component_colour_shares_read_a_plain_prompt_against_an_edit_colour() -> None:
+    """Every component, every hue, on the same pixels as the edit metric: the plain prompt's result can say
+    whether a part was already the edit's colour."""
+    part_id = np.array([[[0, 0, 1, 1, 1, -1]]])
+    source = np.array([[[RED, RED, BLUE, BLUE, BLUE, WHITE]]], np.uint8)
+    result = np.array([[[RED, BLUE, GREEN, GREEN, BLUE, WHITE]]], np.uint8)
+    alpha = np.array([[[255, 255, 255, 255, 0, 0]]], np.uint8)[..., None]  # the result misses the last blue pixel
+    rows = component_colour_shares(part_id, source, np.concatenate([result, alpha], -1), [[0], [1]], ["<asset0>", "<asset1>"])
+    share = {(r["token"], r["colour"]): (r["source_share"], r["result_share"]) for r in rows}
+    assert share[("<asset1>", "green")] == (0.0, 1.0)  # only the covered pixels count
+    assert share[("<asset1>", "blue")] == (1.0, 0.0)
+    assert share[("<asset0>", "red")] == (1.0, 0.5) and share[("<asset0>", "blue")] == (0.0, 0.5)
+    assert ("<asset0>", "golden") not in share  # gold's other word is not a second row
+    assert main_colours(rows) == {"<asset0>": "red 1.00 -> red 0.50", "<asset1>": "blue 1.00 -> green 1.00"}

@@ -192,3 +192,26 @@ def test_prior_preservation_with_several_class_prompts() -> None:
     assert all(row["prior_loss"] > 0 for row in result.log)
     with pytest.raises(ValueError, match="prior_prompt must be a non-empty prompt"):
         FinetuneConfig(prior_prompt=[])
+
+
+def test_class_samples_are_drawn_with_the_configured_guidance_and_negative_prompt() -> None:
+    """At guidance 0 a class sample is the negative prompt's alone: the class prompt no longer matters, the
+    negative prompt does (so a preset's sampling settings reach prior preservation)."""
+    from dreamedit3d_core.personalize.finetune import make_prior
+
+    model = _model_with_tokens()
+    data = _data(model)
+
+    def latents(**settings: object) -> torch.Tensor:
+        config = FinetuneConfig.tiny(prior_preservation=True, prior_images=1, **settings)
+        return make_prior(model, data, config, None).latents
+
+    unguided = {"prior_guidance_scale": 0.0, "prior_negative_prompt": "a photo of a chair"}
+    assert torch.equal(latents(prior_prompt="a photo of a dog", **unguided), latents(prior_prompt="a photo of a cat", **unguided))
+    assert not torch.equal(
+        latents(prior_prompt="a photo of a dog", **unguided),
+        latents(prior_prompt="a photo of a dog", prior_guidance_scale=0.0, prior_negative_prompt="a photo of a table"),
+    )
+    assert not torch.equal(
+        latents(prior_prompt="a photo of a dog", prior_guidance_scale=5.0), latents(prior_prompt="a photo of a cat", prior_guidance_scale=5.0)
+    )
