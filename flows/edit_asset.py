@@ -118,7 +118,8 @@ def edit_asset(
     for prompt in edits:
         edit = EditConfig(prompt=prompt, seed=seed)
         views = stage(
-            sample, store=store, renders=renders, model=model, model_config=config.model, edit=edit, config=config.sample
+            sample, store=store, renders=renders, model=model, model_config=config.model, edit=edit, config=config.sample,
+            masks=masks,
         )
         if until == "sample":
             continue

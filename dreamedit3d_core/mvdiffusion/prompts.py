@@ -44,3 +44,21 @@ def edit_phrases(prompt: str) -> dict[str, str]:
 def edited_tokens(prompt: str) -> list[str]:
     """The tokens an edit changes, in order (see `edit_phrases`)."""
     return list(edit_phrases(prompt))
+
+
+def plain_prompt(prompt: str) -> str:
+    """The prompt without its edit words: "a photo of <asset0> and <asset1> in green" -> "a photo of <asset0>
+    and <asset1>"; an edited token's words up to the next token become " and " (nothing after the last)."""
+    phrases = edit_phrases(prompt)
+    matches = list(TOKEN_PATTERN.finditer(prompt))
+    pieces, cursor = [], 0
+    for i, match in enumerate(matches):
+        pieces.append(prompt[cursor : match.end()])
+        cursor = match.end()
+        if match.group() in phrases and prompt[match.end() :].strip():
+            last = i + 1 == len(matches)
+            cursor = len(prompt) if last else matches[i + 1].start()
+            if not last:
+                pieces.append(" and ")
+    pieces.append(prompt[cursor:])
+    return "".join(pieces).strip()

@@ -15,7 +15,9 @@ from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.mvdiffusion.local_edit import LocalEdit
 from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion
+from dreamedit3d_core.mvdiffusion.prompts import plain_prompt
 
 DEFAULT_NEGATIVE_PROMPT = (
     "ugly, blurry, pixelated obscure, unnatural colors, poor lighting, dull, unclear, cropped, lowres, "
@@ -33,6 +35,11 @@ class SampleConfig(BaseModel):
     eta: float = Field(0.0, ge=0.0)
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     prompt_suffix: str = ""  # MVDream's own demo appends ", 3d asset"
+    # not the paper's recipe: change only the edited component (`local_edit.py`): outside its masks (grown by
+    # `local_edit_grow` latent cells) the views are the plain prompt's, from the same noise. The sample stage
+    # passes the masks; sampling costs a second branch (twice the batch).
+    local_edit: bool = False
+    local_edit_grow: int = Field(1, ge=0)
 
 
 class SamplingCancelled(RuntimeError):
@@ -43,6 +50,7 @@ class SamplingCancelled(RuntimeError):
 class SampleOutput:
     views: np.ndarray  # (E, V, H, W, 3) uint8
     latents: torch.Tensor  # (E, V, C, h, w) float32, on the CPU
+    edit_masks: np.ndarray | None = None  # (E, V, h, w) bool with edit regions: where the edit branch was kept
 
 
 def images_to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -70,41 +78,64 @@ def sample_views(
     generator: torch.Generator,
     on_step: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    edit_regions: np.ndarray | None = None,
 ) -> SampleOutput:
-    """E prompts x V views. `on_step(step, total)` after each step; `should_cancel()` before each step."""
+    """E prompts x V views. `on_step(step, total)` after each step; `should_cancel()` before each step.
+
+    With `config.local_edit`, `edit_regions` (E, V, H, W) bool says where each prompt may change the views
+    (`local_edit.edit_region`); everywhere else they are those of the prompt without its edit words.
+    """
     check_inputs(model, prompts, cameras)
     num_prompts, views, device = len(prompts), model.num_views, model.device
+    if config.local_edit != (edit_regions is not None):
+        raise ValueError("edit_regions (one mask per prompt and view) go with local_edit, and only with it")
+    if edit_regions is not None and tuple(np.shape(edit_regions)[:2]) != (num_prompts, views):
+        raise ValueError(f"edit_regions must be ({num_prompts}, {views}, H, W), got shape {np.shape(edit_regions)}")
     scheduler = DDIMScheduler.from_config(model.scheduler.config)
     scheduler.set_timesteps(config.steps, device=device)
+    local = None
+    if edit_regions is not None:
+        regions = torch.from_numpy(np.array(edit_regions, dtype=bool))  # a copy: broadcast views are read-only
+        local = LocalEdit(regions, model.config.latent_size, config.local_edit_grow)
+    objects = list(prompts) + ([plain_prompt(p) for p in prompts] if local else [])  # edits, then their plain
 
-    texts = [p + config.prompt_suffix for p in prompts]
-    embeds = model.encode_prompts([config.negative_prompt] + texts)  # (1 + E, L, D)
-    negative = embeds[:1].expand(num_prompts * views, -1, -1)  # (E*V, L, D)
-    positive = embeds[1:].repeat_interleave(views, dim=0)  # (E, L, D) -> (E*V, L, D)
-    prompt_embeds = torch.cat([negative, positive])  # (2*E*V, L, D)
-    camera_batch = cameras.to(device=device, dtype=torch.float32).repeat(2 * num_prompts, 1)  # (2*E*V, 16)
+    texts = [p + config.prompt_suffix for p in objects]
+    embeds = model.encode_prompts([config.negative_prompt] + texts)  # (1 + O, L, D)
+    negative = embeds[:1].expand(len(objects) * views, -1, -1)  # (O*V, L, D)
+    positive = embeds[1:].repeat_interleave(views, dim=0)  # (O, L, D) -> (O*V, L, D)
+    prompt_embeds = torch.cat([negative, positive])  # (2*O*V, L, D)
+    camera_batch = cameras.to(device=device, dtype=torch.float32).repeat(2 * len(objects), 1)  # (2*O*V, 16)
 
     size = model.config.latent_size
     shape = (num_prompts * views, model.config.latent_channels, size, size)
     generator_device = generator.device
     latents = randn_tensor(shape, generator=generator, device=generator_device, dtype=torch.float32).to(device)
     latents = latents * scheduler.init_noise_sigma
+    if local is not None:
+        latents = local.initial_latents(latents)  # (O*V, C, h, w)
 
     total = len(scheduler.timesteps)
     for step, t in enumerate(scheduler.timesteps):
         if should_cancel is not None and should_cancel():
             raise SamplingCancelled(f"sampling cancelled before step {step + 1} of {total}")
-        model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)  # (2*E*V, C, h, w)
+        model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)  # (2*O*V, C, h, w)
         noise = model.noise_prediction(model_input, t, prompt_embeds, camera_batch).float()
         noise_uncond, noise_text = noise.chunk(2)
         guided = noise_uncond + config.guidance_scale * (noise_text - noise_uncond)
         latents = scheduler.step(guided, t, latents, eta=config.eta, generator=generator).prev_sample
+        if local is not None:
+            latents = local.blend(latents)
         if on_step is not None:
             on_step(step + 1, total)
 
+    latents = latents[: num_prompts * views]  # the edits (their plain branches were only the background)
     images = model.decode_latents(latents)  # (E*V, 3, H, W)
     pixels = images_to_uint8(images)  # (E*V, H, W, 3)
+    masks = None
+    if local is not None:
+        masks = local.mask[:, 0].bool().cpu().numpy().reshape(num_prompts, views, size, size)
     return SampleOutput(
         views=pixels.reshape(num_prompts, views, *pixels.shape[1:]),  # (E*V, H, W, 3) -> (E, V, H, W, 3)
         latents=latents.float().cpu().reshape(num_prompts, views, *latents.shape[1:]),  # -> (E, V, C, h, w)
+        edit_masks=masks,
     )

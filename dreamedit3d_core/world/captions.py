@@ -31,3 +31,13 @@ def caption(obj: WorldObject, rng: np.random.Generator) -> str:
 def canonical_caption(obj: WorldObject) -> str:
     """The caption with every part phrased 'a {shape} in {colour}'."""
     return "a photo of " + " and ".join(_phrase(p, False) for p in obj.parts)
+
+
+def world_captions(count: int, seed: int) -> list[str]:
+    """Captions of `count` random objects of the default world (the held-out objects' stream is a different
+    one): class prompts for prior preservation, so phase 2 keeps what colour and shape words do."""
+    from dreamedit3d_core.world.objects import sample_split
+
+    objects, _ = sample_split(count, 0, seed)
+    rng = np.random.default_rng(seed)
+    return [caption(obj, rng) for obj in objects]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dreamedit3d_core.config import pipeline_config
@@ -48,3 +49,20 @@ def test_an_unknown_stage_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown stage 'paint'"):
         edit_asset(asset_path=str(asset), edits=[], store=store, config=pipeline_config("tiny"), until="paint")
     assert ArtifactStore(store).list() == []
+
+
+def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(tmp_path: Path) -> None:
+    """sample.local_edit: the sample stage depends on the masks, and stores where the edit was allowed."""
+    from tests.flows.fast_settings import FAST
+
+    asset = make_example_asset(tmp_path / "chair.glb")
+    store = f"memory://local-{tmp_path.name}"
+    config = pipeline_config("tiny", {**FAST, "sample": {"steps": 2, "local_edit": True, "local_edit_grow": 0}})
+    result = edit_asset(asset_path=str(asset), edits=["a photo of <asset0> in red"], store=store, config=config, until="sample")
+    refs = {ref.stage: ref for ref in result.stages}
+    sampled = ArtifactStore(store).get(refs["sample"].key)
+    region = sampled.array("views", "edit_masks")  # (samples, views, h, w)
+    masks = ArtifactStore(store).get(refs["mask"].key).array("masks", "masks")  # (components, views, H, W)
+    assert region.shape[:2] == (1, 4) and 0 < region.mean() < 0.5  # one part of the chair, not all of it
+    seat = masks[0].reshape(4, region.shape[2], masks.shape[2] // region.shape[2], region.shape[3], -1).any(axis=(2, 4))
+    assert np.array_equal(region[0], seat)  # the cells <asset0>'s mask touches
