@@ -3,6 +3,7 @@
     python benchmarks/bench_world_edits.py                    # 4 held-out objects, six settings
     python benchmarks/bench_world_edits.py --objects 8 --workers 2
     python benchmarks/bench_world_edits.py --all-settings     # and phase 2 as LoRA adapters
+    python benchmarks/bench_world_edits.py --indices 44       # chosen held-out objects (44: the demo's)
 
 For each held-out object of the procedural parts world (never trained on) with 2 or 3 parts, the whole
 pipeline runs with the `world` preset (shipped weights unless `--model`), and one edit recolours the last
@@ -64,8 +65,9 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {  # --settings name -> (the t
 DEFAULT_SETTINGS = ["method", "no-alignment", "no-phase2", "neither", "prior", "preset"]  # the issue's four, then ours
 
 
-def choose_objects(count: int, seed: int) -> list[tuple[int, Any, str]]:
-    """(held-out index, object, edit colour): objects of 2-3 parts; the colour is one no part has."""
+def choose_objects(count: int, seed: int, indices: list[int] | None = None) -> list[tuple[int, Any, str]]:
+    """(held-out index, object, edit colour): the first `count` objects of 2-3 parts (or those at `indices`);
+    the colour is one no part has."""
     from dreamedit3d_core.world import WorldDatasetConfig, sample_split
 
     defaults = WorldDatasetConfig(seed=seed)
@@ -73,10 +75,10 @@ def choose_objects(count: int, seed: int) -> list[tuple[int, Any, str]]:
     chosen = []
     for index, obj in enumerate(held_out):
         colours = {p.colour for p in obj.parts}
-        if 2 <= len(obj.parts) <= 3:
+        if (indices is None and 2 <= len(obj.parts) <= 3) or (indices is not None and index in indices):
             target = next(c for c in EDIT_COLOURS[len(chosen) % len(EDIT_COLOURS) :] + EDIT_COLOURS if c not in colours)
             chosen.append((index, obj, target))
-        if len(chosen) == count:
+        if indices is None and len(chosen) == count:
             break
     return chosen
 
@@ -246,6 +248,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=4)
+    parser.add_argument("--indices", type=int, nargs="+", default=None, help="held-out objects to run instead")
     parser.add_argument("--workers", type=int, default=1, help="objects run in parallel processes")
     parser.add_argument("--store", default=None, help="artifact store (default: a temporary folder)")
     parser.add_argument("--model", default=None, help="a world model folder (default: the shipped weights)")
@@ -269,7 +272,7 @@ def main() -> None:
                 "model": args.model, "invert_steps": args.invert_steps, "finetune_steps": args.finetune_steps,
                 "settings": settings,
             }
-            for index, obj, colour in choose_objects(args.objects, seed=0)
+            for index, obj, colour in choose_objects(args.objects, seed=0, indices=args.indices)
         ]
         rows: list[dict[str, Any]] = []
         if args.workers > 1:
