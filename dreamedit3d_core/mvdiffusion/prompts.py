@@ -55,7 +55,7 @@ def plain_prompt(prompt: str) -> str:
     for i, match in enumerate(matches):
         pieces.append(prompt[cursor : match.end()])
         cursor = match.end()
-        if match.group() in phrases and prompt[match.end() :].strip():
+        if match.group() in phrases:  # skip its words, up to the next token
             last = i + 1 == len(matches)
             cursor = len(prompt) if last else matches[i + 1].start()
             if not last:
