@@ -36,7 +36,8 @@ def main() -> None:
     from PIL import Image, ImageDraw
 
     preset = pipeline_config("world")
-    config = preset.sample.model_copy(update={"steps": args.steps} if args.steps else {})
+    # captions name no learned tokens, so there is no part to edit locally: plain sampling
+    config = preset.sample.model_copy(update={"local_edit": False, **({"steps": args.steps} if args.steps else {})})
     model = MultiViewDiffusion.from_pretrained(args.model)
     cameras = preset.render.model_copy(update={"image_size": model.config.image_size}).camera_set()
     vectors = torch.from_numpy(cameras.mvdream_vectors().astype(np.float32))
