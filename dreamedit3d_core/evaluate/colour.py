@@ -82,6 +82,12 @@ def colour_share(
     return float(hit[mask].mean())
 
 
+def component_pixels(source_part_id: np.ndarray, parts: Sequence[int], result_rgba: np.ndarray) -> np.ndarray:
+    """(V, H, W) bool: a component's pixels in the source (its part ids) that the result covers (alpha)."""
+    covered = np.asarray(result_rgba)[..., 3] >= 128
+    return np.isin(source_part_id, np.asarray(parts).astype(source_part_id.dtype)) & covered
+
+
 def edit_colour_metrics(
     source_part_id: np.ndarray,
     source_rgb: np.ndarray,
@@ -97,13 +103,11 @@ def edit_colour_metrics(
     source_part_id (V, H, W), source_rgb (V, H, W, 3) and edited_rgba (V, H, W, 4) come from the same cameras.
     """
     after, before, colours = [], [], []
-    covered = np.asarray(edited_rgba)[..., 3] >= 128
     for token, phrase in phrases.items():
         colour = prompt_colour(phrase)
         if colour is None or token not in tokens:
             continue
-        parts = np.asarray(component_parts[list(tokens).index(token)])
-        mask = np.isin(source_part_id, parts.astype(source_part_id.dtype)) & covered
+        mask = component_pixels(source_part_id, component_parts[list(tokens).index(token)], edited_rgba)
         share = colour_share(np.asarray(edited_rgba)[..., :3], mask, colour)
         if share is None:
             continue
@@ -129,15 +133,14 @@ def component_colour_shares(
     """Every component's share of every named hue, in the source and on the result: one row per (token,
     colour) with `source_share` and `result_share` (None where the result does not cover the component).
 
-    The same pixels as `edit_colour_metrics` (source part ids, where the result covers them), so a prompt
+    The same pixels as `edit_colour_metrics` (`component_pixels`), so a prompt
     without colour words can be read against an edit's colour: "was the part already green without the edit?"
     """
-    covered = np.asarray(result_rgba)[..., 3] >= 128
     rgb = np.asarray(result_rgba)[..., :3]
     names = [name for name in COLOUR_HUES if name != "golden"]  # "golden" is gold's other word
     rows: list[dict[str, float | str | None]] = []
     for token, parts in zip(tokens, component_parts, strict=True):
-        mask = np.isin(source_part_id, np.asarray(parts).astype(source_part_id.dtype)) & covered
+        mask = component_pixels(source_part_id, parts, result_rgba)
         for name in names:
             rows.append(
                 {
