@@ -9,22 +9,25 @@ Layout under the root (a local folder or any fsspec URL: file://, memory://, s3:
 
     objects/<key>/<attempt>/...       the files of one write attempt; never shared between attempts
     objects/<key>/<attempt>.lock      local roots: held (flock) by the live writer of that attempt
-    manifests/<key>.json              written last; its presence is what makes <key> committed
+    commits/<key>.json                the commit record, written last; its presence is what makes <key> committed
     locks/<key>.lock                  local roots: compute lock, held while a process computes <key>
     ledger/part-<time>-<id>.parquet   run ledger, one file per append
     scratch/<key>/                    local roots: in-stage checkpoints (remote roots: in the local cache)
 
+Stores written by older versions keep their commit records in manifests/: opening one moves that folder to
+commits/ once (local roots: one atomic rename).
+
 Keys: `artifact_key(stage, code_version, config, inputs)` = `"<stage>-<32 hex>"` over canonical JSON of the
 stage name, code version, config and input digests. Digests: `file_digest(path)` for files, `artifact.digest`
-(sha256 over the manifest's sorted (path, sha256, size) rows) for artifacts.
+(sha256 over the commit record's sorted (path, sha256, size) rows) for artifacts.
 
 Commit protocol: a writer fills a fresh attempt folder (remote roots: a local staging folder, uploaded at the
-end), hashes every file, then writes the manifest in one atomic step (local: temp file, fsync, os.replace;
+end), hashes every file, then writes the commit record in one atomic step (local: temp file, fsync, os.replace;
 fsspec: a single put). An exception removes the attempt; a SIGKILL leaves an orphan attempt and a free lock file,
-both found by `verify`. Reads go only through manifests, which are validated: a path that would leave the store
-raises StoreError.
+both found by `verify`. Reads go only through commit records, which are validated: a path that would leave the
+store raises StoreError.
 
-Concurrency: `compute` checks the manifest, takes the key's lock, checks again, and only then runs the stage.
+Concurrency: `compute` checks the commit record, takes the key's lock, checks again, and only then runs the stage.
 Locks are flock-based across processes on local roots, process-wide for memory://, and absent for other
 protocols (two processes may both compute; the last identical commit wins, safely, since attempts never share
 files). On remote roots, verify cannot tell another machine's upload in progress from an orphan: run
@@ -32,9 +35,9 @@ files). On remote roots, verify cannot tell another machine's upload in progress
 """
 
 from storage.artifact import Artifact
+from storage.commit import StoreError
 from storage.keys import artifact_key, file_digest
 from storage.ledger import Ledger, LedgerRecord
-from storage.manifest import StoreError
 from storage.store import ArtifactStore
 from storage.verify import VerifyReport
 from storage.writer import ArtifactWriter

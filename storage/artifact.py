@@ -1,4 +1,4 @@
-"""Reading a committed artifact: every item is found through the (validated) manifest."""
+"""Reading a committed artifact: every item is found through the (validated) commit record."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import safetensors.numpy
 import zarr
 
-from storage.manifest import StoreError
+from storage.commit import StoreError
 
 if TYPE_CHECKING:
     from storage.store import ArtifactStore
@@ -22,26 +22,26 @@ if TYPE_CHECKING:
 class Artifact:
     """A committed, immutable stage output: a set of named items plus metadata and a content digest."""
 
-    def __init__(self, store: ArtifactStore, manifest: dict[str, Any]) -> None:
+    def __init__(self, store: ArtifactStore, record: dict[str, Any]) -> None:
         self._store = store
-        self.manifest = manifest
-        self.key: str = manifest["key"]
-        self.stage: str = manifest["stage"]
-        self.digest: str = manifest["digest"]
-        self.metadata: dict[str, Any] = manifest["metadata"]
-        self.created = dt.datetime.fromisoformat(manifest["created"])
-        self.attempt: str = manifest["attempt"]
+        self.record = record
+        self.key: str = record["key"]
+        self.stage: str = record["stage"]
+        self.digest: str = record["digest"]
+        self.metadata: dict[str, Any] = record["metadata"]
+        self.created = dt.datetime.fromisoformat(record["created"])
+        self.attempt: str = record["attempt"]
 
     def __repr__(self) -> str:
         return f"Artifact({self.key!r}, stage={self.stage!r}, items={self.items}, digest={self.digest[:12]}...)"
 
     @property
     def items(self) -> list[str]:
-        return list(self.manifest["items"])
+        return list(self.record["items"])
 
     def info(self, item: str, kind: str | None = None) -> dict[str, Any]:
-        """The manifest entry of `item` (kind, path and a summary such as shapes or row counts)."""
-        info = self.manifest["items"].get(item)
+        """The commit record's entry for `item` (kind, path and a summary such as shapes or row counts)."""
+        info = self.record["items"].get(item)
         if info is None:
             raise StoreError(f"artifact {self.key!r} has no item {item!r} (it has {self.items})")
         if kind is not None and info["kind"] != kind:
@@ -49,9 +49,9 @@ class Artifact:
         return info
 
     def files(self, item: str) -> list[dict[str, Any]]:
-        """Manifest rows (path, sha256, size) of the files that make up `item`."""
+        """Commit record rows (path, sha256, size) of the files that make up `item`."""
         path = self.info(item)["path"]
-        return [f for f in self.manifest["files"] if f["path"] == path or f["path"].startswith(path + "/")]
+        return [f for f in self.record["files"] if f["path"] == path or f["path"].startswith(path + "/")]
 
     def _path(self, item: str, kind: str | None = None) -> str:
         return f"{self._store.attempt_path(self.key, self.attempt)}/{self.info(item, kind)['path']}"

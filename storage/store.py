@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,9 +21,9 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from storage.artifact import Artifact
+from storage.commit import FOLDER, LEGACY_FOLDER, StoreError, parse_commit
 from storage.keys import check_name, file_digest
 from storage.ledger import Ledger
-from storage.manifest import StoreError, parse_manifest
 from storage.verify import VerifyReport, verify_store
 from storage.writer import ArtifactWriter
 
@@ -62,6 +63,7 @@ class ArtifactStore:
         self.scratch_root = pathlib.Path(self.root, "scratch") if self.is_local else self.cache_dir / "scratch"
         if self.is_local:
             self.fs.makedirs(self.root, exist_ok=True)
+        self._move_legacy_commit_records()
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root_uri!r})"
@@ -72,8 +74,9 @@ class ArtifactStore:
         """Filesystem path (for `self.fs`) of a place under the root."""
         return "/".join((self.root, *parts))
 
-    def manifest_path(self, key: str) -> str:
-        return self.path("manifests", f"{check_name(key, 'artifact key')}.json")
+    def commit_path(self, key: str) -> str:
+        """Where the commit record of `key` is (or will be): its presence makes `key` committed."""
+        return self.path(FOLDER, f"{check_name(key, 'artifact key')}.json")
 
     def attempt_path(self, key: str, attempt: str) -> str:
         return self.path("objects", key, attempt)
@@ -81,29 +84,29 @@ class ArtifactStore:
     # -- reading -----------------------------------------------------------------------------------------
 
     def is_committed(self, key: str) -> bool:
-        return self.fs.exists(self.manifest_path(key))
+        return self.fs.exists(self.commit_path(key))
 
-    def read_manifest(self, key: str) -> dict[str, Any]:
+    def read_commit(self, key: str) -> dict[str, Any]:
         try:
-            raw = self.fs.cat_file(self.manifest_path(key))
+            raw = self.fs.cat_file(self.commit_path(key))
         except FileNotFoundError:
             raise StoreError(f"artifact {key!r} is not in the store {self.root_uri}") from None
-        return parse_manifest(raw, key)
+        return parse_commit(raw, key)
 
     def get(self, key: str) -> Artifact:
-        return Artifact(self, self.read_manifest(key))
+        return Artifact(self, self.read_commit(key))
 
     def list(self, stage: str | None = None) -> list[Artifact]:
         """Committed artifacts (of one stage, if given), sorted by key."""
         try:
-            names = self.fs.ls(self.path("manifests"), detail=False)
+            names = self.fs.ls(self.path(FOLDER), detail=False)
         except FileNotFoundError:
             return []
         paths = [p for p in names if p.endswith(".json") and not posixpath.basename(p).startswith(".")]
         raw = self.fs.cat(paths, on_error="omit") if paths else {}  # omit: deleted since ls
         found = []
         for path, data in raw.items():
-            artifact = Artifact(self, parse_manifest(data, posixpath.basename(path).removesuffix(".json")))
+            artifact = Artifact(self, parse_commit(data, posixpath.basename(path).removesuffix(".json")))
             if stage is None or artifact.stage == stage:
                 found.append(artifact)
         return sorted(found, key=lambda a: a.key)
@@ -137,19 +140,19 @@ class ArtifactStore:
     # -- writing -----------------------------------------------------------------------------------------
 
     def write(self, key: str, *, stage: str, metadata: Mapping[str, Any] | None = None) -> ArtifactWriter:
-        """Context manager filling a new artifact; the manifest is written last, on clean exit only.
+        """Context manager filling a new artifact; the commit record is written last, on clean exit only.
 
         Writing a key that is already committed replaces it atomically (the last commit wins); the older
         files are left for `verify(repair=True)` so that readers holding the old artifact are not broken.
         """
         return ArtifactWriter(self, key, stage, metadata)
 
-    def publish(self, staging: pathlib.Path, manifest: dict[str, Any]) -> None:
-        """Make a finished attempt visible: files first, then the manifest in one atomic step."""
-        key, attempt = manifest["key"], manifest["attempt"]
-        data = json.dumps(manifest, indent=1).encode()
+    def publish(self, staging: pathlib.Path, record: dict[str, Any]) -> None:
+        """Make a finished attempt visible: files first, then the commit record in one atomic step."""
+        key, attempt = record["key"], record["attempt"]
+        data = json.dumps(record, indent=1).encode()
         if self.is_local:
-            folder = pathlib.Path(self.root, "manifests")
+            folder = pathlib.Path(self.root, FOLDER)
             folder.mkdir(exist_ok=True)
             temp = folder / f".{key}.{attempt}.tmp"
             with open(temp, "wb") as f:
@@ -164,12 +167,12 @@ class ArtifactStore:
                 os.close(fd)
             return
         remote = self.attempt_path(key, attempt)
-        for parent in sorted({posixpath.dirname(f"{remote}/{f['path']}") for f in manifest["files"]}):
+        for parent in sorted({posixpath.dirname(f"{remote}/{f['path']}") for f in record["files"]}):
             self.fs.makedirs(parent, exist_ok=True)
-        paths = [entry["path"] for entry in manifest["files"]]
+        paths = [entry["path"] for entry in record["files"]]
         if paths:  # lists: async filesystems (s3, gcs) upload them concurrently
             self.fs.put([str(staging / p) for p in paths], [f"{remote}/{p}" for p in paths])
-        self.fs.pipe_file(self.manifest_path(key), data)  # one PUT: atomic on object stores
+        self.fs.pipe_file(self.commit_path(key), data)  # one PUT: atomic on object stores
         shutil.rmtree(staging, ignore_errors=True)
 
     def remove_dead_attempts(self, key: str) -> list[str]:
@@ -182,7 +185,7 @@ class ArtifactStore:
 
         if not self.is_local or not self.fs.exists(self.path("objects", key)):
             return []
-        committed = self.read_manifest(key)["attempt"] if self.is_committed(key) else None
+        committed = self.read_commit(key)["attempt"] if self.is_committed(key) else None
         removed = []
         for entry in self.fs.ls(self.path("objects", key), detail=True):
             name = posixpath.basename(entry["name"])
@@ -261,14 +264,14 @@ class ArtifactStore:
             return writer.artifact, "computed"
 
     def delete(self, key: str) -> None:
-        """Remove a committed artifact: the manifest first (it disappears at once), then its files."""
-        path = self.manifest_path(key)
+        """Remove a committed artifact: the commit record first (it disappears at once), then its files."""
+        path = self.commit_path(key)
         if not self.fs.exists(path):
             raise StoreError(f"artifact {key!r} is not in the store {self.root_uri}")
         try:
-            attempt: str | None = self.read_manifest(key)["attempt"]
+            attempt: str | None = self.read_commit(key)["attempt"]
         except StoreError:
-            attempt = None  # an unreadable manifest names no files we may trust; verify removes the orphans
+            attempt = None  # an unreadable commit record names no files we may trust; verify removes the orphans
         self.fs.rm_file(path)
         if attempt is not None:
             self.remove_attempt(key, attempt)
@@ -291,3 +294,73 @@ class ArtifactStore:
 
     def clear_scratch(self, key: str) -> None:
         shutil.rmtree(self.scratch_root / check_name(key, "artifact key"), ignore_errors=True)
+
+    # -- stores of older versions ------------------------------------------------------------------------
+
+    def _move_legacy_commit_records(self) -> None:
+        """Move the commit records of a store written before they had their own name from manifests/ to commits/.
+
+        Local roots: one atomic rename of the folder. Other roots: `fs.mv` of the folder, a copy and then a delete
+        that can be interrupted. Where both folders hold records (such an interrupted move, or a process of an
+        older version that committed after the move) the remaining records are moved one at a time; a key that
+        commits/ already holds keeps that record and the old copy is dropped (verify removes files only it named).
+        """
+        old, new = self.path(LEGACY_FOLDER), self.path(FOLDER)
+        try:
+            if self.is_local:
+                _move_records_locally(old, new)
+            elif self.fs.exists(old):
+                self._move_records_remotely(old, new)
+        except OSError as error:
+            raise StoreError(
+                f"store {self.root_uri} keeps its commit records in {LEGACY_FOLDER}/, the layout of older versions, "
+                f"and they could not be moved to {FOLDER}/: {error}"
+            ) from error
+
+    def _move_records_remotely(self, old: str, new: str) -> None:
+        if not self.fs.exists(new):
+            with contextlib.suppress(FileNotFoundError):  # another process is moving the same folder
+                self.fs.mv(old, new, recursive=True)
+            if not self.fs.exists(old):
+                return
+        try:
+            entries = self.fs.ls(old, detail=True)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry["type"] != "file":
+                continue
+            target = f"{new}/{posixpath.basename(entry['name'])}"
+            with contextlib.suppress(FileNotFoundError):
+                if self.fs.exists(target):  # the same record copied before the interruption, or a newer one
+                    self.fs.rm_file(entry["name"])
+                else:
+                    self.fs.mv(entry["name"], target)
+        with contextlib.suppress(OSError):
+            self.fs.rmdir(old)
+
+
+def _move_records_locally(old: str, new: str) -> None:
+    """manifests/ -> commits/ on a local root: atomic, and safe when several processes open the store at once."""
+    if not os.path.isdir(old):
+        return
+    try:
+        os.rename(old, new)  # also replaces an empty commits/
+        return
+    except FileNotFoundError:
+        return  # another process moved it first
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    try:
+        names = sorted(os.listdir(old))
+    except FileNotFoundError:
+        return
+    for name in names:
+        source = os.path.join(old, name)
+        with contextlib.suppress(FileNotFoundError):  # moved by another process meanwhile
+            with contextlib.suppress(FileExistsError):  # unlike a rename, a link never replaces a newer record
+                os.link(source, os.path.join(new, name))
+            os.unlink(source)
+    with contextlib.suppress(OSError):
+        os.rmdir(old)

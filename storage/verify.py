@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import filelock
 import fsspec
 
+from storage.commit import FOLDER, StoreError
 from storage.keys import NAME_PATTERN
-from storage.manifest import StoreError
 
 if TYPE_CHECKING:
     from storage.store import ArtifactStore
@@ -72,10 +72,10 @@ def _ls(fs: fsspec.AbstractFileSystem, path: str) -> list[dict[str, Any]]:
         return []
 
 
-def _broken_files(store: ArtifactStore, manifest: dict[str, Any]) -> list[str]:
-    base = store.attempt_path(manifest["key"], manifest["attempt"])
+def _broken_files(store: ArtifactStore, record: dict[str, Any]) -> list[str]:
+    base = store.attempt_path(record["key"], record["attempt"])
     broken = []
-    for entry in manifest["files"]:
+    for entry in record["files"]:
         path = f"{base}/{entry['path']}"
         try:
             size = store.fs.size(path)
@@ -85,30 +85,30 @@ def _broken_files(store: ArtifactStore, manifest: dict[str, Any]) -> list[str]:
             broken.append(f"file {entry['path']} is missing")
             continue
         if size != entry["size"] or digest != entry["sha256"]:
-            broken.append(f"file {entry['path']} does not match its digest in the manifest")
+            broken.append(f"file {entry['path']} does not match its digest in the commit record")
     return broken
 
 
-def _check_manifests(store: ArtifactStore, report: VerifyReport) -> set[tuple[str, str]]:
+def _check_commits(store: ArtifactStore, report: VerifyReport) -> set[tuple[str, str]]:
     referenced: set[tuple[str, str]] = set()
-    for entry in _ls(store.fs, store.path("manifests")):
+    for entry in _ls(store.fs, store.path(FOLDER)):
         path, name = entry["name"], posixpath.basename(entry["name"])
         if name.startswith(".") and name.endswith(".tmp"):
             fix = functools.partial(store.fs.rm_file, path)
-            report.found(path, "temporary manifest of an interrupted commit", fix, "removed")
+            report.found(path, "temporary commit record of an interrupted commit", fix, "removed")
             continue
         if not name.endswith(".json"):
             continue
         key = name[: -len(".json")]
         report.checked += 1
         try:
-            manifest = store.read_manifest(key)
+            record = store.read_commit(key)
         except (StoreError, ValueError) as error:
             fix = functools.partial(store.fs.rm_file, path)
-            report.found(key, str(error), fix, "manifest removed; the artifact will be recomputed")
+            report.found(key, str(error), fix, "commit record removed; the artifact will be recomputed")
             continue
-        referenced.add((key, manifest["attempt"]))
-        broken = _broken_files(store, manifest)
+        referenced.add((key, record["attempt"]))
+        broken = _broken_files(store, record)
         if broken:
             problem = "; ".join(broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
             report.found(key, problem, functools.partial(store.delete, key), "removed; it will be recomputed")
@@ -117,13 +117,13 @@ def _check_manifests(store: ArtifactStore, report: VerifyReport) -> set[tuple[st
 
 def _committed_attempt(store: ArtifactStore, key: str) -> str | None:
     try:
-        return store.read_manifest(key)["attempt"]
+        return store.read_commit(key)["attempt"]
     except (StoreError, ValueError):
         return None
 
 
 def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[tuple[str, str]]) -> None:
-    """Attempt folders that no manifest references and no live writer holds are orphans."""
+    """Attempt folders that no commit record references and no live writer holds are orphans."""
     for key_entry in _ls(store.fs, store.path("objects")):
         key = posixpath.basename(key_entry["name"])
         if not NAME_PATTERN.fullmatch(key):
@@ -132,7 +132,7 @@ def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[
             name = posixpath.basename(entry["name"])
             if entry["type"] != "directory" or (key, name) in referenced:
                 continue
-            # Order matters: a writer releases its lock only after its manifest is in place.
+            # Order matters: a writer releases its lock only after its commit record is in place.
             if lock_is_held(store.staging_root / key / f"{name}.lock") or _committed_attempt(store, key) == name:
                 continue
             if store.is_committed(key):
@@ -180,7 +180,7 @@ def _check_leftovers(store: ArtifactStore, report: VerifyReport) -> None:
 
 def verify_store(store: ArtifactStore, repair: bool) -> VerifyReport:
     report = VerifyReport(root_uri=store.root_uri, repair=repair)
-    referenced = _check_manifests(store, report)
+    referenced = _check_commits(store, report)
     _check_attempts(store, report, referenced)
     _check_staging(store, report)
     _check_leftovers(store, report)

@@ -1,4 +1,4 @@
-"""Writing an artifact: items go to a private attempt folder; the manifest, written last, commits them."""
+"""Writing an artifact: items go to a private attempt folder; the commit record, written last, commits them."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from storage.artifact import Artifact
+from storage.commit import FORMAT, TREE_KINDS, content_digest
 from storage.keys import check_name, to_json
-from storage.manifest import FORMAT, TREE_KINDS, content_digest
 
 if TYPE_CHECKING:
     from storage.store import ArtifactStore
@@ -107,11 +107,11 @@ class ArtifactWriter:
             self._abort()
 
     def commit(self) -> Artifact:
-        """Hash the files, publish them and write the manifest last. Called by a clean `with` exit."""
+        """Hash the files, publish them and write the commit record last. Called by a clean `with` exit."""
         self._check_open()
         try:
             files = self._hash_files()
-            manifest = {
+            record = {
                 "format": FORMAT,
                 "key": self.key,
                 "stage": self.stage,
@@ -122,12 +122,12 @@ class ArtifactWriter:
                 "files": files,
                 "digest": content_digest(files),
             }
-            self._store.publish(self.path, manifest)
+            self._store.publish(self.path, record)
         except BaseException:
             self._abort()
             raise
         self._release()
-        self.artifact = Artifact(self._store, manifest)
+        self.artifact = Artifact(self._store, record)
         return self.artifact
 
     def _abort(self) -> None:
@@ -166,7 +166,7 @@ class ArtifactWriter:
         with open(self.path / rel, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
             if self._store.is_local:
-                os.fsync(f.fileno())  # the data must be on disk before the manifest says it is
+                os.fsync(f.fileno())  # the data must be on disk before the commit record says it is
             return {"path": rel, "sha256": digest, "size": os.fstat(f.fileno()).st_size}
 
     def _claim(self, item: str, kind: str, path: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from storage import artifact_key, file_digest
 
 ASSET = hashlib.sha256(b"asset bytes").hexdigest()
-UPSTREAM = hashlib.sha256(b"upstream manifest").hexdigest()
+UPSTREAM = hashlib.sha256(b"upstream artifact").hexdigest()
 CONFIG = {"resolution": 256, "elevation": 15.0, "azimuths": (0, 90, 180, 270), "camera": {"fov": 40.0, "near": 0.1}}
 
 

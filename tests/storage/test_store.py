@@ -14,8 +14,8 @@ import pytest
 import zarr
 from safetensors import safe_open
 
-from storage import ArtifactStore, ArtifactWriter, LedgerRecord, StoreError, artifact_key
-from storage.manifest import content_digest
+from storage import Artifact, ArtifactStore, ArtifactWriter, LedgerRecord, StoreError, artifact_key
+from storage.commit import content_digest
 
 KEY = artifact_key("render", "1", {"resolution": 16}, {})
 RNG = np.random.default_rng(0)
@@ -164,10 +164,10 @@ def test_same_content_gives_same_digest_whatever_the_key(store: ArtifactStore) -
 
 
 def _tamper(store: ArtifactStore, key: str, change: dict) -> None:
-    """Edit a manifest as a careful attacker would: with a matching digest, so only the path checks remain."""
-    manifest = json.loads(store.fs.cat_file(store.manifest_path(key))) | change
-    manifest["digest"] = content_digest(manifest["files"])
-    store.fs.pipe_file(store.manifest_path(key), json.dumps(manifest).encode())
+    """Edit a commit record as a careful attacker would: with a matching digest, so only the path checks remain."""
+    record = json.loads(store.fs.cat_file(store.commit_path(key))) | change
+    record["digest"] = content_digest(record["files"])
+    store.fs.pipe_file(store.commit_path(key), json.dumps(record).encode())
 
 
 ETC = {"sha256": "0" * 64, "size": 1}
@@ -185,12 +185,12 @@ ETC = {"sha256": "0" * 64, "size": 1}
         {"key": "render-other"},
     ],
 )
-def test_tampered_manifest_raises_store_error(store: ArtifactStore, change: dict) -> None:
+def test_tampered_commit_record_raises_store_error(store: ArtifactStore, change: dict) -> None:
     with store.write(KEY, stage="render") as writer:
         writer.file("mesh", b"glb", filename="mesh.glb")
         (writer.new_directory("model") / "config.json").write_text("{}")
     _tamper(store, KEY, change)
-    with pytest.raises(StoreError, match=f"manifest of artifact '{KEY}' is invalid"):
+    with pytest.raises(StoreError, match=f"commit record of artifact '{KEY}' is invalid"):
         store.get(KEY)
     report = store.verify(repair=True)
     assert [p[0] for p in report.problems][:1] == [KEY]
@@ -204,7 +204,8 @@ def test_verify_flags_a_corrupted_file_and_repair_lets_it_recompute(store: Artif
     artifact = store.get(KEY)
     store.fs.pipe_file(artifact.uri("mesh"), b"GLB")  # same size, other bytes
     report = store.verify()
-    assert report.problems == [(KEY, "file mesh.glb does not match its digest in the manifest", report.problems[0][2])]
+    problem = "file mesh.glb does not match its digest in the commit record"
+    assert report.problems == [(KEY, problem, report.problems[0][2])]
     assert "repair=True" in str(report) and store.is_committed(KEY)
     assert "removed" in store.verify(repair=True).problems[0][2]
     assert not store.is_committed(KEY) and store.verify().clean
@@ -275,6 +276,74 @@ def test_root_uri_reopens_the_same_store(store: ArtifactStore, tmp_path: Path) -
     assert reopened.root_uri == store.root_uri
     assert reopened.get(KEY).json("summary") == {"views": 4}
 
+
+def _to_legacy_layout(store: ArtifactStore) -> None:
+    """Give the store the layout of versions that kept commit records in manifests/."""
+    store.fs.mv(store.path("commits"), store.path("manifests"), recursive=True)
+    assert not store.fs.exists(store.path("commits")) and store.list() == []
+
+
+def _item_bytes(artifact: Artifact, item: str) -> dict[str, bytes]:
+    """Every file of an item by its path inside the item (remote roots: a digest-checked download)."""
+    path = artifact.local_path(item)
+    if path.is_file():
+        return {path.name: path.read_bytes()}
+    return {f.relative_to(path).as_posix(): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def test_a_store_of_an_older_version_reopens_with_every_artifact(
+    store: ArtifactStore, model_dir: Path, tmp_path: Path
+) -> None:
+    with store.write(KEY, stage="render", metadata={"asset": "duck"}) as writer:
+        fill(writer, model_dir)
+    mask_key = artifact_key("mask", "1", {}, {"renders": store.get(KEY).digest})
+    store.compute(mask_key, stage="mask", fn=lambda w: w.json("components", [3, 1]))
+    records = {a.key: a.record for a in store.list()}
+    contents = {(a.key, item): _item_bytes(a, item) for a in store.list() for item in a.items}
+    assert len(records) == 2 and len(contents) == 8
+    _to_legacy_layout(store)
+
+    reopened = ArtifactStore(store.root_uri, cache_dir=tmp_path / "other cache")
+    assert not reopened.fs.exists(reopened.path("manifests"))
+    assert sorted(reopened.fs.ls(reopened.path("commits"), detail=False)) == sorted(map(reopened.commit_path, records))
+    assert {a.key: a.record for a in reopened.list()} == records
+    for (key, item), files in contents.items():
+        assert _item_bytes(reopened.get(key), item) == files, (key, item)
+    np.testing.assert_array_equal(reopened.get(KEY).array("renders", "rgba"), RGBA)
+    assert reopened.get(mask_key).json("components") == [3, 1]
+    assert reopened.verify().clean
+    _, status = reopened.compute(mask_key, stage="mask", fn=lambda w: w.json("components", []))
+    assert status == "cached"
+
+
+def test_an_interrupted_move_of_an_older_store_is_finished_on_the_next_open(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    keys = ["render-0", "render-1", "render-2"]
+    for key in keys:
+        with store.write(key, stage="render") as writer:
+            writer.json("summary", {"key": key, "version": 1})
+    first_attempt = store.get("render-0").attempt
+    _to_legacy_layout(store)
+    temp_name = ".render-3.20260101T000000-0.tmp"
+    store.fs.pipe_file(store.path("manifests", temp_name), b"{")  # an older version's commit cut short
+    # The move was cut short after copying one record; then a new version committed render-0 again.
+    store.fs.makedirs(store.path("commits"), exist_ok=True)
+    store.fs.copy(store.path("manifests", "render-1.json"), store.commit_path("render-1"))
+    with store.write("render-0", stage="render") as writer:
+        writer.json("summary", {"key": "render-0", "version": 2})
+
+    reopened = ArtifactStore(store.root_uri, cache_dir=tmp_path / "other cache")
+    assert not reopened.fs.exists(reopened.path("manifests"))
+    assert [a.key for a in reopened.list()] == keys
+    assert [a.json("summary")["version"] for a in reopened.list()] == [2, 1, 1]  # commits/ holds the newer record
+    report = reopened.verify()
+    assert {(where, problem) for where, problem, _ in report.problems} == {
+        (f"objects/render-0/{first_attempt}", "files of an older write, replaced by a newer commit"),
+        (reopened.path("commits", temp_name), "temporary commit record of an interrupted commit"),
+    }
+    reopened.verify(repair=True)
+    assert reopened.verify().clean and [a.key for a in reopened.list()] == keys
 
 def test_lock_excludes_a_second_holder_until_released(store: ArtifactStore) -> None:
     outcome: list[str] = []

@@ -1,9 +1,9 @@
-"""The manifest: the one small file whose presence makes an artifact visible, and its validation.
+"""The commit record: the one small file whose presence makes an artifact visible, and its validation.
 
-A manifest is JSON: format, key, stage, attempt (the folder under objects/<key>/ holding the files), created,
-metadata, items ({name: {kind, path, ...summary}}), files ([{path, sha256, size}]) and digest. Everything read
-from a manifest is validated before it is used as a path, so a tampered manifest raises StoreError instead of
-reading outside the store.
+A commit record is JSON at commits/<key>.json: format, key, stage, attempt (the folder under objects/<key>/
+holding the files), created, metadata, items ({name: {kind, path, ...summary}}), files ([{path, sha256, size}])
+and digest. Everything read from a commit record is validated before it is used as a path, so a tampered record
+raises StoreError instead of reading outside the store.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 
 from storage.keys import HEX_DIGEST, NAME_PATTERN
 
-FORMAT = "dreamedit3d-artifact/1"
+FORMAT = "dreamedit3d-artifact/1"  # stored in every commit record: a new value would make every existing record invalid
+FOLDER = "commits"  # commits/<key>.json under the store root
+LEGACY_FOLDER = "manifests"  # the same folder in stores written before commit records had their own name
 KINDS = ("zarr", "table", "tensors", "json", "file", "directory")
 TREE_KINDS = ("zarr", "directory")  # items that are folders of files
 
@@ -38,31 +40,31 @@ def is_safe_relative(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-def parse_manifest(raw: bytes, key: str) -> dict[str, Any]:
-    """Parse and validate a manifest read for `key`; raise StoreError naming the key if anything is off."""
+def parse_commit(raw: bytes, key: str) -> dict[str, Any]:
+    """Parse and validate a commit record read for `key`; raise StoreError naming the key if anything is off."""
 
     def invalid(why: str) -> StoreError:
-        return StoreError(f"manifest of artifact {key!r} is invalid: {why}")
+        return StoreError(f"commit record of artifact {key!r} is invalid: {why}")
 
     try:
-        manifest = json.loads(raw)
+        record = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise invalid(f"not JSON ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise invalid(f"format is not {FORMAT!r}")
-    if manifest.get("key") != key:
-        raise invalid(f"it names another key, {manifest.get('key')!r}")
+    if record.get("key") != key:
+        raise invalid(f"it names another key, {record.get('key')!r}")
     for field in ("stage", "attempt"):
-        if not isinstance(manifest.get(field), str) or not NAME_PATTERN.fullmatch(manifest[field]):
-            raise invalid(f"{field} {manifest.get(field)!r} is not a valid name")
-    if not isinstance(manifest.get("metadata"), dict):
+        if not isinstance(record.get(field), str) or not NAME_PATTERN.fullmatch(record[field]):
+            raise invalid(f"{field} {record.get(field)!r} is not a valid name")
+    if not isinstance(record.get("metadata"), dict):
         raise invalid("metadata is not an object")
     try:
-        dt.datetime.fromisoformat(str(manifest.get("created")))
+        dt.datetime.fromisoformat(str(record.get("created")))
     except ValueError:
-        raise invalid(f"created {manifest.get('created')!r} is not an ISO date") from None
+        raise invalid(f"created {record.get('created')!r} is not an ISO date") from None
 
-    items = manifest.get("items")
+    items = record.get("items")
     if not isinstance(items, dict):
         raise invalid("items is not an object")
     kind_of_path: dict[str, str] = {}
@@ -74,7 +76,7 @@ def parse_manifest(raw: bytes, key: str) -> dict[str, Any]:
             raise invalid(f"item {name!r} has path {path!r}: must be one unique file or folder name")
         kind_of_path[path] = info["kind"]
 
-    files = manifest.get("files")
+    files = record.get("files")
     if not isinstance(files, list):
         raise invalid("files is not a list")
     seen: set[str] = set()
@@ -92,6 +94,6 @@ def parse_manifest(raw: bytes, key: str) -> dict[str, Any]:
         size = entry.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise invalid(f"file {path!r} has size {size!r}")
-    if manifest.get("digest") != content_digest(files):
+    if record.get("digest") != content_digest(files):
         raise invalid("digest does not match its file list")
-    return manifest
+    return record
