@@ -121,11 +121,11 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
         refs = (edit or plain or {}).get("shared", {})
         store = ArtifactStore(job["store"])
         isolation = {}
-        for stage in ("invert", "finetune"):
+        for stage, item in (("invert", "attention_isolation"), ("finetune", "finetune_attention_isolation")):
             if stage not in refs:
                 isolation[stage] = None
                 continue
-            table = store.get(refs[stage].key).table("attention_isolation").to_pylist()
+            table = store.get(refs[stage].key).table(item).to_pylist()
             after = [r for r in table if r["phase"].startswith("after")]
             isolation[stage] = statistics.fmean(r["attention_isolation"] for r in after) if after else None
         metrics = edit["evaluate"].metadata if edit else {}
@@ -137,9 +137,9 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
             edited_token = f"<asset{len(obj.parts) - 1}>"
             plain_share = next(r["result_share"] for r in shares if r["token"] == edited_token and r["colour"] == colour)
         pictures = {  # contact sheets the stages wrote: the source renders (colour row first), the sampled views
-            "source": str(store.get(refs["render"].key).local_path("preview")) if "render" in refs else None,
-            "views": str(store.get(edit["sample"].key).local_path("preview")) if edit else None,
-            "plain_views": str(store.get(plain["sample"].key).local_path("preview")) if plain else None,
+            "source": str(store.get(refs["render"].key).local_path("renders_preview")) if "render" in refs else None,
+            "views": str(store.get(edit["sample"].key).local_path("views_preview")) if edit else None,
+            "plain_views": str(store.get(plain["sample"].key).local_path("views_preview")) if plain else None,
         }
         rows.append(
             {

@@ -1,10 +1,15 @@
-"""The pipeline's configuration: one typed config per stage, presets, and YAML-style overrides.
+"""The pipelines' configurations: each stage's own config class, gathered in one typed object per pipeline.
 
-Presets:
+Each stage package holds its config class (`RenderConfig` in `render/`, `SampleConfig` in `mvdiffusion/`, ...).
+Their defaults are the paper's reference numbers. A preset is a YAML file in `dreamedit3d_core/presets/` of
+overrides on those defaults, and `PipelineConfig` always starts from one: `PipelineConfig()` is the `tiny`
+preset, `PipelineConfig(preset="world")` the `world` preset, and any other field given is merged over the
+preset (mappings merge, everything else replaces). That is the only preset mechanism.
+
+Presets (`preset_names()`):
 - `tiny`: random tiny models on the CPU, small images and few steps: seconds per stage (tests). Edits are noise.
 - `world`: our own small model trained on the procedural parts world (shipped weights), for objects made of
-  coloured primitives, minutes per asset on a CPU (the demo); with prior preservation and local edits (not the
-  paper's recipe) it recolours a part on some objects, not on most.
+  coloured primitives, minutes per asset on a CPU (the demo).
 - `mvdream`: real MVDream weights from a local folder (`model.path`), the paper's reference settings.
 
 A config is validated as a whole before any stage runs (unknown keys are errors, not ignored).
@@ -14,95 +19,49 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dreamedit3d_core.evaluate import EvaluateConfig
+from dreamedit3d_core.evaluate.config import EvaluationViewsConfig
+from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.ingest import IngestConfig
 from dreamedit3d_core.masks import MaskConfig
 from dreamedit3d_core.mvdiffusion import SampleConfig
 from dreamedit3d_core.mvdiffusion.loading import ModelConfig
 from dreamedit3d_core.personalize import FinetuneConfig, InvertConfig
+from dreamedit3d_core.pretrain import PretrainConfig
 from dreamedit3d_core.reconstruct import ReconstructConfig
 from dreamedit3d_core.render import RenderConfig
-from dreamedit3d_core.world.captions import world_captions
+from dreamedit3d_core.world import WorldDatasetConfig
 
-STAGES = ("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate")
-PER_EDIT_STAGES = ("sample", "reconstruct", "evaluate")  # once per edit prompt; the others once per asset
-GPU_STAGES = ("invert", "finetune", "sample")  # run on the gpu work pool when the flow runs distributed
-
-
-class EvaluationViewsConfig(BaseModel):
-    """The camera set the source and the edited mesh are both rendered from (8 by default; 70 as the reference)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    views: int = Field(8, ge=1, le=360)
-    elevation: float = 15.0
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+DEFAULT_PRESET = "tiny"
 
 
-class PipelineConfig(BaseModel):
-    """Every stage's settings. Each stage's artifact key hashes only its own section."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    preset: str = "tiny"
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
-    render: RenderConfig = Field(default_factory=RenderConfig)
-    mask: MaskConfig = Field(default_factory=MaskConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    invert: InvertConfig = Field(default_factory=InvertConfig)
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
-    sample: SampleConfig = Field(default_factory=SampleConfig)
-    reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    evaluation_views: EvaluationViewsConfig = Field(default_factory=EvaluationViewsConfig)
+def preset_names() -> list[str]:
+    """The presets shipped in the package, by name."""
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
 
 
-# class prompts of the world preset's prior preservation: captions of 16 random parts-world objects
-WORLD_PRIOR_PROMPTS = tuple(world_captions(16, seed=1))
+@cache
+def _preset_file(name: str) -> dict[str, Any]:
+    path = PRESETS_DIR / f"{name}.yaml"
+    settings = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"preset file {path} must hold a mapping of stage settings")
+    return settings
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "render": {"image_size": 64, "samples": 8},
-        "model": {"source": "tiny"},
-        "invert": {"steps": 4, "attention_resolution": 8},
-        "finetune": {"steps": 4, "attention_resolution": 8, "checkpoint_every": 2},
-        "sample": {"steps": 8},
-        "reconstruct": {"grid_resolution": 64},
-        "evaluate": {"surface_samples": 5000},
-    },
-    "world": {
-        # the small model we trained on the procedural parts world (`dreamedit3d world train`), on a CPU in
-        # minutes; renders and sampled views at the model's 64 px, with the orbit it was trained on
-        "render": {"image_size": 64, "samples": 8},
-        "model": {"source": "world"},
-        # the renders' white ground is supervised too (background_weight): without it the small model's
-        # tokens learn to fill the whole frame
-        "invert": {"steps": 150, "lr": 5e-3, "attention_resolution": 16, "background_weight": 1.0},
-        # phase 2 keeps the text encoder as pretraining left it (fixed there too): trained at this step size it
-        # drifts, and the views lose their cameras (every view the same). 300 steps give the asset back; 60 or
-        # 120 gave a blob of its colours (demo object, 2026-11-26). Not the paper's recipe: DreamBooth's prior
-        # preservation with the base model's samples of 16 world captions, or phase 2 forgets what colour words
-        # do (the edit is ignored); and local edits, or the colour spreads over the whole object
-        # (bench_world_edits.py measures both against the paper's recipe)
-        "finetune": {
-            "steps": 300, "lr": 1e-4, "train_text_encoder": False, "attention_resolution": 16,
-            "background_weight": 1.0, "checkpoint_every": 100,
-            "prior_preservation": True, "prior_prompt": WORLD_PRIOR_PROMPTS, "prior_images": 16,
-            "prior_guidance_scale": 5.0, "prior_negative_prompt": "",  # as the sample stage below
-        },
-        "sample": {"steps": 50, "guidance_scale": 5.0, "negative_prompt": "", "local_edit": True},
-        "reconstruct": {"grid_resolution": 64},
-        "evaluate": {"surface_samples": 5000},
-    },
-    "mvdream": {
-        "render": {"image_size": 256, "samples": 32},
-        "model": {"source": "pretrained"},  # float32 weights; training autocasts to bf16 on CUDA
-        "sample": {"steps": 50, "guidance_scale": 7.5},
-    },
-}
+
+def preset_settings(name: str) -> dict[str, Any]:
+    """The overrides a preset makes on the stage configs' defaults (a fresh copy)."""
+    if not isinstance(name, str) or name not in preset_names():
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
+    return copy.deepcopy(_preset_file(name))
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,13 +75,47 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
-def pipeline_config(preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
-    """The preset's config with `overrides` (e.g. parsed from a YAML file) merged in, validated."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+class PipelineConfig(BaseModel):
+    """Every stage's settings for editing one asset; a stage's artifact key hashes only the sections it reads
+    (see tasks/catalog.py), without their execution-only fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = DEFAULT_PRESET
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    invert: InvertConfig = Field(default_factory=InvertConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    evaluation_views: EvaluationViewsConfig = Field(default_factory=EvaluationViewsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_the_preset(cls, data: Any) -> Any:
+        """The named preset's settings first, then what was given, merged over them."""
+        if not isinstance(data, Mapping):
+            return data
+        name = data.get("preset", DEFAULT_PRESET)
+        return merge({**preset_settings(name), "preset": name}, data)
+
+
+def pipeline_config(preset: str = DEFAULT_PRESET, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """The preset's config with `overrides` (e.g. parsed from a YAML file) merged in, validated. An override
+    file may name its own preset (`preset: world`), which then replaces `preset`."""
     overrides = dict(overrides or {})
-    if overrides.get("preset", preset) != preset:
-        preset = overrides["preset"]
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
-    return PipelineConfig.model_validate(merge({"preset": preset, **PRESETS[preset]}, overrides))
+    return PipelineConfig.model_validate({**overrides, "preset": overrides.get("preset", preset)})
+
+
+class WorldTrainingConfig(BaseModel):
+    """The world model's pipeline: render the procedural parts world's dataset, then train the model on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: WorldDatasetConfig = Field(default_factory=WorldDatasetConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    model_seed: int = 0  # random initialisation of the model trained from scratch
+    device: str = execution_field("auto")  # auto, cpu or cuda

@@ -7,7 +7,6 @@ object on stdout; progress and messages go to stderr). User mistakes give a one-
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -25,7 +24,7 @@ else:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 
 import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError  # noqa: E402
+from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, server_note  # noqa: E402
 from flows.cli_common import one_line as _one_line  # noqa: E402
 
 app = typer.Typer(
@@ -36,7 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny, world or mvdream.")]
+PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny (default), world or mvdream.")]
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)
 ]
@@ -63,26 +62,15 @@ def _load_config(preset: str, config_path: Path | None) -> Any:
         raise UserError(f"invalid configuration: {_one_line(error)}") from None
 
 
-def _emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(payload, default=str) + "\n")
-    else:
-        typer.echo(human)
-
-
 def _run_flow(
     asset: Path, edits: list[str], store: str, preset: str, config_path: Path | None, until: str | None, seed: int
 ) -> Any:
     if not asset.exists():
         raise UserError(f"asset file not found: {asset}")
     config = _load_config(preset, config_path)
-    from prefect.settings import get_current_settings
-
     from flows.edit_asset import edit_asset
 
-    if not get_current_settings().api.url:
-        typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
-
+    server_note()
     return edit_asset(
         asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until, seed=seed
     )
@@ -124,11 +112,11 @@ def edit(
     finals = []
     for entry in result.outputs.get("edits", []):
         finals.append(f"edit {entry['prompt']!r}:")
-        for name in ("mesh", "preview", "report"):
+        for name in ("mesh", "mesh_preview", "report"):
             if name in entry:
                 finals.append(f"  {name:<8} {_local(entry[name])}")
     done = "\n".join(["", *finals]) if finals else ""
-    _emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}{done}")
+    emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}{done}")
 
 
 def _stage_command(stage: str, needs_edit: bool) -> None:
@@ -153,23 +141,23 @@ def _stage_command(stage: str, needs_edit: bool) -> None:
             "artifacts": ref.artifacts,
         }
         artifacts = "\n".join(f"  {name:<17} {uri}" for name, uri in ref.artifacts.items())
-        _emit(as_json, payload, f"{_stage_table(result)}\nartifacts:\n{artifacts}")
+        emit(as_json, payload, f"{_stage_table(result)}\nartifacts:\n{artifacts}")
 
     command.__doc__ = f"Run the `{stage}` stage for ASSET (and the upstream stages it needs)."
+    if needs_edit:
+        command.__doc__ += " Needs at least one --edit."
     app.command(name=stage)(command)
 
 
-for _stage, _needs_edit in (
-    ("ingest", False),
-    ("render", False),
-    ("mask", False),
-    ("invert", False),
-    ("finetune", False),
-    ("sample", True),
-    ("reconstruct", True),
-    ("evaluate", True),
-):
-    _stage_command(_stage, _needs_edit)
+def _add_stage_commands() -> None:
+    """`dreamedit3d <stage> ASSET`, one command per stage of the catalog (tasks/catalog.py), in its order."""
+    from tasks.catalog import EDIT
+
+    for stage in EDIT.stages:
+        _stage_command(stage.name, stage.per_edit)
+
+
+_add_stage_commands()
 
 
 @app.command()
@@ -181,7 +169,7 @@ def example(
     from dreamedit3d_core.ingest import make_example_asset
 
     path = make_example_asset(out)
-    _emit(as_json, {"asset": str(path)}, f"wrote {path}")
+    emit(as_json, {"asset": str(path)}, f"wrote {path}")
 
 
 @app.command("convert-mvdream")
@@ -204,7 +192,7 @@ def convert_mvdream(
 
     model = convert_mvdream_checkpoint(checkpoint, config, sd_base_dir=sd_base, out_dir=out)
     payload = {"out": str(out), "num_views": model.num_views, "image_size": model.config.image_size}
-    _emit(as_json, payload, f"converted {checkpoint} -> {out} ({model.num_views} views, {model.config.image_size} px)")
+    emit(as_json, payload, f"converted {checkpoint} -> {out} ({model.num_views} views, {model.config.image_size} px)")
 
 
 @app.command()
@@ -228,12 +216,9 @@ def batch(
     read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
     from prefect.settings import get_current_settings
 
-    if not get_current_settings().api.url:
-        if distributed:
-            raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
-        typer.echo(
-            "starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True
-        )
+    if distributed and not get_current_settings().api.url:
+        raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
+    server_note()
     state = edit_library(
         manifest=str(manifest.resolve()),
         store=absolute_store(store),
@@ -245,7 +230,7 @@ def batch(
         return_state=True,
     )
     summary = batch_summary(state)
-    _emit(as_json, summary.to_json(), summary.text())
+    emit(as_json, summary.to_json(), summary.text())
     if summary.failed:
         raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
 
@@ -262,27 +247,27 @@ _add_world_commands()
 @app.command()
 def status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
     """Where every asset stands: assets x stages (done, failed, missing) with times from the ledger."""
-    from flows.report import stage_status
+    from flows.status import stage_status
 
     table = stage_status(store)
-    _emit(as_json, {"assets": table}, _status_text(table))
+    emit(as_json, {"assets": table}, _status_text(table))
 
 
 def _status_text(table: list[dict[str, Any]]) -> str:
-    from dreamedit3d_core.config import STAGES
+    from tasks.catalog import EDIT
 
     if not table:
         return "no assets in this store yet"
-    header = f"{'asset':<28}" + "".join(f"{stage:>12}" for stage in STAGES)
+    header = f"{'asset':<28}" + "".join(f"{stage:>12}" for stage in EDIT.stage_names)
     rows = [header]
     for row in table:
-        if set(row["stages"]) != set(STAGES):  # the world model's stages: a line of their own
+        if tuple(row["stages"]) != EDIT.stage_names:  # the world model's stages: a line of their own
             cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
                      for stage, cell in row["stages"].items()]
             rows.append(f"{row['asset_id']:<28}" + ", ".join(cells))
             continue
         cells = []
-        for stage in STAGES:
+        for stage in EDIT.stage_names:
             cell = row["stages"][stage]
             text = cell["state"] if cell["seconds"] is None else f"{cell['state']} {cell['seconds']:.1f}s"
             cells.append(f"{text:>12}")
@@ -304,7 +289,7 @@ def verify(
         "clean": report.clean,
         "problems": [{"what": what, "problem": problem, "action": action} for what, problem, action in report.problems],
     }
-    _emit(as_json, payload, str(report))
+    emit(as_json, payload, str(report))
 
 
 def main() -> None:

@@ -1,7 +1,12 @@
-"""What the main command line and its sub-command modules share: the one-line user error and the common
-options (in a module of their own, so that `python -m flows.cli` and `flows.world_cli` share one class)."""
+"""What the main command line and its sub-command modules share: the one-line user error, the common options
+and how a command prints its result (in a module of their own, so that `python -m flows.cli` and
+`flows.world_cli` share one class)."""
 
-from typing import Annotated
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -18,3 +23,19 @@ class UserError(Exception):
 
 def one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+def emit(as_json: bool, payload: dict[str, Any], human: str) -> None:
+    """A command's result: one JSON object on stdout with --json, else the human text."""
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    else:
+        typer.echo(human)
+
+
+def server_note() -> None:
+    """Say why the command is slow to start when it has to start a temporary Prefect server."""
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)

@@ -19,16 +19,13 @@ Progress: a Prefect progress artifact and one line per finished asset on stderr.
 from __future__ import annotations
 
 import datetime as dt
-import html
-import json
 import os
 import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
@@ -40,135 +37,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import task_run as runtime_task_run
 from prefect.states import Failed, State
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
 
 from dreamedit3d_core.config import PipelineConfig, pipeline_config
+from flows.batch_index import html_index
+from flows.batch_models import AssetOutcome, BatchFailed, BatchSummary, batch_summary
+from flows.batch_table import summary_table
 from flows.deployments import WORKER_ENV
 from flows.edit_asset import edit_asset
 from flows.manifest import ManifestEntry, read_manifest
+from flows.worker_pool import task_runner
 from storage import ArtifactStore, artifact_key, file_digest
 
 BATCH_CODE_VERSION = "1"
 TABLE_ARTIFACT_KEY = "edit-library-summary"
-
-SUMMARY_SCHEMA = pa.schema(
-    [
-        pa.field("row", pa.int64(), nullable=False),
-        pa.field("asset", pa.string(), nullable=False),
-        pa.field("asset_id", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-        pa.field("seconds", pa.float64(), nullable=False),
-        pa.field("edits", pa.list_(pa.string())),
-        pa.field(
-            "stages",
-            pa.list_(
-                pa.struct(
-                    [("stage", pa.string()), ("key", pa.string()), ("status", pa.string()), ("seconds", pa.float64())]
-                )
-            ),
-        ),
-        pa.field("outputs", pa.string()),  # JSON: artifact noun -> URI, per-edit ones under "edits"
-    ]
-)
-
-
-class AssetOutcome(BaseModel):
-    """What happened to one manifest row."""
-
-    row: int
-    asset: str
-    asset_id: str | None = None
-    status: Literal["completed", "failed"]
-    error: str | None = None
-    seconds: float = 0.0
-    edits: list[str] = Field(default_factory=list)
-    stages: list[dict[str, Any]] = Field(default_factory=list)  # {stage, key, status, seconds}, as for `edit`
-    outputs: dict[str, Any] = Field(default_factory=dict)
-
-    def line(self) -> str:
-        """One line for the terminal."""
-        name = self.asset_id or Path(self.asset).name
-        if self.status == "failed":
-            return f"{name}: failed after {self.seconds:.1f} s: {self.error}"
-        counts = {status: sum(s["status"] == status for s in self.stages) for status in ("computed", "cached")}
-        return f"{name}: completed in {self.seconds:.1f} s ({counts['computed']} computed, {counts['cached']} cached)"
-
-
-class BatchSummary(BaseModel):
-    manifest: str
-    store: str
-    started: dt.datetime
-    seconds: float
-    assets: list[AssetOutcome]
-    summary_uri: str | None = None  # the Parquet table in the store
-    index_uri: str | None = None  # the HTML index in the store
-
-    @property
-    def completed(self) -> int:
-        return sum(asset.status == "completed" for asset in self.assets)
-
-    @property
-    def failed(self) -> int:
-        return sum(asset.status == "failed" for asset in self.assets)
-
-    @property
-    def message(self) -> str:
-        if self.failed:
-            return f"{self.failed} of {len(self.assets)} assets failed"
-        return f"all {len(self.assets)} assets completed"
-
-    def to_json(self) -> dict[str, Any]:
-        """The CLI's `--json` object for `batch`."""
-        return {
-            "completed": self.completed,
-            "failed": self.failed,
-            "assets": [
-                {
-                    "asset": a.asset,
-                    "asset_id": a.asset_id,
-                    "row": a.row,
-                    "status": a.status,
-                    "error": a.error,
-                    "stages": a.stages,
-                    "outputs": a.outputs,
-                }
-                for a in self.assets
-            ],
-            "summary": self.summary_uri,
-            "index": self.index_uri,
-            "seconds": round(self.seconds, 3),
-        }
-
-    def text(self) -> str:
-        lines = [f"{self.message} ({self.seconds:.1f} s)"]
-        lines += [f"  row {a.row:<4} {a.status:<9} {a.line()}" for a in self.assets]
-        lines += [f"summary: {self.summary_uri}", f"index:   {self.index_uri}"]
-        return "\n".join(lines)
-
-
-class BatchFailed(RuntimeError):
-    """Some assets failed: the data of the flow's Failed state, carrying the whole summary."""
-
-    def __init__(self, summary: BatchSummary) -> None:
-        super().__init__(summary.message)
-        self.summary = summary
-
-    def __reduce__(self) -> tuple[Any, ...]:  # pickled with the summary, not with the message
-        return (BatchFailed, (self.summary,))
-
-
-def batch_summary(state: State) -> BatchSummary:
-    """The summary from the final state of an `edit_library` run; re-raises when the batch itself broke."""
-    value = state.result(raise_on_failure=False)
-    if isinstance(value, BatchSummary):
-        return value
-    if isinstance(value, BatchFailed):
-        return value.summary
-    if isinstance(value, BaseException):
-        raise value
-    raise RuntimeError(f"edit-library ended {state.name} without a summary: {state.message}")
+__all__ = ["TABLE_ARTIFACT_KEY", "BatchFailed", "BatchSummary", "absolute_store", "batch_summary", "edit_library"]
 
 
 def _asset_run_name() -> str:
@@ -205,7 +87,7 @@ def _edit_one_asset(
             outputs=summary["outputs"],
         )
     error = state.result(raise_on_failure=False)
-    asset_id = _asset_id(entry, store, config)
+    asset_id = _asset_id(entry)
     stages = _ledger_stages(store, asset_id, started)
     failed_stage = next((s["stage"] for s in reversed(stages) if s["status"] == "failed"), None)
     reason = " ".join(f"{type(error).__name__}: {error}".split()) if isinstance(error, BaseException) else state.message
@@ -229,12 +111,12 @@ edit_one_asset = task(
 )
 
 
-def _asset_id(entry: ManifestEntry, store: str, config: PipelineConfig) -> str | None:
+def _asset_id(entry: ManifestEntry) -> str | None:
     """The asset id `ingest` gives this file (its name and digest), without running anything."""
-    from tasks.ingest import plan
+    from tasks.ingest import identify_source
 
     try:
-        return plan(store, entry.asset, config.ingest).asset_id
+        return identify_source(entry.asset)[0]
     except Exception:  # an unreadable file: the outcome names the row and the path instead
         return None
 
@@ -307,7 +189,7 @@ def edit_library(
     )
     progress = create_progress_artifact(0.0, description=f"assets done of {len(entries)} in {Path(manifest).name}")
     outcomes: list[AssetOutcome] = []
-    with _task_runner(store, max_concurrency) as runner:
+    with task_runner(store, max_concurrency) as runner:
         futures = {
             runner.submit(
                 edit_one_asset,
@@ -329,28 +211,6 @@ def edit_library(
     if summary.failed:
         return Failed(message=summary.message, data=BatchFailed(summary))  # type: ignore[return-value]
     return summary
-
-
-def _task_runner(store: str, max_concurrency: int) -> TaskRunner:
-    """One asset at a time in this process; several at once each in a process of its own.
-
-    Not threads: loading a model (diffusers / transformers `from_pretrained`) patches torch's module
-    constructors process-wide for a moment, and a model built in another thread then comes out empty.
-    """
-    if max_concurrency == 1:
-        return ThreadPoolTaskRunner(max_workers=1)
-    if store.startswith("memory://"):
-        raise ValueError("a memory:// store lives in one process: run it with max_concurrency=1")
-    threads = max(1, (os.cpu_count() or 1) // max_concurrency)
-    return ProcessPoolTaskRunner(max_workers=max_concurrency, initializer=_share_cores, initargs=(threads,))
-
-
-def _share_cores(threads: int) -> None:
-    """In each worker process: its share of the cores, so that concurrent assets do not oversubscribe them."""
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # OpenMP libraries loaded later (reconstruction, metrics)
-    torch.set_num_threads(threads)
 
 
 def _announce(line: str) -> None:
@@ -392,69 +252,3 @@ def _publish(summary: BatchSummary, preset: str, distributed: bool) -> BatchSumm
     return summary
 
 
-def summary_table(summary: BatchSummary) -> pa.Table:
-    """One row per asset, with the stages as a list of structs and the outputs as JSON."""
-    rows = [
-        {
-            "row": a.row,
-            "asset": a.asset,
-            "asset_id": a.asset_id,
-            "status": a.status,
-            "error": a.error,
-            "seconds": float(a.seconds),
-            "edits": a.edits,
-            "stages": [{**s, "seconds": float(s["seconds"])} for s in a.stages],
-            "outputs": json.dumps(a.outputs),
-        }
-        for a in summary.assets
-    ]
-    return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
-
-
-def html_index(summary: BatchSummary) -> str:
-    """A page a person opens in a browser: per asset its status, stages, previews and links to every output."""
-
-    def link(uri: str, text: str) -> str:
-        return f'<a href="{html.escape(uri)}">{html.escape(text)}</a>'
-
-    def image(uri: str) -> str:
-        return f'<img src="{html.escape(uri)}" alt="" loading="lazy">'
-
-    sections = []
-    for a in summary.assets:
-        previews = [uri for name, uri in a.outputs.items() if name.endswith("preview") and isinstance(uri, str)]
-        links = [link(uri, name) for name, uri in a.outputs.items() if isinstance(uri, str)]
-        edits = []
-        for edit in a.outputs.get("edits", []):
-            items = {name: uri for name, uri in edit.items() if name != "prompt"}
-            edits.append(
-                f"<h3>{html.escape(edit['prompt'])}</h3>"
-                + "".join(image(uri) for name, uri in items.items() if name.endswith("preview"))
-                + "<p>"
-                + " &middot; ".join(link(uri, name) for name, uri in items.items())
-                + "</p>"
-            )
-        stages = " &middot; ".join(
-            f"{html.escape(s['stage'])} <span class={html.escape(s['status'])}>{html.escape(s['status'])}</span>"
-            f" {s['seconds']:.1f} s"
-            for s in a.stages
-        )
-        error = f"<p class=failed>{html.escape(a.error)}</p>" if a.error else ""
-        sections.append(
-            f"<section id=row-{a.row}><h2>row {a.row}: {html.escape(a.asset_id or Path(a.asset).name)}"
-            f" <span class={a.status}>{a.status}</span></h2>"
-            f"<p>{link(Path(a.asset).as_uri() if os.path.isabs(a.asset) else a.asset, a.asset)} ({a.seconds:.1f} s)</p>"
-            f"{error}<p>{stages}</p>{''.join(image(uri) for uri in previews)}"
-            f"<p>{' &middot; '.join(links)}</p>{''.join(edits)}</section>"
-        )
-    title = f"DreamEdit3D batch {summary.started:%Y-%m-%d %H:%M} UTC: {summary.message}"
-    return (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title><style>"
-        "body{font-family:sans-serif;margin:2em} img{height:160px;margin:4px;image-rendering:pixelated}"
-        " .failed{color:#b00020} .completed,.computed{color:#1b5e20} .cached{color:#555}"
-        "</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>manifest {html.escape(summary.manifest)} &middot; store "
-        f"{html.escape(summary.store)} &middot; {summary.completed} completed, {summary.failed} failed, "
-        f"{summary.seconds:.1f} s</p>{''.join(sections)}</body></html>\n"
-    )

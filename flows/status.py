@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dreamedit3d_core.config import STAGES
 from storage import ArtifactStore
-from tasks.world import WORLD_ASSET_ID, WORLD_STAGES
-
+from tasks.catalog import pipeline_of
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
-    """One row per asset: for each stage `done`, `failed` or `missing`, with compute seconds. The
-    pseudo-asset "world" lists the world model's stages instead of an edit's.
+    """One row per asset: for each stage of its pipeline (tasks/catalog.py) `done`, `failed` or `missing`, with
+    compute seconds. The pseudo-asset "world" lists the world model's stages instead of an edit's.
 
     A stage is `done` when its latest ledger row succeeded and that artifact is still committed,
     `failed` when its latest row failed, `missing` otherwise (never run, or its artifact was removed).
@@ -27,11 +25,10 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
         latest[cell] = row
         if row["status"] == "computed":
             computed_seconds[cell] = row["seconds"]
-    assets = sorted({asset_id for asset_id, _ in latest})
     table = []
-    for asset_id in assets:
+    for asset_id in sorted({asset_id for asset_id, _ in latest}):
         stages: dict[str, dict[str, Any]] = {}
-        for stage in WORLD_STAGES if asset_id == WORLD_ASSET_ID else STAGES:
+        for stage in pipeline_of(asset_id).stage_names:
             row = latest.get((asset_id, stage))
             if row is None:
                 state, error = "missing", None

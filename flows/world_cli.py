@@ -10,7 +10,7 @@ import numpy as np
 import typer
 import yaml
 
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption
+from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, one_line, server_note
 
 world_app = typer.Typer(
     name="world",
@@ -27,8 +27,6 @@ WorldConfigOption = Annotated[
 
 
 def _sections(path: Path | None) -> dict[str, Any]:
-    from flows.cli_common import UserError
-
     if path is None:
         return {}
     if not path.is_file():
@@ -45,7 +43,6 @@ def _sections(path: Path | None) -> dict[str, Any]:
 
 def _dataset_config(config: Path | None, **flags: Any) -> Any:
     from dreamedit3d_core.world import WorldDatasetConfig
-    from flows.cli_common import UserError, one_line
 
     settings = {**_sections(config).get("dataset", {}), **{k: v for k, v in flags.items() if v is not None}}
     try:
@@ -54,20 +51,14 @@ def _dataset_config(config: Path | None, **flags: Any) -> Any:
         raise UserError(f"invalid dataset configuration: {one_line(error)}") from None
 
 
-def _server_note() -> None:
-    from prefect.settings import get_current_settings
-
-    if not get_current_settings().api.url:
-        typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
-
-
 def _dataset_ref(store: str, config: Path | None, **flags: Any) -> Any:
     """The dataset stage's StageRef (rendered now unless committed), for `data` and `export-data`."""
+    from dreamedit3d_core.config import WorldTrainingConfig
     from flows.train_world import train_world_model
 
     dataset = _dataset_config(config, **flags)
-    _server_note()
-    (ref,) = train_world_model(store=store, dataset=dataset, training=None)
+    server_note()
+    (ref,) = train_world_model(store=store, config=WorldTrainingConfig(dataset=dataset), until="world_dataset")
     return ref
 
 
@@ -81,11 +72,9 @@ def data(
     as_json: JsonOption = False,
 ) -> None:
     """Render the world's training and held-out objects (cached in the store)."""
-    from flows.cli import _emit
-
     ref = _dataset_ref(store, config, objects=objects, held_out=held_out, seed=seed)
     payload = {"stage": ref.stage, "status": ref.status, "key": ref.key, "artifacts": ref.artifacts}
-    _emit(as_json, payload, f"world_dataset {ref.status} ({ref.seconds:.1f} s)\n  preview {ref.artifacts['world_preview']}")
+    emit(as_json, payload, f"world_dataset {ref.status} ({ref.seconds:.1f} s)\n  preview {ref.artifacts['world_preview']}")
 
 
 @world_app.command("train")
@@ -104,9 +93,8 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Render the dataset if needed, then train the world model from scratch (resumes after a kill)."""
+    from dreamedit3d_core.config import WorldTrainingConfig
     from dreamedit3d_core.pretrain import PretrainConfig
-    from flows.cli import _emit
-    from flows.cli_common import UserError, one_line
     from flows.train_world import install_model, train_world_model
 
     dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
@@ -115,15 +103,15 @@ def train(
         training = PretrainConfig.model_validate({**_sections(config).get("pretrain", {}), **flags})
     except ValueError as error:
         raise UserError(f"invalid pretrain configuration: {one_line(error)}") from None
-    _server_note()
-    refs = train_world_model(store=store, dataset=dataset, training=training, device=device)
+    server_note()
+    refs = train_world_model(store=store, config=WorldTrainingConfig(dataset=dataset, pretrain=training, device=device))
     model_ref = refs[-1]
     folder = Path(model_ref.artifacts["world_model"].removeprefix("file://"))
     if install is not None:
         folder = install_model(model_ref, store, install)
     payload = {"stages": [{"stage": r.stage, "status": r.status, "key": r.key} for r in refs], "model": str(folder)}
     lines = [f"{r.stage} {r.status} ({r.seconds:.1f} s)" for r in refs] + [f"model: {folder}"]
-    _emit(as_json, payload, "\n".join(lines))
+    emit(as_json, payload, "\n".join(lines))
 
 
 @world_app.command("export-data")
@@ -137,13 +125,14 @@ def export_data(
     as_json: JsonOption = False,
 ) -> None:
     """Write the training split as one compressed .npz: train where only torch and diffusers are installed."""
-    from flows.cli import _emit
-    from tasks.stage import open_artifact
+    from storage import ArtifactStore
+    from tasks.artifacts import WORLD_OBJECTS
     from tasks.world import read_training_data
 
     ref = _dataset_ref(store, config, objects=objects, held_out=held_out, seed=seed)
-    train_data = read_training_data(ref, store)
-    table = open_artifact(ref, store).table("objects").to_pydict()
+    dataset = ArtifactStore(store).get(ref.key)
+    train_data = read_training_data(dataset)
+    table = WORLD_OBJECTS.load(dataset)
     preview = [c for c, s in zip(table["canonical_caption"], table["split"], strict=True) if s == "held_out"][:8]
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
@@ -161,7 +150,7 @@ def export_data(
             np.savez_compressed(stream, **arrays)
     partial.replace(out)
     size = out.stat().st_size / 2**20
-    _emit(as_json, {"out": str(out), "objects": train_data.num_objects, "mib": size}, f"wrote {out}: {train_data.num_objects} objects, {size:.1f} MiB")
+    emit(as_json, {"out": str(out), "objects": train_data.num_objects, "mib": size}, f"wrote {out}: {train_data.num_objects} objects, {size:.1f} MiB")
 
 
 @world_app.command("example")
@@ -173,8 +162,6 @@ def example(
 ) -> None:
     """Write a held-out object of the world (never trained on) as a GLB, with its caption."""
     from dreamedit3d_core.world import WorldDatasetConfig, canonical_caption, sample_split, write_world_asset
-    from flows.cli import _emit
-    from flows.cli_common import UserError
 
     defaults = WorldDatasetConfig(seed=seed)
     if index >= defaults.held_out:
@@ -183,4 +170,4 @@ def example(
     obj = held_out[index]
     path = write_world_asset(obj, out, defaults.world)
     text = canonical_caption(obj)
-    _emit(as_json, {"asset": str(path), "caption": text, "parts": [p.shape for p in obj.parts]}, f"wrote {path}: {text}")
+    emit(as_json, {"asset": str(path), "caption": text, "parts": [p.shape for p in obj.parts]}, f"wrote {path}: {text}")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dreamedit3d_core.ingest import IngestConfig, ingest_asset
-from dreamedit3d_core.ingest.sources import source_files
-from storage import ArtifactWriter, file_digest
-from tasks.prefect_task import stage_task
-from tasks.stage import StagePlan, StageRef, run_stage
-
-CODE_VERSION = "1"
+from dreamedit3d_core.ingest import ingest_asset
+from dreamedit3d_core.ingest.source_files import source_files
+from storage import file_digest
+from tasks.artifacts import ASSET, PARTS
+from tasks.running import StageInputs, StageOutputs
 
 
 def asset_id_for(source: Path, digest: str) -> str:
@@ -19,29 +17,15 @@ def asset_id_for(source: Path, digest: str) -> str:
     return f"{stem[:40]}-{digest[:8]}"
 
 
-def plan(store: str, source: str, config: IngestConfig) -> StagePlan:
-    path = Path(source)
-    # The file itself and every file it references (glTF buffers, OBJ material libraries, textures).
-    inputs = {f"file:{file.name}": file_digest(file) for file in source_files(path)}
-    main_digest = inputs[f"file:{path.name}"]
-    return StagePlan(
-        store_uri=store,
-        asset_id=asset_id_for(path, main_digest),
-        stage="ingest",
-        code_version=CODE_VERSION,
-        config=config.model_dump(mode="json"),
-        inputs=inputs,
-    )
+def identify_source(source: str) -> tuple[str, dict[str, str]]:
+    """The asset's id, and the digest of every file the reader opens for it, by path relative to the asset."""
+    files = source_files(Path(source))
+    inputs = {f"file:{file.relative}": file_digest(file.path) for file in files}
+    return asset_id_for(Path(source), inputs[f"file:{files[0].relative}"]), inputs
 
 
-@stage_task("ingest", plan)
-def ingest(store: str, source: str, config: IngestConfig) -> StageRef:
-    stage_plan = plan(store, source, config)
-
-    def compute(writer: ArtifactWriter) -> dict:
-        asset = ingest_asset(Path(source), config)
-        asset.write(writer.new_directory("asset"), overwrite=True)
-        writer.table("parts", asset.parts_table())
-        return {"source": Path(source).name, "parts": len(asset.parts), "warnings": list(asset.warnings)}
-
-    return run_stage(stage_plan, compute, items={"asset": "asset", "parts": "parts"})
+def ingest(inputs: StageInputs, outputs: StageOutputs) -> dict:
+    asset = ingest_asset(inputs.source, inputs.settings("ingest"))
+    outputs.save(ASSET, lambda folder: asset.write(folder, overwrite=True))
+    outputs.save(PARTS, asset.parts_table())
+    return {"source": inputs.source.name, "parts": len(asset.parts), "warnings": list(asset.warnings)}

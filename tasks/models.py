@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
+from dreamedit3d_core.execution import key_settings
 from dreamedit3d_core.mvdiffusion.loading import ModelConfig, model_folder
 from storage import file_digest
 
-# How the model runs, not which weights it has: left out of artifact keys.
-EXECUTION_SETTINGS = {"device", "performance"}
-
 
 def base_model_digest(config: ModelConfig) -> str:
-    """sha256 standing for the base model: its settings, and for weights the folder's file listing.
+    """sha256 standing for the base model: its settings (not how it runs), and for weights the folder's files.
 
     For real checkpoints the listing (relative path, size, modification time) is cheap to read for multi-GB
     folders; replacing a weight file changes it. The world model's files are hashed by content.
     """
-    description: dict = config.model_dump(mode="json", exclude=EXECUTION_SETTINGS)
+    description: dict = key_settings(config)
     folder = model_folder(config)
     if folder is not None and folder.is_dir():
         files = sorted(file for file in folder.rglob("*") if file.is_file())
@@ -28,4 +25,3 @@ def base_model_digest(config: ModelConfig) -> str:
         else:
             description["files"] = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
-

@@ -1,44 +1,45 @@
-"""How a stage becomes a Prefect task: the artifact key as cache key, and retries only for transient faults.
+"""How a stage becomes a Prefect task: the committed artifact as cache key, and retries only for transient faults.
 
 Prefect's own cache policies either include the run id (no caching across runs) or hash the inputs'
-path strings rather than the files behind them, and a cached result whose artifact was deleted would
-still read as Cached. So the cache key is the stage's artifact key, and it is offered to Prefect only
-while the artifact is committed in the store: delete the artifact and the task runs again.
+path strings rather than the files behind them. So the cache key is the stage's artifact key together with
+the committed attempt's content digest, offered to Prefect only while that artifact is committed. Prefect's
+cache entries never expire, so an artifact that is deleted, recomputed or replaced by `verify` must never
+meet an old entry: a recomputed artifact has another attempt and digest, hence another cache key, and the
+task runs (and finds the new commit at once).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import CachePolicy
 
 from storage import ArtifactStore
-from tasks.stage import StagePlan
-
-F = TypeVar("F", bound=Callable[..., Any])
+from tasks.running import run_stage
+from tasks.stage import Stage, StageCall, StageRef, plan
 
 
 @dataclass
 class ArtifactCachePolicy(CachePolicy):
-    """Cache key = (store, artifact key), offered only while that artifact is committed."""
+    """Cache key = (store, artifact key, committed attempt and digest), offered only while it is committed."""
 
-    plan: Callable[..., StagePlan] | None = None
+    stage: Stage | None = None
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
-        if self.plan is None:
+        if self.stage is None:
             return None
         try:
-            plan = self.plan(**inputs)
-        except Exception:  # bad input: let the task run and raise its own clear error
+            call = inputs["call"] if isinstance(inputs["call"], StageCall) else StageCall.model_validate(inputs["call"])
+            key = plan(self.stage, call).key
+            record = ArtifactStore(call.store).read_commit(key)
+        except Exception:  # not committed (StoreError), or bad input: the task runs and raises its own error
             return None
-        if not ArtifactStore(plan.store_uri).is_committed(plan.key):
-            return None
-        store_digest = hashlib.sha256(plan.store_uri.encode()).hexdigest()[:12]
-        return f"{store_digest}-{plan.key}"
+        store_digest = hashlib.sha256(call.store.encode()).hexdigest()[:12]
+        return f"{store_digest}-{key}-{record['attempt']}-{record['digest'][:16]}"
 
 
 def is_transient(task: Task, task_run: Any, state: Any) -> bool:
@@ -52,19 +53,29 @@ def is_transient(task: Task, task_run: Any, state: Any) -> bool:
     return False
 
 
-def stage_task(stage: str, plan: Callable[..., StagePlan], *, retries: int = 2) -> Callable[[F], F]:
-    """Declare a stage as a Prefect task named after it, cached by artifact and retried with backoff."""
+@cache
+def prefect_task(stage: Stage) -> Task:
+    """The stage as a Prefect task named after it, cached by artifact and retried with backoff."""
 
-    def decorate(fn: F) -> F:
-        return task(  # type: ignore[return-value]
-            fn,
-            name=stage,
-            cache_policy=ArtifactCachePolicy(plan=plan),
-            persist_result=True,
-            result_serializer="json",
-            retries=retries,
-            retry_delay_seconds=[2, 10, 30][:retries] or 0,
-            retry_condition_fn=is_transient,
-        )
+    def run(call: StageCall) -> StageRef:
+        return run_stage(stage, call)
 
-    return decorate
+    run.__name__ = run.__qualname__ = stage.name
+    run.__doc__ = stage.about
+    return task(
+        run,
+        name=stage.name,
+        cache_policy=ArtifactCachePolicy(stage=stage),
+        persist_result=True,
+        result_serializer="json",
+        retries=stage.retries,
+        retry_delay_seconds=[2, 10, 30][: stage.retries] or 0,
+        retry_condition_fn=is_transient,
+    )
+
+
+def run_task(stage: Stage, call: StageCall) -> StageRef:
+    """Run a stage's task in this process; a result Prefect served from its cache is reported `cached`."""
+    state = prefect_task(stage)(call, return_state=True)
+    ref: StageRef = state.result()
+    return ref.as_cached() if state.name == "Cached" else ref

@@ -1,31 +1,34 @@
-"""What every stage task shares: the artifact key, the cache check, the ledger row and peak memory.
+"""What a stage is: its declaration (`Stage`, gathered into a `Pipeline`), the call a flow makes of it
+(`StageCall`), its artifact key (`plan`), and the reference it returns (`StageRef`).
 
-A stage task is: `StagePlan` (stage name, code version, config, input digests -> artifact key), then
-`run_stage`, which returns the committed artifact at once when it exists ("cached") and otherwise takes the
-store's lock for the key, calls the stage's `compute(writer)` and commits ("computed"). Either way one row
-goes to the run ledger. Tasks hold no maths: `compute` reads inputs, calls `dreamedit3d_core`, writes outputs.
+A stage's artifact key is a digest of exactly what can change its artifact: the stage's name and code
+version, the config sections it declares (without their execution-only fields), the edit it samples (per-edit
+stages), and the digests of what it reads (its upstream stages' artifacts, or the source file and every file
+the reader opens). A stage can read nothing else: `StageInputs` (tasks/running.py) refuses an undeclared
+section or upstream artifact, so no key can leave out what a stage used.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
-import psutil
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from storage import Artifact, ArtifactStore, ArtifactWriter, LedgerRecord, artifact_key
+from dreamedit3d_core.execution import is_execution_only, key_settings
+from dreamedit3d_core.mvdiffusion import EditConfig
+from storage import artifact_key
+from tasks.artifacts import Noun
+
+if TYPE_CHECKING:
+    from tasks.running import StageInputs, StageOutputs
+
+Compute = Callable[["StageInputs", "StageOutputs"], Mapping[str, Any] | None]
 
 
 class StageRef(BaseModel):
-    """The small reference a stage task returns: where its artifacts are and how it got them."""
+    """The small reference a stage returns: where its artifacts are and how it got them."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -40,6 +43,131 @@ class StageRef(BaseModel):
 
     def as_cached(self) -> StageRef:
         return self.model_copy(update={"status": "cached", "seconds": 0.0})
+
+
+class StageCall(BaseModel):
+    """One call of a stage, as plain JSON: what a Prefect task receives and a remote worker is sent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str
+    upstream: dict[str, StageRef] = {}  # stage name -> its reference, for every stage this one reads
+    config: dict[str, Any] = {}  # the pipeline config's sections this stage declares, as JSON
+    edit: EditConfig | None = None  # per-edit stages: the edit
+    source: str | None = None  # a stage that reads the source file (ingest): its path
+
+
+@dataclass(eq=False)
+class Stage:
+    """One stage, declared once in tasks/catalog.py; everything else (cache key, Prefect task, CLI command,
+    `edit_asset`'s order, `status`, the GPU deployment) is derived from this."""
+
+    name: str  # a verb: the Prefect task, the CLI command and the ledger's stage are named after it
+    compute: Compute  # reads through StageInputs, calls dreamedit3d_core, saves through StageOutputs
+    code_version: str  # bump when the artifact would change; tests/tasks/test_catalog.py checks the source
+    makes: tuple[Noun, ...]  # its artifacts, every one saved by every run
+    reads: tuple[str, ...] = ()  # upstream stages whose artifacts it loads
+    config: tuple[str, ...] = ()  # sections of its pipeline's config it reads
+    per_edit: bool = False  # once per edit prompt (with `StageCall.edit`); else once per asset
+    pool: Literal["cpu", "gpu"] = "cpu"  # the work pool it runs on when a flow runs distributed
+    retries: int = 2  # retries of transient faults (never of bad input)
+    checkpoints: bool = False  # resumable inside the stage: a scratch folder kept across crashes
+    # a stage that reads the source file: its path -> (asset id, input name -> digest of every file it opens)
+    identify: Callable[[str], tuple[str, dict[str, str]]] | None = None
+    # run on the stage's reference before later stages: raises when an edit cannot be made (unknown tokens)
+    check_edits: Callable[[StageRef, Sequence[str]], None] | None = None
+    about: str = ""
+    pipeline: Pipeline = field(init=False, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r})"
+
+
+@dataclass(eq=False)
+class Pipeline:
+    """Stages in the order they run, over one config class (each stage reads some of its sections)."""
+
+    name: str
+    config_class: type[BaseModel]
+    stages: tuple[Stage, ...]
+    # a pipeline of one pseudo-asset (the world model's training) names it; others take the source's asset id
+    asset_id: str | None = None
+    # how a section enters the key when its JSON is not the right thing to hash (the model: its weights' digest)
+    section_keys: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [stage.name for stage in self.stages]
+        made = [noun.name for stage in self.stages for noun in stage.makes]
+        for what, values in (("stage", names), ("artifact", made)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"pipeline {self.name!r} declares the {what}(s) {repeated} more than once")
+        for index, stage in enumerate(self.stages):
+            stage.pipeline = self
+            earlier = names[:index]
+            for upstream in stage.reads:
+                if upstream not in earlier:
+                    raise ValueError(f"stage {stage.name!r} reads {upstream!r}, which is not an earlier stage")
+            for section in stage.config:
+                if section not in self.config_class.model_fields:
+                    raise ValueError(f"stage {stage.name!r} reads config section {section!r}, which {self.config_class.__name__} lacks")
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return tuple(stage.name for stage in self.stages)
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ValueError(f"unknown stage {name!r}; stages are {', '.join(self.stage_names)}")
+
+    def until(self, name: str | None) -> tuple[Stage, ...]:
+        """The stages up to and including `name` (all of them for None)."""
+        if name is None:
+            return self.stages
+        last = self.stages.index(self.stage(name))
+        return self.stages[: last + 1]
+
+    def producer(self, noun: Noun) -> Stage:
+        for stage in self.stages:
+            if noun in stage.makes:
+                return stage
+        raise ValueError(f"no stage of pipeline {self.name!r} makes the artifact {noun.name!r}")
+
+    def call(
+        self,
+        stage: Stage,
+        *,
+        store: str,
+        config: BaseModel,
+        upstream: Mapping[str, StageRef] | None = None,
+        edit: EditConfig | None = None,
+        source: str | None = None,
+    ) -> StageCall:
+        """The call of `stage`: the upstream references and config sections it declares, nothing else."""
+        upstream = upstream or {}
+        missing = [name for name in stage.reads if name not in upstream]
+        if missing:
+            raise ValueError(f"stage {stage.name!r} needs the artifacts of {missing} first")
+        return StageCall(
+            store=store,
+            upstream={name: upstream[name] for name in stage.reads},
+            config={section: _json(getattr(config, section)) for section in stage.config},
+            edit=edit if stage.per_edit else None,
+            source=source if stage.identify is not None else None,
+        )
+
+    def settings(self, stage: Stage, call: StageCall, section: str) -> Any:
+        """A declared config section of the call, typed."""
+        if section not in stage.config:
+            raise KeyError(f"stage {stage.name!r} reads config section {section!r} without declaring it in the catalog")
+        annotation = self.config_class.model_fields[section].annotation
+        return TypeAdapter(annotation).validate_python(call.config[section])
+
+
+def _json(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 @dataclass(frozen=True)
@@ -58,148 +186,28 @@ class StagePlan:
         return artifact_key(self.stage, self.code_version, self.config, self.inputs)
 
 
-def upstream_digests(**upstream: StageRef) -> dict[str, str]:
-    return {name: ref.digest for name, ref in upstream.items()}
-
-
-class PeakMemory:
-    """Samples this process's RSS plus its children's (Blender runs in a subprocess) while a stage runs."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak_rss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.peak_gpu: int | None = None
-
-    def _sample(self) -> None:
-        process = psutil.Process(os.getpid())
-        rss = process.memory_info().rss
-        for child in process.children(recursive=True):
-            try:
-                rss += child.memory_info().rss
-            except psutil.Error:
-                pass
-        self.peak_rss = max(self.peak_rss, rss)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._cuda = _cuda_available()
-        if self._cuda:
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._cuda:
-            import torch
-
-            self.peak_gpu = int(torch.cuda.max_memory_allocated())
-
-
-def _cuda_available() -> bool:
-    import sys
-
-    if "torch" not in sys.modules:  # a stage that never imported torch used no GPU
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def run_stage(
-    plan: StagePlan,
-    compute: Callable[[ArtifactWriter], Mapping[str, Any] | None],
-    items: Mapping[str, str],
-    *,
-    store: ArtifactStore | None = None,
-) -> StageRef:
-    """Return the stage's committed artifact, computing and committing it first when it is missing.
-
-    `items` maps each artifact noun the user sees (`renders`, `cameras`, ...) to the store item holding
-    it. `compute` may return metadata (counts, warnings) that is kept in the manifest.
-    """
-    store = store or ArtifactStore(plan.store_uri)
-    key = plan.key
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
-    metadata = {"asset_id": plan.asset_id, "config": dict(plan.config), "inputs": dict(plan.inputs)}
-    monitor = PeakMemory()
-    status: Literal["computed", "cached"] = "cached"
-    try:
-        with monitor:
-
-            def compute_with_metadata(writer: ArtifactWriter) -> None:
-                extra = compute(writer)
-                if extra:
-                    writer.metadata.update({"result": dict(extra)})
-
-            artifact, status = store.compute(
-                key, stage=plan.stage, metadata=metadata, fn=compute_with_metadata
-            )
-    except BaseException as error:
-        _ledger(store, plan, key, "failed", started, clock, monitor, error)
-        raise
-    seconds = time.perf_counter() - clock
-    result = artifact.metadata.get("result", {})
-    _ledger(store, plan, key, status, started, clock, monitor, None, result if status == "computed" else None)
-    return StageRef(
-        asset_id=plan.asset_id,
-        stage=plan.stage,
-        key=key,
-        digest=artifact.digest,
-        status=status,
-        seconds=round(seconds, 3),
-        artifacts={noun: artifact.uri(item) for noun, item in items.items()},
-        metadata=result,
-    )
-
-
-def open_artifact(ref: StageRef, store_uri: str) -> Artifact:
-    return ArtifactStore(store_uri).get(ref.key)
-
-
-def _flow_run_id() -> str | None:
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    return None if context is None or context.flow_run is None else str(context.flow_run.id)
-
-
-def _ledger(
-    store: ArtifactStore,
-    plan: StagePlan,
-    key: str,
-    status: str,
-    started: datetime,
-    clock: float,
-    monitor: PeakMemory,
-    error: BaseException | None,
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    store.ledger.append(
-        LedgerRecord(
-            asset_id=plan.asset_id,
-            stage=plan.stage,
-            key=key,
-            status=status,
-            start=started,
-            end=datetime.now(timezone.utc),
-            seconds=time.perf_counter() - clock,
-            peak_rss_bytes=monitor.peak_rss,
-            peak_gpu_bytes=monitor.peak_gpu,
-            host=socket.gethostname(),
-            run_id=_flow_run_id(),
-            error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
-            details=json.dumps(details, default=str) if details else None,
-        )
-    )
+def plan(stage: Stage, call: StageCall) -> StagePlan:
+    """The stage's artifact key for this call (reads the source's files for `identify` stages, nothing else)."""
+    pipeline = stage.pipeline
+    settings: dict[str, Any] = {}
+    for section in stage.config:
+        if is_execution_only(pipeline.config_class, section):
+            continue
+        value = pipeline.settings(stage, call, section)
+        to_key = pipeline.section_keys.get(section)
+        settings[section] = to_key(value) if to_key is not None else key_settings(value)
+    if stage.per_edit:
+        if call.edit is None:
+            raise ValueError(f"stage {stage.name!r} runs per edit: give the edit")
+        settings["edit"] = call.edit.model_dump(mode="json")
+    inputs = {name: call.upstream[name].digest for name in stage.reads}
+    if stage.identify is not None:
+        if call.source is None:
+            raise ValueError(f"stage {stage.name!r} reads a source file: give its path")
+        asset_id, files = stage.identify(call.source)
+        inputs.update(files)
+    elif pipeline.asset_id is not None:
+        asset_id = pipeline.asset_id
+    else:
+        asset_id = call.upstream[stage.reads[0]].asset_id
+    return StagePlan(call.store, asset_id, stage.name, stage.code_version, settings, inputs)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.execution import execution_field
+
 
 class ClipConfig(BaseModel):
     """CLIP from a local weights file; without one, CLIP scores are reported as not computed."""
@@ -16,7 +18,7 @@ class ClipConfig(BaseModel):
     weights: Path | None = None  # safetensors (or a legacy .pt/.bin state dict, read with weights_only=True)
     # an architecture open_clip does not ship (e.g. a tiny test model): registered under `model_name`
     model_config_override: dict | None = None
-    device: str = "cpu"
+    device: str = execution_field("cpu")
 
 
 class EvaluateConfig(BaseModel):
@@ -33,3 +35,12 @@ class EvaluateConfig(BaseModel):
     # masks and silhouettes from RGBA: alpha above this is foreground (0-1)
     alpha_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     clip: ClipConfig = Field(default_factory=ClipConfig)
+
+
+class EvaluationViewsConfig(BaseModel):
+    """The camera set the source and the edited mesh are both rendered from (8 by default; 70 as the reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    views: int = Field(8, ge=1, le=360)
+    elevation: float = 15.0

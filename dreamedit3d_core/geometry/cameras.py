@@ -97,6 +97,11 @@ class CameraSet:
             image_size=int(columns["image_size"][0]),
         )
 
+    def resized(self, image_size: int) -> CameraSet:
+        """The same cameras for images of another size (e.g. sampled views at the model's resolution)."""
+        K = np.broadcast_to(intrinsics(self.fov_deg, image_size), self.K.shape).copy()
+        return CameraSet(self.elevations, self.azimuths, self.cam2world, K, self.fov_deg, int(image_size))
+
     def mvdream_vectors(self) -> np.ndarray:
         """(V, 16) float32 camera conditions for the multi-view UNet."""
         return np.stack([mvdream_camera_vector(m) for m in self.cam2world])

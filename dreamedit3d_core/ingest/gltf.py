@@ -3,6 +3,8 @@
 The checks refuse what trimesh would read as garbage or zeros: a GLB whose length or chunks disagree with
 the file, buffers shorter than they claim, accessors reading past their buffer views, triangle lists whose
 index count is not a multiple of 3, and required extensions trimesh cannot decode (Draco, meshopt).
+External buffers and images are found and read through `sources.SourceResolver` (never outside the asset's
+folder); trimesh gets a resolver that serves only those, so the files read are the ones `source_files` lists.
 Parts are the scene's nodes with a mesh (instancing gives one part per node; a node's primitives become
 one part with one material per primitive), in node order, with node transforms applied.
 """
@@ -11,16 +13,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import trimesh
 from trimesh.util import unique_name
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
 
 _COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
 _TYPE_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
@@ -60,7 +64,42 @@ def _parse_json(path: Path, text: bytes) -> dict:
     return document
 
 
-def _buffer_sizes(path: Path, document: dict, binary: bytes | None) -> list[int]:
+def _external_uris(document: dict) -> Iterator[tuple[str, int, str]]:
+    """(kind, index, uri) of each buffer and image stored in a file of its own (not a data: URI)."""
+    for kind in ("buffer", "image"):
+        entries = document.get(f"{kind}s")
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            uri = entry.get("uri") if isinstance(entry, dict) else None
+            if isinstance(uri, str) and not uri.startswith("data:"):
+                yield kind, i, uri
+
+
+def _external_files(files: SourceResolver, document: dict) -> dict[str, SourceFile | None]:
+    """The file each external URI names (None where missing); refuses URIs outside the asset's folder."""
+    return {uri: files.find([uri], files.main, kind, uri=True) for kind, _, uri in _external_uris(document)}
+
+
+def _document(path: Path, raw: bytes) -> tuple[dict, bytes | None]:
+    """The glTF JSON and the GLB binary chunk (None for a .gltf file)."""
+    if not raw.strip():
+        raise AssetError(f"{path.name}: empty file")
+    if raw[:4] == b"glTF":
+        return _split_glb(path, raw)
+    if path.suffix.lower() == ".glb":
+        raise AssetError(f"{path.name}: not a GLB file (it does not start with 'glTF')")
+    return _parse_json(path, raw), None
+
+
+def gltf_references(files: SourceResolver) -> list[SourceFile]:
+    """The external buffers and images `read_gltf` opens (those that exist); [] for a file it cannot parse."""
+    try:
+        document, _ = _document(files.main.path, files.read(files.main))
+    except AssetError:
+        return []
+    return [file for file in _external_files(files, document).values() if file is not None]
+
+
+def _buffer_sizes(path: Path, document: dict, binary: bytes | None, external: dict[str, bytes | None]) -> list[int]:
     sizes = []
     for i, buffer in enumerate(document.get("buffers", [])):
         uri = buffer.get("uri")
@@ -71,10 +110,10 @@ def _buffer_sizes(path: Path, document: dict, binary: bytes | None) -> list[int]
         elif uri.startswith("data:"):
             available = len(base64.b64decode(uri.split(",", 1)[1]))
         else:
-            external = path.parent / unquote(uri)
-            if not external.is_file():
+            content = external[uri]
+            if content is None:
                 raise AssetError(f"{path.name}: external buffer {uri!r} not found next to the file")
-            available = external.stat().st_size
+            available = len(content)
         if available < buffer["byteLength"]:
             raise AssetError(
                 f"{path.name}: buffer {i} ({uri or 'GLB binary chunk'}) is truncated: "
@@ -84,22 +123,26 @@ def _buffer_sizes(path: Path, document: dict, binary: bytes | None) -> list[int]
     return sizes
 
 
-def check_gltf(path: Path) -> dict:
-    """Structural checks on the file's bytes and JSON; returns the glTF document."""
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise AssetError(f"{path.name}: empty file")
-    if raw[:4] == b"glTF":
-        document, binary = _split_glb(path, raw)
-    elif path.suffix.lower() == ".glb":
-        raise AssetError(f"{path.name}: not a GLB file (it does not start with 'glTF')")
-    else:
-        document, binary = _parse_json(path, raw), None
+def check_gltf(files: SourceResolver) -> tuple[dict, list[str]]:
+    """Structural checks on the file's bytes and JSON; returns the glTF document and warnings.
+
+    Reads every external buffer and image here, so the files the reader uses do not depend on which of them
+    trimesh asks for (it serves them from `files`)."""
+    path = files.main.path
+    document, binary = _document(path, files.read(files.main))
+    external: dict[str, bytes | None] = {
+        uri: None if file is None else files.read(file) for uri, file in _external_files(files, document).items()
+    }
+    warnings = [
+        f"{path.name}: image {index} {uri!r} not found next to the file (the material has no texture)"
+        for kind, index, uri in _external_uris(document)
+        if kind == "image" and external[uri] is None
+    ]
     try:
         required = [e for e in document.get("extensionsRequired", []) if e in _UNSUPPORTED_EXTENSIONS]
         if required:
             raise AssetError(f"{path.name}: requires unsupported glTF extension(s) {', '.join(required)}")
-        sizes = _buffer_sizes(path, document, binary)
+        sizes = _buffer_sizes(path, document, binary, external)
         views = document.get("bufferViews", [])
         for i, view in enumerate(views):
             if view.get("byteOffset", 0) + view["byteLength"] > sizes[view["buffer"]]:
@@ -127,7 +170,7 @@ def check_gltf(path: Path) -> dict:
         if isinstance(error, AssetError):
             raise
         raise AssetError(f"{path.name}: malformed glTF ({type(error).__name__}: {error})") from None
-    return document
+    return document, warnings
 
 
 def _srgb_from_linear(linear: np.ndarray) -> np.ndarray:
@@ -171,10 +214,40 @@ def _material(mesh: trimesh.Trimesh) -> Material:
     )
 
 
-def read_gltf(path: Path) -> tuple[list[Part], list[Material], list[str]]:
-    document = check_gltf(path)
+class _TrimeshResolver(trimesh.resolvers.Resolver):
+    """Hands trimesh the files a glTF's URIs name, found and read through `SourceResolver` only."""
+
+    def __init__(self, files: SourceResolver) -> None:
+        self.files = files
+
+    def get(self, key: str) -> bytes:
+        file = None if key.startswith("data:") else self.files.find([key], self.files.main, "URI", uri=True)
+        if file is None:
+            raise FileNotFoundError(f"{self.files.main.relative}: {key!r} not found")
+        return self.files.read(file)
+
+    def keys(self) -> list[str]:
+        return [file.relative for file in self.files.opened]
+
+    def write(self, name: str, data: bytes | str) -> None:
+        raise PermissionError(f"ingest never writes beside the asset ({name!r})")
+
+    def namespaced(self, namespace: str) -> trimesh.resolvers.Resolver:
+        raise AssetError(f"{self.files.main.relative}: glTF has no namespaced resources ({namespace!r})")
+
+
+def read_gltf(files: SourceResolver) -> tuple[list[Part], list[Material], list[str]]:
+    path = files.main.path
+    document, warnings = check_gltf(files)
+    raw = files.read(files.main)
     try:
-        scene = trimesh.load(str(path), force="scene", process=False)
+        scene = trimesh.load(
+            io.BytesIO(raw),
+            file_type="glb" if raw[:4] == b"glTF" else "gltf",
+            resolver=_TrimeshResolver(files),
+            force="scene",
+            process=False,
+        )
     except Exception as error:  # trimesh raises anything from KeyError to struct.error on bad files
         raise AssetError(f"{path.name}: could not read glTF ({type(error).__name__}: {error})") from None
 
@@ -185,7 +258,6 @@ def read_gltf(path: Path) -> tuple[list[Part], list[Material], list[str]]:
     for i, node in enumerate(nodes):
         node_index[unique_name(node.get("name", str(i)), node_index, counts=counts)] = i
 
-    warnings: list[str] = []
     owners: dict[str, list[tuple[np.ndarray, trimesh.Trimesh]]] = {}
     for node_name in scene.graph.nodes_geometry:
         transform, geometry_name = scene.graph[node_name]

@@ -21,6 +21,7 @@ from dreamedit3d_core.ingest.asset import AssetError, IngestedAsset, Material, P
 from dreamedit3d_core.ingest.gltf import read_gltf
 from dreamedit3d_core.ingest.obj import read_obj
 from dreamedit3d_core.ingest.ply import read_ply
+from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
 from dreamedit3d_core.ingest.stl import read_stl
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def up_rotation(up_axis: str) -> np.ndarray:
     return _UP_ROTATIONS[up_axis].copy()
 
 
-_READERS: dict[str, Callable[[Path], tuple[list[Part], list[Material], list[str]]]] = {
+_READERS: dict[str, Callable[[SourceResolver], tuple[list[Part], list[Material], list[str]]]] = {
     ".glb": read_gltf,
     ".gltf": read_gltf,
     ".obj": read_obj,
@@ -121,8 +122,14 @@ def _compact_materials(parts: list[Part], materials: list[Material]) -> list[Mat
     return [materials[i] for i in used]
 
 
-def ingest_asset(path: Path | str, config: IngestConfig | None = None) -> IngestedAsset:
-    """Read, check, clean and normalise a GLB / glTF / OBJ / PLY / STL file. Raises AssetError on bad input."""
+def ingest_asset(
+    path: Path | str, config: IngestConfig | None = None, *, opened: list[SourceFile] | None = None
+) -> IngestedAsset:
+    """Read, check, clean and normalise a GLB / glTF / OBJ / PLY / STL file. Raises AssetError on bad input.
+
+    `opened`, where given, receives every file the reader opened (the main file first), also when it refuses
+    the asset; on success these are exactly `sources.source_files(path)`.
+    """
     config = config or IngestConfig()
     path = Path(path)
     if not path.is_file():
@@ -131,7 +138,12 @@ def ingest_asset(path: Path | str, config: IngestConfig | None = None) -> Ingest
     if suffix not in SUPPORTED_SUFFIXES:
         raise AssetError(f"{path.name}: unsupported format {suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)})")
 
-    parts, materials, warnings = _READERS[suffix](path)
+    files = SourceResolver(path)
+    try:
+        parts, materials, warnings = _READERS[suffix](files)
+    finally:
+        if opened is not None:
+            opened.extend(files.opened)
     num_faces = sum(len(p.faces) for p in parts)
     if num_faces > config.max_faces:
         raise AssetError(f"{path.name}: {num_faces} faces, more than max_faces={config.max_faces}")

@@ -3,11 +3,13 @@
 Parts are the file's objects (`o`), or its groups (`g`) where it has no objects, or the whole file.
 Polygons are triangulated as fans. Faces with fewer than 3 vertices, out-of-range or zero indices and
 non-finite coordinates refuse the file, naming the line. Material library and texture names may contain
-spaces.
+spaces; they are resolved by `sources.SourceResolver` (the same parsing lists them in `source_files`).
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
 
 DEFAULT_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
 # arguments taken by each map_Kd option (-o/-s/-t take up to 3 numbers)
@@ -43,14 +46,6 @@ def _resolve(index_text: str, count: int, path: Path, lineno: int, what: str) ->
     return index - 1 if index > 0 else count + index
 
 
-def _existing_file(base: Path, name: str) -> Path | None:
-    name = name.strip().replace("\\", "/")
-    for candidate in (base / name, base / Path(name).name):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -74,26 +69,59 @@ def _texture_name(rest: str) -> str:
     return " ".join(tokens[i:])
 
 
-def read_mtl(path: Path, warnings: list[str]) -> dict[str, Material]:
+def material_libraries(rest: str, obj: SourceFile, files: SourceResolver) -> list[tuple[str, SourceFile | None]]:
+    """The libraries of an `mtllib` line: the whole line if it names a file (names may contain spaces), else
+    each word (`mtllib a.mtl b.mtl`); None for a library that is not found."""
+    whole = files.find([rest], obj, "material library")
+    if whole is not None:
+        return [(rest, whole)]
+    return [(name, files.find([name], obj, "material library")) for name in rest.split()]
+
+
+def mtl_statements(text: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, keyword, rest) of each `newmtl` and of each statement inside a material."""
+    inside_material = False
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        keyword, rest = _split_keyword(line)
+        inside_material = inside_material or keyword == "newmtl"
+        if inside_material:
+            yield lineno, keyword, rest
+
+
+def texture_file(rest: str, library: SourceFile, files: SourceResolver) -> SourceFile | None:
+    """The image a `map_Kd` statement names: the statement as written, else the file name after its options."""
+    return files.find(list(dict.fromkeys([rest, _texture_name(rest)])), library, "texture")
+
+
+def read_mtl(library: SourceFile, files: SourceResolver, warnings: list[str]) -> dict[str, Material]:
     """Materials by name; unreadable lines and textures become warnings (the geometry is still good)."""
     materials: dict[str, Material] = {}
     current: Material | None = None
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        keyword, rest = _split_keyword(line)
+    text = files.read(library).decode("utf-8", errors="replace")
+    for lineno, keyword, rest in mtl_statements(text):
         if keyword == "newmtl":
             current = Material(name=rest or f"material_{len(materials)}", metallic=0.0, roughness=0.5)
             materials[current.name] = current
             continue
         if current is None or keyword not in ("Kd", "Ns", "Pm", "map_Kd"):
             continue
+        texture = texture_file(rest, library, files) if keyword == "map_Kd" else None  # refuses outside files
         try:
-            _apply_mtl_line(current, keyword, rest, path, warnings)
+            _apply_mtl_line(current, keyword, rest, library, texture, files, warnings)
         except (ValueError, IndexError, OSError) as error:
-            warnings.append(f"{path.name}: line {lineno}: {keyword} ignored ({error})")
+            warnings.append(f"{library.path.name}: line {lineno}: {keyword} ignored ({error})")
     return materials
 
 
-def _apply_mtl_line(material: Material, keyword: str, rest: str, path: Path, warnings: list[str]) -> None:
+def _apply_mtl_line(
+    material: Material,
+    keyword: str,
+    rest: str,
+    library: SourceFile,
+    texture: SourceFile | None,
+    files: SourceResolver,
+    warnings: list[str],
+) -> None:
     if keyword == "Kd":
         rgb = [float(x) for x in rest.split()[:3]]
         if len(rgb) != 3:
@@ -104,12 +132,10 @@ def _apply_mtl_line(material: Material, keyword: str, rest: str, path: Path, war
         material.roughness = float(1.0 - np.sqrt(np.clip(float(rest.split()[0]), 0.0, 1000.0) / 1000.0))
     elif keyword == "Pm":
         material.metallic = float(rest.split()[0])
+    elif texture is None:
+        warnings.append(f"{library.path.name}: texture {rest!r} of material {material.name!r} not found")
     else:
-        texture_path = _existing_file(path.parent, rest) or _existing_file(path.parent, _texture_name(rest))
-        if texture_path is None:
-            warnings.append(f"{path.name}: texture {rest!r} of material {material.name!r} not found")
-            return
-        with Image.open(texture_path) as image:
+        with Image.open(io.BytesIO(files.read(texture))) as image:
             material.texture = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
 
 
@@ -118,14 +144,50 @@ def _split_keyword(line: str) -> tuple[str, str]:
     return (words[0], words[1].strip() if len(words) > 1 else "") if words else ("", "")
 
 
-def read_obj(path: Path) -> tuple[list[Part], list[Material], list[str]]:
-    """Parts in the file's own coordinates, the materials they index, and warnings."""
-    raw = path.read_bytes()
+def obj_text(path: Path, raw: bytes) -> str:
+    """The OBJ file as text, continuation lines (ending in a backslash) joined."""
     if not raw.strip():
         raise AssetError(f"{path.name}: empty file")
     if b"\0" in raw:
         raise AssetError(f"{path.name}: binary data, not a text OBJ file")
-    text = raw.decode("utf-8", errors="replace").replace("\\\r\n", " ").replace("\\\n", " ")
+    return raw.decode("utf-8", errors="replace").replace("\\\r\n", " ").replace("\\\n", " ")
+
+
+def obj_statements(text: str, only: str | None = None) -> Iterator[tuple[int, str, str, str]]:
+    """(line number, line, keyword, rest) of each line; `only` keeps the lines with that keyword (fast)."""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if only is not None and only not in line:
+            continue
+        keyword, rest = _split_keyword(line)
+        if only is None or keyword == only:
+            yield lineno, line, keyword, rest
+
+
+def obj_references(files: SourceResolver) -> list[SourceFile]:
+    """The material libraries and textures `read_obj` opens (those that exist), in the order it opens them.
+
+    Reads the OBJ's `mtllib` lines and the libraries' `map_Kd` lines only; [] for a file `read_obj` refuses
+    before it reaches a library."""
+    try:
+        text = obj_text(files.main.path, files.read(files.main))
+    except AssetError:
+        return []
+    found: list[SourceFile] = []
+    for _, _, _, rest in obj_statements(text, only="mtllib"):
+        for _, library in material_libraries(rest, files.main, files):
+            if library is None:
+                continue
+            found.append(library)
+            for _, keyword, texture_rest in mtl_statements(files.read(library).decode("utf-8", errors="replace")):
+                texture = texture_file(texture_rest, library, files) if keyword == "map_Kd" else None
+                found.extend([texture] if texture is not None else [])
+    return found
+
+
+def read_obj(files: SourceResolver) -> tuple[list[Part], list[Material], list[str]]:
+    """Parts in the file's own coordinates, the materials they index, and warnings."""
+    path = files.main.path
+    text = obj_text(path, files.read(files.main))
 
     warnings: list[str] = []
     positions: list[list[float]] = []
@@ -150,8 +212,7 @@ def read_obj(path: Path) -> tuple[list[Part], list[Material], list[str]]:
             material_index[name] = len(materials) - 1
         return material_index[name]
 
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        keyword, rest = _split_keyword(line)
+    for lineno, line, keyword, rest in obj_statements(text):
         try:
             if keyword == "v":
                 values = [float(x) for x in rest.split()]
@@ -175,14 +236,11 @@ def read_obj(path: Path) -> tuple[list[Part], list[Material], list[str]]:
         elif keyword == "usemtl":
             current_material = material_id(rest)
         elif keyword == "mtllib":
-            library_path = _existing_file(path.parent, rest)
-            names = [rest] if library_path is not None else rest.split()
-            for name in names:
-                found = _existing_file(path.parent, name)
+            for name, found in material_libraries(rest, files.main, files):
                 if found is None:
                     warnings.append(f"{path.name}: material library {name!r} not found")
                 else:
-                    library.update(read_mtl(found, warnings))
+                    library.update(read_mtl(found, files, warnings))
         elif keyword == "f":
             name = object_name if object_name is not None else (group_name if group_name is not None else path.stem)
             group = groups.setdefault(name, _ObjGroup())

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+from dreamedit3d_core.ingest.sources import SourceResolver
 
 _TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
           "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
@@ -149,8 +150,9 @@ def _triangulate(path: Path, lists: object) -> np.ndarray:
     return np.concatenate(triangles)
 
 
-def read_ply(path: Path) -> tuple[list[Part], list[Material], list[str]]:
-    raw = path.read_bytes()
+def read_ply(files: SourceResolver) -> tuple[list[Part], list[Material], list[str]]:
+    path = files.main.path
+    raw = files.read(files.main)
     if not raw.strip():
         raise AssetError(f"{path.name}: empty file")
     encoding, elements, data_start = _parse_header(path, raw)

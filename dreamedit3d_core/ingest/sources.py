@@ -1,79 +1,134 @@
-"""Which files an asset is made of: the file itself plus what it references beside it.
+"""Which files an asset is made of, and the one place where a name written inside an asset becomes a file.
 
-The ingest stage's cache key hashes all of them, so editing a texture or a glTF buffer re-ingests the
-asset, while unrelated files in the same folder do not.
+An asset is its main file plus the files it references (OBJ material libraries and their textures, glTF
+buffers and images). Every reference is resolved by `SourceResolver.find` and every file is read through
+`SourceResolver.read`, by the readers and by `source_files` (source_files.py) alike, so the ingest stage's
+cache key (which hashes `source_files`) covers exactly the files the readers open.
+
+References stay inside the asset's folder (the main file's folder and its subfolders): no file outside it is
+ever opened. An absolute path, a drive letter or `..` that leaves the folder is looked up by its base name
+inside the folder only (exporters write the paths of the machine they ran on); URIs with a scheme (`file:`,
+`http:`), symbolic links that lead out, and outside references with no file of their name inside are refused
+with an AssetError that names the reference as written and says nothing about the file outside (whether it
+exists is never looked at).
 """
 
 from __future__ import annotations
 
-import json
+import os
+import posixpath
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from dreamedit3d_core.ingest.asset import AssetError
 
-def source_files(path: Path) -> list[Path]:
-    """`path` first, then the existing local files it references (sorted, no duplicates)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"asset file not found: {path}")
-    suffix = path.suffix.lower()
-    referenced: set[Path] = set()
-    if suffix == ".gltf":
-        referenced |= _gltf_references(path)
-    elif suffix == ".obj":
-        for library in _obj_material_libraries(path):
-            referenced.add(library)
-            referenced |= _mtl_textures(library)
-    files = sorted(file for file in referenced if file.is_file() and file.resolve() != path.resolve())
-    return [path, *files]
+_DRIVE = re.compile(r"^[A-Za-z]:")  # C:\textures\wood.png, C:wood.png
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986; one letter is a drive, not a scheme
+_PATH_URI = re.compile(r"^(file:|[A-Za-z][A-Za-z0-9+.-]+://)", re.IGNORECASE)  # URIs written where a path belongs
 
 
-def _gltf_references(path: Path) -> set[Path]:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return set()  # the ingest stage itself reports the broken file
-    uris = [entry.get("uri") for key in ("buffers", "images") for entry in document.get(key, []) if isinstance(entry, dict)]
-    return {path.parent / unquote(uri) for uri in uris if isinstance(uri, str) and not uri.startswith("data:")}
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of an asset: `relative` is its posix path relative to the asset's folder ("textures/wood.png")."""
+
+    relative: str
+    path: Path
 
 
-def _obj_material_libraries(path: Path) -> set[Path]:
-    libraries = set()
-    with path.open("r", encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            if line.startswith("mtllib"):
-                name = line[len("mtllib") :].strip()
-                if name:
-                    libraries.add(path.parent / name)
-    return libraries
+class SourceResolver:
+    """Finds the files an asset references and reads them; `opened` lists every file read, main file first."""
 
+    def __init__(self, main: Path) -> None:
+        main = Path(main)
+        self.main = SourceFile(relative=main.name, path=main)
+        self.root = main.parent
+        self._real_root = Path(os.path.realpath(self.root))
+        self._contents: dict[str, bytes] = {}
+        self.opened: list[SourceFile] = []
 
-_TEXTURE_STATEMENT = re.compile(r"^\s*(map_\w+|bump|disp|decal|refl|norm)\s+(.*)$", re.IGNORECASE)
+    def find(
+        self, spellings: Sequence[str], referrer: SourceFile, what: str, *, uri: bool = False
+    ) -> SourceFile | None:
+        """The file a reference names, or None where no such file exists.
 
+        `spellings` are ways of reading one reference, most literal first (an MTL texture statement with and
+        without its options); `referrer` is the file the reference is written in (relative names start at its
+        folder); `what` names the reference in messages ("texture", "buffer"); `uri=True` percent-decodes a glTF
+        URI. Each spelling is tried as written, then by its base name in the referrer's folder (exporters often
+        write paths of the machine they ran on). Backslashes are separators. A spelling that points outside the
+        folder (an absolute path, `..` leaving it) is tried by its base name only, inside the folder; when
+        nothing is found that way, the reference is refused.
+        """
+        folder = posixpath.dirname(referrer.relative)
+        as_written: list[tuple[str, str]] = []  # (spelling, the name it gives relative to the referrer's folder)
+        base_names: list[tuple[str, str]] = []
+        outside: tuple[str, str] | None = None  # (spelling, why) of the first spelling that points outside
+        for spelling in spellings:
+            name, why = self._checked_name(spelling, referrer, what, uri)
+            name = posixpath.normpath(name or ".")
+            if why is None and posixpath.normpath(posixpath.join(folder, name)).split("/")[0] == "..":
+                why = "'..' leaves the folder"
+            if why is not None:
+                outside = outside or (spelling, why)
+            elif name != ".":
+                as_written.append((spelling, name))
+            base_names.append((spelling, posixpath.basename(name)))
+        tried: set[str] = set()
+        for spelling, name in as_written + base_names:
+            relative = posixpath.normpath(posixpath.join(folder, name))
+            if relative in tried or name in ("", ".", ".."):
+                continue
+            tried.add(relative)
+            path = self.root / relative
+            # realpath never needs the target to exist, so the decision does not depend on files outside
+            if not Path(os.path.realpath(path)).is_relative_to(self._real_root):
+                raise self._outside(spelling, "a symbolic link leads out of the folder", referrer=referrer, what=what)
+            try:
+                if path.is_file():
+                    return SourceFile(relative=relative, path=path)
+            except OSError:  # a name too long for the file system names no file
+                continue
+        if outside is not None:
+            raise self._outside(*outside, referrer=referrer, what=what)
+        return None
 
-def _mtl_textures(library: Path) -> set[Path]:
-    if not library.is_file():
-        return set()
-    textures = set()
-    for line in library.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = _TEXTURE_STATEMENT.match(line)
-        if not match:
-            continue
-        # Options (-bm 1, -o 0 0 0, ...) come first; the file name is the rest and may contain spaces.
-        words = match.group(2).split()
-        while words and words[0].startswith("-") and len(words) > 1:
-            words = words[1:]
-            while words and _is_number(words[0]) and len(words) > 1:
-                words = words[1:]
-        if words:
-            textures.add(library.parent / " ".join(words))
-    return textures
+    def read(self, file: SourceFile) -> bytes:
+        """The file's bytes (read once, then served again); records it in `opened`."""
+        if file.relative not in self._contents:
+            try:
+                self._contents[file.relative] = file.path.read_bytes()
+            except OSError as error:
+                raise AssetError(f"{self.main.relative}: cannot read {file.relative!r} ({error.strerror})") from None
+            self.opened.append(file)
+        return self._contents[file.relative]
 
+    def _checked_name(self, spelling: str, referrer: SourceFile, what: str, uri: bool) -> tuple[str, str | None]:
+        """The spelling as a posix name, and why it points outside the folder (None when it does not).
+        URIs with a scheme can only name something elsewhere: they are refused at once."""
+        name = spelling.strip()
+        if uri:
+            if _URI_SCHEME.match(name) and not _DRIVE.match(name):
+                raise self._outside(spelling, "a URI with a scheme, not a relative path", referrer=referrer, what=what)
+            name = unquote(name)
+        elif _PATH_URI.match(name):
+            raise self._outside(spelling, "a URI, not a relative path", referrer=referrer, what=what)
+        name = name.replace("\\", "/")
+        if "\0" in name:
+            raise AssetError(f"{self._where(referrer)}: {what} {spelling!r} is not a valid file name")
+        if name.startswith("/") or _DRIVE.match(name):
+            return _DRIVE.sub("", name).lstrip("/"), "an absolute path"
+        return name, None
 
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
+    def _where(self, referrer: SourceFile) -> str:
+        if referrer.relative == self.main.relative:
+            return self.main.relative
+        return f"{self.main.relative}: {referrer.relative}"
+
+    def _outside(self, spelling: str, reason: str, *, referrer: SourceFile, what: str) -> AssetError:
+        return AssetError(
+            f"{self._where(referrer)}: {what} {spelling!r} is outside the asset's folder ({reason}) and no file of "
+            "its name is in the folder; references must name files in the main file's folder or its subfolders"
+        )

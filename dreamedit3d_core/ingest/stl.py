@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+from dreamedit3d_core.ingest.sources import SourceResolver
 
 STL_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
 _BINARY_RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
@@ -39,8 +40,9 @@ def _read_ascii(path: Path, raw: bytes, count: int) -> np.ndarray:
     return corners
 
 
-def read_stl(path: Path) -> tuple[list[Part], list[Material], list[str]]:
-    raw = path.read_bytes()
+def read_stl(files: SourceResolver) -> tuple[list[Part], list[Material], list[str]]:
+    path = files.main.path
+    raw = files.read(files.main)
     if not raw.strip():
         raise AssetError(f"{path.name}: empty file")
     count = int(np.frombuffer(raw[80:84], "<u4")[0]) if len(raw) >= 84 else -1

@@ -26,6 +26,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dreamedit3d_core.execution import execution_field
+
 Point3 = tuple[float, float, float]
 
 
@@ -62,7 +64,7 @@ class SamConfig(BaseModel):
 
     checkpoint: Path | None = None
     model_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
-    device: str = "cpu"
+    device: str = execution_field("cpu")
     # component name -> prompts in 3D: points on the surface (normalised asset frame) or part names/patterns
     prompts: dict[str, list[Point3 | str]] = Field(default_factory=dict)
     # component name -> view index -> prompts in that view's pixels

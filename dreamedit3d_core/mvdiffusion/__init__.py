@@ -10,7 +10,7 @@ from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig
 from dreamedit3d_core.mvdiffusion.convert import convert_mvdream_checkpoint
 from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion, PerformanceConfig
 from dreamedit3d_core.mvdiffusion.recorder import CrossAttentionRecorder
-from dreamedit3d_core.mvdiffusion.sampling import SampleConfig, SampleOutput, SamplingCancelled, sample_views
+from dreamedit3d_core.mvdiffusion.sampling import EditConfig, SampleConfig, SampleOutput, SamplingCancelled, sample_views
 from dreamedit3d_core.mvdiffusion.vocabulary import build_word_tokenizer
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "MultiViewDiffusion",
     "MultiViewDiffusionConfig",
     "PerformanceConfig",
+    "EditConfig",
     "SampleConfig",
     "SampleOutput",
     "SamplingCancelled",

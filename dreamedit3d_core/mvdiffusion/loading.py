@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
+from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion, PerformanceConfig
 
 
@@ -28,8 +29,9 @@ class ModelConfig(BaseModel):
     source: Literal["tiny", "world", "pretrained"] = "tiny"
     path: str | None = None
     seed: int = 0  # random init of the tiny model
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    # how the model runs, not which weights it has (bf16, compiled or checkpointed, it is the same model)
+    device: Literal["auto", "cpu", "cuda"] = execution_field("auto")
+    performance: PerformanceConfig = execution_field(default_factory=PerformanceConfig)
 
     @model_validator(mode="after")
     def _pretrained_needs_a_path(self) -> ModelConfig:

@@ -15,7 +15,7 @@ from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from pydantic import BaseModel, ConfigDict, Field
 
-from dreamedit3d_core.mvdiffusion.local_edit import LocalEdit
+from dreamedit3d_core.mvdiffusion.local_edit import LocalEdit, edit_region
 from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion
 from dreamedit3d_core.mvdiffusion.prompts import plain_prompt
 
@@ -40,6 +40,16 @@ class SampleConfig(BaseModel):
     # passes the masks; sampling costs a second branch (twice the batch).
     local_edit: bool = False
     local_edit_grow: int = Field(1, ge=0)
+
+
+class EditConfig(BaseModel):
+    """What one edit samples: the prompt, its seed and how many samples (each V views)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    seed: int = 0
+    samples: int = Field(1, ge=1, le=16)
 
 
 class SamplingCancelled(RuntimeError):
@@ -139,3 +149,36 @@ def sample_views(
         latents=latents.float().cpu().reshape(num_prompts, views, *latents.shape[1:]),  # -> (E, V, C, h, w)
         edit_masks=masks,
     )
+
+
+def sample_edit(
+    model: MultiViewDiffusion,
+    edit: EditConfig,
+    cameras: np.ndarray,
+    config: SampleConfig,
+    *,
+    component_masks: np.ndarray | None = None,
+    tokens: Sequence[str] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> SampleOutput:
+    """`edit.samples` samples of one edit prompt from the seed `edit.seed`, at MVDream cameras (V, 16).
+
+    With `config.local_edit` the edit may change only its edited components: their masks (K, V, H, W) from the
+    same cameras, named by `tokens` (one per component)."""
+    regions = None
+    if config.local_edit:
+        if component_masks is None or tokens is None:
+            raise ValueError("sample.local_edit needs the component masks and their tokens (the mask stage's artifacts)")
+        region = edit_region(component_masks, tokens, edit.prompt)  # (V, H, W)
+        regions = np.broadcast_to(region, (edit.samples, *region.shape))  # one per sample
+    generator = torch.Generator(device="cpu").manual_seed(edit.seed)
+    camera_tensor = torch.from_numpy(np.asarray(cameras, dtype=np.float32))  # (V, 16)
+    return sample_views(
+        model, [edit.prompt] * edit.samples, camera_tensor, config, generator, on_step=on_step, edit_regions=regions
+    )
+
+
+def views_sheet(views: np.ndarray) -> np.ndarray:
+    """(E, V, H, W, 3) sampled views -> one picture (E*H, V*W, 3): a row of views per sample."""
+    views = np.asarray(views)
+    return np.ascontiguousarray(views.transpose(0, 2, 1, 3, 4).reshape(views.shape[0] * views.shape[2], -1, 3))

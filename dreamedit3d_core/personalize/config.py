@@ -2,8 +2,8 @@
 
 Defaults are the reference numbers (Break-a-Scene / DreamEdit3D): phase 1 = 400 steps at lr 5e-4 on the new
 embedding rows only; phase 2 = 400 steps at lr 2e-6 on the UNet and the text encoder, gradient clipping 1.0;
-attention loss weight 1e-2 on 16x16 cross-attention maps. The `tiny()` presets are for the tiny model on a
-CPU: a handful of steps, 8x8 maps (a resolution the tiny UNet has at both 32 and 64 px).
+attention loss weight 1e-2 on 16x16 cross-attention maps. Presets (dreamedit3d_core/presets/*.yaml) override
+them, e.g. the `tiny` preset's handful of steps on 8x8 maps for the tiny model on a CPU.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.mvdiffusion.sampling import DEFAULT_NEGATIVE_PROMPT
 
 MixedPrecision = Literal["auto", "no", "bf16"]
@@ -63,7 +64,7 @@ class TrainingConfig(BaseModel):
     flip_probability: float = Field(0.5, ge=0, le=1)
 
     mixed_precision: MixedPrecision = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = execution_field(False)  # the same gradients, less memory, more time
     seed: int = 0
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
 
@@ -81,10 +82,6 @@ class InvertConfig(TrainingConfig):
     steps: int = Field(400, ge=0)
     lr: float = Field(5e-4, gt=0)
     class_word: str = "object"  # initializer for components whose word the tokenizer does not know
-
-    @classmethod
-    def tiny(cls, **overrides: object) -> InvertConfig:
-        return cls.model_validate({"steps": 4, "attention_resolution": 8, **overrides})
 
 
 class FinetuneConfig(TrainingConfig):
@@ -110,7 +107,7 @@ class FinetuneConfig(TrainingConfig):
     prior_guidance_scale: float = Field(7.5, ge=0)
     prior_negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
 
-    checkpoint_every: int = Field(50, ge=1)
+    checkpoint_every: int = execution_field(50, ge=1)  # in-stage resume points
 
     @model_validator(mode="after")
     def _check(self) -> FinetuneConfig:
@@ -126,9 +123,3 @@ class FinetuneConfig(TrainingConfig):
     def prior_prompts(self) -> tuple[str, ...]:
         """The class prompts as a tuple (one when `prior_prompt` is a single string)."""
         return (self.prior_prompt,) if isinstance(self.prior_prompt, str) else tuple(self.prior_prompt)
-
-    @classmethod
-    def tiny(cls, **overrides: object) -> FinetuneConfig:
-        return cls.model_validate(
-            {"steps": 4, "attention_resolution": 8, "checkpoint_every": 2, "prior_sample_steps": 2, **overrides}
-        )

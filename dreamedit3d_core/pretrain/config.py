@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.execution import execution_field
+
 
 class PretrainConfig(BaseModel):
     """Plain DDPM epsilon training of the whole bundle (UNet + text encoder) on captioned 4-view objects."""
@@ -29,8 +31,8 @@ class PretrainConfig(BaseModel):
     train_text_encoder: bool = False
     flip: bool = True  # flip all views of an object together with mirrored cameras (exact augmentation)
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto: bf16 autocast on CUDA
-    checkpoint_every: int = Field(1000, ge=1)
-    log_every: int = Field(50, ge=1)
+    checkpoint_every: int = execution_field(1000, ge=1)
+    log_every: int = execution_field(50, ge=1)
     seed: int = 0
 
     def learning_rate(self, step: int) -> float:

@@ -15,14 +15,15 @@ from dreamedit3d_core.reconstruct.config import (
     TextureConfig,
 )
 from dreamedit3d_core.reconstruct.hull import CarveField, carve
-from dreamedit3d_core.reconstruct.mesh import ReconstructedMesh
+from dreamedit3d_core.reconstruct.mesh import GLB_FRAME, ReconstructedMesh
 from dreamedit3d_core.reconstruct.raycast import MeshRender, RayHits, cast_rays, render_meshes
-from dreamedit3d_core.reconstruct.stage import make_reconstructor, reconstruct
+from dreamedit3d_core.reconstruct.stage import make_reconstructor, reconstruct, reconstruct_views
 from dreamedit3d_core.reconstruct.surface import EmptyReconstructionError
 from dreamedit3d_core.reconstruct.views import check_views, foreground_masks, rgb_on_white
 from dreamedit3d_core.reconstruct.visual_hull import VisualHullReconstructor
 
 __all__ = [
+    "GLB_FRAME",
     "CarveField",
     "EmptyReconstructionError",
     "ForegroundConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "foreground_masks",
     "make_reconstructor",
     "reconstruct",
+    "reconstruct_views",
     "render_meshes",
     "rgb_on_white",
 ]

@@ -18,6 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.execution import execution_field
+
 
 class ForegroundConfig(BaseModel):
     """How the object's silhouette is read from a view."""
@@ -59,7 +61,7 @@ class LGMReconstructConfig(BaseModel):
 
     weights: Path | None = None  # local safetensors file (model_fp16.safetensors for `big`)
     preset: Literal["big", "small", "tiny"] = "big"
-    device: str = "cpu"
+    device: str = execution_field("cpu")
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     # the density (sum of opacity-weighted Gaussian kernels) whose level set becomes the surface
     density_level: float = Field(default=0.5, gt=0.0)

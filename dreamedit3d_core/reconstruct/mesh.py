@@ -16,6 +16,7 @@ import trimesh
 from PIL import Image
 
 from dreamedit3d_core.geometry.cameras import FLIP_YZ
+from dreamedit3d_core.ingest import IngestConfig
 
 # Blender world (+Z up) -> glTF (+Y up): (x, y, z) -> (x, z, -y)
 _TO_GLTF = np.linalg.inv(FLIP_YZ)[:3, :3]
@@ -23,6 +24,10 @@ _TO_GLTF = np.linalg.inv(FLIP_YZ)[:3, :3]
 
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
+
+# The GLB holds the normalised frame as glTF wants it (+Y up): read it back (ingest, render) without
+# normalising it again.
+GLB_FRAME = IngestConfig(up_axis="+y", normalize=False)
 
 def _set_buffer_targets(tree: dict) -> None:
     """Declares vertex and index buffer views as such (the glTF validator's BUFFER_VIEW_TARGET_MISSING)."""

@@ -24,3 +24,8 @@ def reconstruct(views: np.ndarray, cameras: CameraSet, config: ReconstructConfig
     """Views (V, H, W, 3) RGB on white or (V, H, W, 4) RGBA, uint8, with their cameras -> textured mesh."""
     config = config or ReconstructConfig()
     return make_reconstructor(config).reconstruct(views, cameras, config)
+
+
+def reconstruct_views(views: np.ndarray, cameras: CameraSet, config: ReconstructConfig | None = None) -> ReconstructedMesh:
+    """Sampled views (V, H, W, 3) seen from `cameras` (of any image size: the views' own size is used)."""
+    return reconstruct(views, cameras.resized(int(np.shape(views)[1])), config)

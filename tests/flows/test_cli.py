@@ -76,7 +76,7 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     assert {row["token"] for row in colours} == {f"<asset{i}>" for i in range(6)}  # every component, every hue
     assert len(colours) == 6 * 9 and all(0 <= (row["source_share"] or 0) <= 1 for row in colours)
     assert "<html" in Path(urlparse(edit["report"]).path).read_text()
-    assert Path(urlparse(edit["preview"]).path).read_bytes().startswith(b"\x89PNG")
+    assert Path(urlparse(edit["mesh_preview"]).path).read_bytes().startswith(b"\x89PNG")
 
     second = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
     assert [entry["status"] for entry in second["stages"]] == ["cached"] * len(stages)
@@ -130,7 +130,7 @@ def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tm
 
 
 def _committed(store: Path) -> list[str]:
-    return [path.stem for path in (store / "manifests").glob("*.json")]
+    return [path.stem for path in (store / "commits").glob("*.json")]
 
 
 @pytest.mark.parametrize("name", ["empty.obj", "notenoughindices.obj"])
@@ -159,7 +159,7 @@ def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path
 
     preset = run_cli("edit", str(chair), "--preset", "huge", "--store", str(tmp_path / "s"), check=False)
     assert preset.returncode == 2 and "unknown preset 'huge'" in preset.stderr
-    assert not (tmp_path / "s" / "manifests").exists() or _committed(tmp_path / "s") == []
+    assert _committed(tmp_path / "s") == []
 
 
 def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamedit3d_core.config import pipeline_config
-from dreamedit3d_core.ingest import make_example_asset
+from dreamedit3d_core.config import merge, pipeline_config
+from dreamedit3d_core.ingest import IngestedAsset, make_example_asset
 from flows.edit_asset import edit_asset
 from storage import ArtifactStore
 
@@ -66,3 +66,54 @@ def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(tmp_path: P
     assert region.shape[:2] == (1, 4) and 0 < region.mean() < 0.5  # one part of the chair, not all of it
     seat = masks[0].reshape(4, region.shape[2], masks.shape[2] // region.shape[2], region.shape[3], -1).any(axis=(2, 4))
     assert np.array_equal(region[0], seat)  # the cells <asset0>'s mask touches
+
+
+def test_changing_execution_only_settings_and_editing_again_computes_nothing(tmp_path: Path) -> None:
+    from tests.flows.fast_settings import FAST
+
+    asset = make_example_asset(tmp_path / "chair.glb")
+    store = f"memory://execution-{tmp_path.name}"
+    edits = ["a photo of <asset0> in red"]
+    first = edit_asset(asset_path=str(asset), edits=edits, store=store, config=pipeline_config("tiny", FAST))
+    assert {ref.status for ref in first.stages} == {"computed"}
+    how_it_runs = {
+        "render": {"threads": 1, "timeout_s": 600.0, "device": "cpu"},
+        "model": {"device": "cpu", "performance": {"gradient_checkpointing": True}},
+        "finetune": {"checkpoint_every": 3},
+        "evaluate": {"clip": {"device": "cpu"}},
+    }
+    again = edit_asset(asset_path=str(asset), edits=edits, store=store, config=pipeline_config("tiny", merge(FAST, how_it_runs)))
+    assert [ref.status for ref in again.stages] == ["cached"] * len(first.stages)
+    assert [ref.key for ref in again.stages] == [ref.key for ref in first.stages]
+
+
+def test_editing_a_material_file_next_to_an_obj_ingests_it_again(shared_assets: Path, tmp_path: Path) -> None:
+    for name in ("fuze.obj", "fuze.obj.mtl", "fuze uv.jpg"):
+        (tmp_path / name).write_bytes((shared_assets / "good" / name).read_bytes())
+    store, config = f"memory://material-{tmp_path.name}", pipeline_config("tiny")
+    first = edit_asset(asset_path=str(tmp_path / "fuze.obj"), edits=[], store=store, config=config, until="ingest")
+    mtl = tmp_path / "fuze.obj.mtl"
+    mtl.write_text(mtl.read_text().replace("Kd 1.000000 1.000000 1.000000", "Kd 0.800000 0.100000 0.100000"))
+    second = edit_asset(asset_path=str(tmp_path / "fuze.obj"), edits=[], store=store, config=config, until="ingest")
+    assert first.stages[0].status == "computed" and second.stages[0].status == "computed"
+    assert second.stages[0].key != first.stages[0].key
+    (material,) = IngestedAsset.read(ArtifactStore(store).get(second.stages[0].key).local_path("asset")).materials
+    assert material.base_color[:3] == pytest.approx((0.8, 0.1, 0.1))
+
+
+def test_prefect_never_hands_back_an_artifact_that_is_not_the_committed_one(tmp_path: Path) -> None:
+    """Prefect's cache entries never expire: a recomputed artifact must not be answered with the old one."""
+    asset = make_example_asset(tmp_path / "chair.glb")
+    store = str(tmp_path / "store")  # a local store: recomputing writes a new attempt folder
+    config = pipeline_config("tiny")
+    first = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="render").stages[-1]
+    ArtifactStore(store).delete(first.key)  # as `verify` does with a broken artifact
+    recomputed = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="render").stages[-1]
+    cached = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="render").stages[-1]
+    assert (recomputed.status, cached.status) == ("computed", "cached")
+    committed = ArtifactStore(store).get(first.key)
+    for ref in (recomputed, cached):
+        assert ref.key == first.key and ref.digest == committed.digest
+        assert ref.artifacts == {noun: committed.uri(noun) for noun in ref.artifacts}
+        assert all(Path(uri.removeprefix("file://")).exists() for uri in ref.artifacts.values())
+    assert cached.artifacts != first.artifacts  # the first attempt's files are gone; its URIs are not served

@@ -24,12 +24,14 @@ from prefect.states import State
 
 from dreamedit3d_core.config import pipeline_config
 from dreamedit3d_core.ingest import make_example_asset
-from flows.deployments import inputs_from_json, inputs_to_json, ref_from_store, run_stage_remotely
+from dreamedit3d_core.mvdiffusion import EditConfig
+from flows.deployments import ref_from_store, run_stage_remotely
 from flows.edit_asset import edit_asset
 from flows.edit_library import TABLE_ARTIFACT_KEY, BatchFailed, batch_summary, edit_library
 from storage import ArtifactStore
+from tasks.catalog import EDIT
+from tasks.stage import StageCall
 from tests.flows.fast_settings import FAST
-from tasks.sample import EditConfig
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
@@ -185,26 +187,22 @@ def test_a_gpu_stage_moves_between_processes_as_json_and_a_committed_one_never_l
     config = pipeline_config("tiny", FAST)
     result = edit_asset(asset_path=str(library / "chair.glb"), edits=CHAIR_EDITS[:1], store=store, config=config)
     refs = {ref.stage: ref for ref in result.stages}
-    kwargs = {
-        "store": store,
-        "renders": refs["render"],
-        "model": refs["finetune"],
-        "model_config": config.model,
-        "edit": EditConfig(prompt=CHAIR_EDITS[0], seed=0),
-        "config": config.sample,
-    }
-    parameters = json.loads(json.dumps(inputs_to_json(kwargs)))  # what the deployment's run receives
-    assert inputs_from_json("sample", parameters) == kwargs
-    with pytest.raises(ValueError, match="takes no input"):
-        inputs_from_json("sample", {**parameters, "prompt": "x"})
+    stage = EDIT.stage("sample")
+    call = EDIT.call(stage, store=store, config=config, upstream=refs, edit=EditConfig(prompt=CHAIR_EDITS[0], seed=0))
+    # The call holds what the catalog declares for the stage, nothing else: three references, two config sections.
+    assert set(call.upstream) == {"render", "mask", "finetune"} and set(call.config) == {"model", "sample"}
+    parameters = json.loads(json.dumps({"stage": stage.name, "call": call.model_dump(mode="json")}))  # as sent
+    assert StageCall.model_validate(parameters["call"]) == call
+    with pytest.raises(ValueError, match="prompt"):
+        StageCall.model_validate({**parameters["call"], "prompt": "x"})
     # Committed: no deployment is needed (this server has none) and the reference is the same.
-    ref = run_stage_remotely("sample", kwargs)
+    ref = run_stage_remotely(stage, call)
     assert ref.status == "cached"
     assert ref.model_dump(exclude={"status", "seconds"}) == refs["sample"].model_dump(exclude={"status", "seconds"})
     # Where a remote run's result cannot be read, the reference is rebuilt from the store, with the status
     # and seconds of the ledger row that run wrote.
     (computed,) = [r for r in ledger_rows(store) if r["key"] == ref.key and r["status"] == "computed"]
-    rebuilt = ref_from_store("sample", kwargs, computed["run_id"], ArtifactStore(store))
+    rebuilt = ref_from_store(stage, call, computed["run_id"], ArtifactStore(store))
     assert rebuilt.model_dump(exclude={"seconds"}) == {**ref.model_dump(exclude={"seconds"}), "status": "computed"}
     assert rebuilt.seconds == pytest.approx(computed["seconds"], abs=1e-3)
 

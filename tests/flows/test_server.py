@@ -2,7 +2,7 @@
 
 What a production set-up does, on one machine: `prefect server start`, `prefect work-pool create`,
 `prefect deploy --all`, `prefect worker start`. The batch runs as the `edit-library` deployment on the cpu
-worker; its GPU stages run as their own deployments on the gpu worker (one run at a time). Then a worker
+worker; its GPU stages run as runs of the `run-stage/gpu` deployment on the gpu worker (one run at a time). Then a worker
 is killed with SIGKILL in the middle of a GPU stage, and the batch is run again: it resumes.
 
 Every process started here is stopped here, by process group, also when a test fails.
@@ -30,9 +30,9 @@ import psutil
 import pytest
 import yaml
 
-from dreamedit3d_core.config import GPU_STAGES
 from dreamedit3d_core.ingest import make_example_asset
 from storage import ArtifactStore
+from tasks.catalog import EDIT
 from tests.flows.fast_settings import FAST
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -42,6 +42,7 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 CLI = [sys.executable, "-m", "flows.cli"]
 # The stage the fault test kills a worker in, and settings that make it last long enough to be caught
 # after its first in-stage checkpoint.
+GPU_STAGES = tuple(stage.name for stage in EDIT.stages if stage.pool == "gpu")
 KILLED_STAGE = "finetune"
 SLOW_STAGE = {"finetune": {"steps": 6, "checkpoint_every": 1, "probe": {"timesteps": [500]}}}
 T = TypeVar("T")
@@ -239,8 +240,8 @@ def test_a_distributed_batch_runs_cpu_stages_on_the_cpu_pool_and_gpu_stages_on_t
         (nightly,) = batch.schedules
         assert nightly.schedule.cron == "0 2 * * *" and not nightly.active  # on once a manifest is set
         assert batch.work_pool_name == "cpu"
-        for stage in GPU_STAGES:
-            assert client.read_deployment_by_name(f"run-{stage}-stage/run-{stage}-stage").work_pool_name == "gpu"
+        assert GPU_STAGES == ("invert", "finetune", "sample")
+        assert client.read_deployment_by_name("run-stage/gpu").work_pool_name == "gpu"
         parameters = {
             "manifest": str(library / "manifest.yaml"),
             "store": store,
@@ -266,9 +267,10 @@ def test_a_distributed_batch_runs_cpu_stages_on_the_cpu_pool_and_gpu_stages_on_t
         for row in rows:
             stage_run = client.read_flow_run(row["run_id"])
             if row["stage"] in GPU_STAGES:
-                # A GPU stage ran as its own deployment, picked up by the gpu worker ...
+                # A GPU stage ran as a run of the gpu deployment, named after the stage, picked up by the gpu worker ...
                 assert stage_run.work_pool_name == "gpu", row
-                assert client.read_deployment(stage_run.deployment_id).name == f"run-{row['stage']}-stage"
+                assert client.read_deployment(stage_run.deployment_id).name == "gpu"
+                assert stage_run.name == row["stage"]
                 logs = poll(partial(flow_run_logs, client, stage_run.id), lambda t: "worker gpu" in t, 60, "logs")
                 assert f"stage {row['stage']} on host" in logs
                 gpu_runs.append(stage_run)
@@ -338,7 +340,7 @@ def test_a_worker_killed_in_a_gpu_stage_fails_that_asset_and_the_rerun_resumes(
         assert not ArtifactStore(str(store)).list(stage=stage)
 
         # What Prefect's zombie detection (an automation on missing heartbeats) does: the lost run is Crashed.
-        stage_deployment = client.read_deployment_by_name(f"run-{stage}-stage/run-{stage}-stage")
+        stage_deployment = client.read_deployment_by_name("run-stage/gpu")
         (lost,) = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 state={"type": {"any_": ["RUNNING"]}}, deployment_id={"any_": [stage_deployment.id]}

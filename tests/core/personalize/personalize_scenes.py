@@ -10,10 +10,21 @@ import torch.nn.functional as F
 
 from dreamedit3d_core.geometry.cameras import mvdream_orbit
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion, MultiViewDiffusionConfig
-from dreamedit3d_core.personalize import TrainingData
+from dreamedit3d_core.config import preset_settings
+from dreamedit3d_core.personalize import FinetuneConfig, InvertConfig, TrainingData
 
 TOKENS = ["<asset0>", "<asset1>"]
 WORDS = ["duck", "hat"]
+
+
+def tiny_invert(**overrides: object) -> InvertConfig:
+    """Phase 1 settings of the `tiny` preset, with `overrides`."""
+    return InvertConfig.model_validate({**preset_settings("tiny")["invert"], **overrides})
+
+
+def tiny_finetune(**overrides: object) -> FinetuneConfig:
+    """Phase 2 settings of the `tiny` preset, with `overrides`."""
+    return FinetuneConfig.model_validate({**preset_settings("tiny")["finetune"], **overrides})
 
 
 def tiny_config(image_size: int = 32) -> MultiViewDiffusionConfig:

@@ -18,7 +18,7 @@ from dreamedit3d_core.personalize import (
     prepare_training_data,
     set_token_embeddings,
 )
-from tests.core.personalize.personalize_scenes import TOKENS, tiny_model, two_part_views
+from tests.core.personalize.personalize_scenes import TOKENS, tiny_finetune, tiny_model, two_part_views
 
 EMBEDDING = "embeddings.token_embedding.weight"
 
@@ -48,7 +48,7 @@ def test_full_finetuning_trains_unet_and_text_encoder_and_keeps_the_tokens() -> 
     data = _data(model)
     unet, text, vae = _weights(model, "unet"), _weights(model, "text_encoder"), _weights(model, "vae")
     tokens_before = get_token_embeddings(model, TOKENS)
-    result = finetune_model(model, data, TOKENS, FinetuneConfig.tiny(steps=2, lr=1e-4))
+    result = finetune_model(model, data, TOKENS, tiny_finetune(steps=2, lr=1e-4))
     assert result.model is model and result.resumed_from_step is None
     assert len(_changed(unet, _weights(model, "unet"))) == len(unet)  # every UNet weight trains
     text_changed = _changed(text, _weights(model, "text_encoder"))
@@ -66,7 +66,7 @@ def test_unet_only_leaves_the_text_encoder_alone_and_the_probe_loss_falls() -> N
     model = _model_with_tokens()
     data = _data(model)
     text = _weights(model, "text_encoder")
-    result = finetune_model(model, data, TOKENS, FinetuneConfig.tiny(steps=6, lr=2e-3, train_text_encoder=False))
+    result = finetune_model(model, data, TOKENS, tiny_finetune(steps=6, lr=2e-3, train_text_encoder=False))
     assert _changed(text, _weights(model, "text_encoder")) == []
     assert all(name.startswith("unet.") for name in result.trained_parameters)
     assert result.probe_after["diffusion_loss"] < result.probe_before["diffusion_loss"]
@@ -76,7 +76,7 @@ def test_lora_trains_only_adapters_and_merges_them(tmp_path: Path) -> None:
     model = _model_with_tokens()
     data = _data(model)
     unet, text = _weights(model, "unet"), _weights(model, "text_encoder")
-    result = finetune_model(model, data, TOKENS, FinetuneConfig.tiny(steps=2, lora_rank=2, lora_lr=1e-2))
+    result = finetune_model(model, data, TOKENS, tiny_finetune(steps=2, lora_rank=2, lora_lr=1e-2))
     assert result.trained_parameters and all("lora_" in name for name in result.trained_parameters)
     assert any(n.startswith("text_encoder.") for n in result.trained_parameters)
     # merged: the modules are plain again, with the same names; only attention projections moved
@@ -101,7 +101,7 @@ def test_lora_trains_only_adapters_and_merges_them(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
-    config = FinetuneConfig.tiny(steps=4, lr=1e-3, checkpoint_every=2)
+    config = tiny_finetune(steps=4, lr=1e-3, checkpoint_every=2)
     straight = _model_with_tokens()
     reference = finetune_model(straight, _data(straight), TOKENS, config, checkpoint_dir=tmp_path / "straight")
 
@@ -131,7 +131,7 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path:
 
 
 def test_cancel_saves_a_checkpoint_and_other_settings_are_refused(tmp_path: Path) -> None:
-    config = FinetuneConfig.tiny(steps=4, checkpoint_every=10)
+    config = tiny_finetune(steps=4, checkpoint_every=10)
     model = _model_with_tokens()
     steps: list[int] = []
     with pytest.raises(PersonalizationCancelled, match="before step 2 of 4"):
@@ -147,7 +147,7 @@ def test_prior_preservation_token_training_and_memory_options() -> None:
     model = _model_with_tokens()
     data = _data(model)
     table = model.text_encoder.get_input_embeddings().weight.detach().clone()
-    config = FinetuneConfig.tiny(
+    config = tiny_finetune(
         steps=2, lr=1e-3, prior_preservation=True, prior_images=1, gradient_checkpointing=True,
         train_token_embeddings=True,
     )  # fmt: skip
@@ -162,11 +162,11 @@ def test_prior_preservation_token_training_and_memory_options() -> None:
     others[ids] = False
     assert torch.equal(after[others], table[others]) and not torch.equal(after[ids], table[ids])
     with pytest.raises(ValueError, match="use_8bit_adam needs the model on a CUDA device"):
-        finetune_model(_model_with_tokens(), data, TOKENS, FinetuneConfig.tiny(use_8bit_adam=True))
+        finetune_model(_model_with_tokens(), data, TOKENS, tiny_finetune(use_8bit_adam=True))
     with pytest.raises(ValueError, match=r"tokens \['<asset0>', '<asset1>'\] are not in the model's tokenizer"):
-        finetune_model(tiny_model(), data, TOKENS, FinetuneConfig.tiny())
+        finetune_model(tiny_model(), data, TOKENS, tiny_finetune())
     with pytest.raises(ValueError, match=r"torch.bfloat16 weights; training needs float32 weights"):
-        finetune_model(_model_with_tokens().to(dtype=torch.bfloat16), data, TOKENS, FinetuneConfig.tiny())
+        finetune_model(_model_with_tokens().to(dtype=torch.bfloat16), data, TOKENS, tiny_finetune())
 
 
 def test_prior_preservation_with_several_class_prompts() -> None:
@@ -176,7 +176,7 @@ def test_prior_preservation_with_several_class_prompts() -> None:
 
     model = _model_with_tokens()
     prompts = ("a photo of a red cube", "a photo of a blue sphere")
-    config = FinetuneConfig.tiny(prior_preservation=True, prior_prompt=list(prompts), prior_images=3)
+    config = tiny_finetune(prior_preservation=True, prior_prompt=list(prompts), prior_images=3)
     prior = make_prior(model, _data(model), config, None)
     assert prior.prompts == (prompts[0], prompts[1], prompts[0])
     assert prior.latents.shape[0] == 3
@@ -203,7 +203,7 @@ def test_class_samples_are_drawn_with_the_configured_guidance_and_negative_promp
     data = _data(model)
 
     def latents(**settings: object) -> torch.Tensor:
-        config = FinetuneConfig.tiny(prior_preservation=True, prior_images=1, **settings)
+        config = tiny_finetune(prior_preservation=True, prior_images=1, **settings)
         return make_prior(model, data, config, None).latents
 
     unguided = {"prior_guidance_scale": 0.0, "prior_negative_prompt": "a photo of a chair"}

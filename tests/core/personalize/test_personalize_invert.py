@@ -17,6 +17,7 @@ from tests.core.personalize.personalize_scenes import (
     TOKENS,
     WORDS,
     sharpen_cross_attention,
+    tiny_invert,
     tiny_model,
     two_part_views,
     with_image_latents,
@@ -37,7 +38,7 @@ def test_only_the_placeholder_rows_change_bit_for_bit() -> None:
     before = _state(model)
     rows_before = model.text_encoder.get_input_embeddings().weight.detach().clone()
     # a large step and weight decay: any leak into another row would show
-    result = invert_tokens(model, data, TOKENS, WORDS, InvertConfig.tiny(steps=3, lr=0.1, weight_decay=0.5))
+    result = invert_tokens(model, data, TOKENS, WORDS, tiny_invert(steps=3, lr=0.1, weight_decay=0.5))
     after = _state(model)
     embedding_key = "text_encoder.embeddings.token_embedding.weight"
     changed = [k for k in before if k != embedding_key and not torch.equal(before[k], after[k])]
@@ -60,7 +61,7 @@ def test_only_the_placeholder_rows_change_bit_for_bit() -> None:
 def test_alignment_loss_isolates_each_tokens_attention() -> None:
     """Same seed and steps with lambda = 20 and lambda = 0: only the first concentrates the maps."""
     rgb, masks, cameras = two_part_views(32)
-    config = InvertConfig.tiny(steps=12, lr=0.1, attention_resolution=8)
+    config = tiny_invert(steps=12, lr=0.1, attention_resolution=8)
     isolation, results = {}, {}
     for weight in (20.0, 0.0):
         model = sharpen_cross_attention(tiny_model(seed=0), 4.0)
@@ -89,7 +90,7 @@ def test_log_progress_preview_and_cancel() -> None:
     data = prepare_training_data(model, *two_part_views(32))
     calls: list[tuple[int, int, dict[str, float]]] = []
     result = invert_tokens(
-        model, data, TOKENS, WORDS, InvertConfig.tiny(steps=3), on_step=lambda s, n, l: calls.append((s, n, l))
+        model, data, TOKENS, WORDS, tiny_invert(steps=3), on_step=lambda s, n, l: calls.append((s, n, l))
     )
     assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
     assert [row["step"] for row in result.log] == [1, 2, 3]
@@ -102,14 +103,14 @@ def test_log_progress_preview_and_cancel() -> None:
     preview = result.attention_preview
     assert preview.dtype == np.uint8 and preview.ndim == 3 and preview.shape[2] == 3
     assert preview.shape[0] == 2 * 66 + 2 and preview.shape[1] == 8 * 66 + 2  # 2 tokens x (4 views x map, mask)
-    rows = attention_isolation(model, data, TOKENS, InvertConfig.tiny(), phase="after_invert")
+    rows = attention_isolation(model, data, TOKENS, tiny_invert(), phase="after_invert")
     assert [r["attention_isolation"] for r in rows] == pytest.approx(
         [r["attention_isolation"] for r in result.isolation_after], abs=1e-6
     )
 
     fresh = tiny_model()
     with pytest.raises(PersonalizationCancelled, match="before step 3 of 5"):
-        invert_tokens(fresh, data, TOKENS, WORDS, InvertConfig.tiny(steps=5), should_cancel=lambda: len(calls) >= 5,
+        invert_tokens(fresh, data, TOKENS, WORDS, tiny_invert(steps=5), should_cancel=lambda: len(calls) >= 5,
                       on_step=lambda s, n, l: calls.append((s, n, l)))  # fmt: skip
 
 
@@ -117,12 +118,12 @@ def test_flip_augmentation_and_bad_settings() -> None:
     model = tiny_model()
     data = prepare_training_data(model, *two_part_views(32))
     result = invert_tokens(
-        model, data, TOKENS, WORDS, InvertConfig.tiny(steps=2, augmentation="flip", flip_probability=1.0)
+        model, data, TOKENS, WORDS, tiny_invert(steps=2, augmentation="flip", flip_probability=1.0)
     )
     assert len(result.log) == 2 and all(np.isfinite(row["loss"]) for row in result.log)
     with pytest.raises(ValueError, match=r"attention_resolution 16 is not one the UNet has.*are \[8, 4\] wide"):
         invert_tokens(tiny_model(), data, TOKENS, WORDS, InvertConfig(steps=1))
     with pytest.raises(ValueError, match="2 component masks but 1 tokens"):
-        invert_tokens(tiny_model(), data, ["<asset0>"], ["duck"], InvertConfig.tiny())
+        invert_tokens(tiny_model(), data, ["<asset0>"], ["duck"], tiny_invert())
     with pytest.raises(ValueError, match="exactly one"):
         InvertConfig(template="a photo")

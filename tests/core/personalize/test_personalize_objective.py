@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler
 
-from dreamedit3d_core.personalize import InvertConfig, prepare_training_data
+from dreamedit3d_core.personalize import prepare_training_data
 from dreamedit3d_core.personalize.objective import (
     alignment_loss,
     attention_resolutions,
@@ -15,7 +15,7 @@ from dreamedit3d_core.personalize.objective import (
     token_positions,
 )
 from dreamedit3d_core.personalize.tokens import add_placeholder_tokens
-from tests.core.personalize.personalize_scenes import TOKENS, tiny_model, two_part_views
+from tests.core.personalize.personalize_scenes import TOKENS, tiny_invert, tiny_model, two_part_views
 
 THREE = ["<asset0>", "<asset1>", "<asset2>"]
 
@@ -23,7 +23,7 @@ THREE = ["<asset0>", "<asset1>", "<asset2>"]
 def test_batches_draw_non_empty_subsets_from_the_generator() -> None:
     model = tiny_model()
     data = prepare_training_data(model, *two_part_views(32))
-    config = InvertConfig.tiny(template="a photo of {}")
+    config = tiny_invert(template="a photo of {}")
     draws = [sample_batch([data], THREE, config, torch.Generator().manual_seed(s), 1000)[0] for s in range(40)]
     subsets = {tuple(b.components) for b in draws}
     assert all(len(s) >= 1 for s in subsets) and len(subsets) >= 5  # singles, pairs and all three occur

@@ -1,0 +1,31 @@
+"""Which files an asset is made of: its main file and every file its reader opens, found by the readers' own
+reference walkers and resolver (sources.py), for the ingest stage's cache key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dreamedit3d_core.ingest.gltf import gltf_references
+from dreamedit3d_core.ingest.obj import obj_references
+from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
+
+
+def source_files(path: Path) -> list[SourceFile]:
+    """The asset's main file first, then every other file its reader opens that exists (sorted, no duplicates).
+
+    Cheap: reads only the main file and OBJ material libraries (never decodes a texture or a mesh). A file
+    whose references cannot be parsed gives just the main file (ingesting it reports the problem); a
+    reference outside the asset's folder raises the AssetError that ingesting it raises.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"asset file not found: {path}")
+    files = SourceResolver(path)
+    suffix = path.suffix.lower()
+    referenced: list[SourceFile] = []
+    if suffix in (".gltf", ".glb"):
+        referenced = gltf_references(files)
+    elif suffix == ".obj":
+        referenced = obj_references(files)
+    unique = {file.relative: file for file in referenced if file.relative != files.main.relative}
+    return [files.main, *(unique[relative] for relative in sorted(unique))]

@@ -1,0 +1,174 @@
+"""The stage catalog: every stage of DreamEdit3D, declared once.
+
+Each entry says what the stage is called, which earlier stages it reads, which config sections it reads,
+whether it runs once per edit and on which work pool, its code version, and the artifacts it makes. From
+this list come the artifact keys (tasks/stage.py), the Prefect tasks (tasks/prefect_task.py), the order
+`edit_asset` runs them in and where `--until` stops, the per-stage CLI commands, `dreamedit3d status`, and
+which stages a distributed run sends to the gpu pool. A new stage is one entry here plus its compute
+function in tasks/<stage>.py (and its config section, if it has settings of its own).
+
+Code versions: bump a stage's `code_version` when its artifact would change; the source of every stage (its
+task module and the core modules it reaches) is recorded in tasks/code_versions.json, and a test fails when
+that source changes without either a bump or `python -m tasks.code_versions --outputs-unchanged STAGE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dreamedit3d_core.config import PipelineConfig, WorldTrainingConfig
+from dreamedit3d_core.mvdiffusion.prompts import check_prompt_tokens
+from tasks import artifacts as a
+from tasks.evaluate import evaluate
+from tasks.finetune import finetune
+from tasks.ingest import identify_source, ingest
+from tasks.invert import invert
+from tasks.mask import mask
+from tasks.models import base_model_digest
+from tasks.reconstruct import reconstruct
+from tasks.render import render
+from tasks.sample import sample
+from tasks.stage import Pipeline, Stage, StageRef
+from tasks.world import pretrain_world_model, world_dataset
+
+
+
+def check_edit_tokens(masks: StageRef, edits: Sequence[str]) -> None:
+    """Before any personalisation: every token an edit names must be one of the asset's components."""
+    for prompt in edits:
+        check_prompt_tokens(prompt, masks.metadata["tokens"])
+
+
+EDIT = Pipeline(
+    name="edit",
+    config_class=PipelineConfig,
+    section_keys={"model": lambda model: {"base_model": base_model_digest(model)}},
+    stages=(
+        Stage(
+            name="ingest",
+            about="read a 3D file, refuse bad input, normalise it (centred, unit sphere, +Z up)",
+            compute=ingest,
+            code_version="2",
+            config=("ingest",),
+            identify=identify_source,
+            makes=(a.ASSET, a.PARTS),
+        ),
+        Stage(
+            name="render",
+            about="Blender renders of the asset from the MVDream orbit: colour, depth, normals, part ids",
+            compute=render,
+            code_version="2",
+            reads=("ingest",),
+            config=("render",),
+            makes=(a.RENDERS, a.CAMERAS, a.RENDERS_PREVIEW),
+        ),
+        Stage(
+            name="mask",
+            about="one mask per component per view, and a token per component",
+            compute=mask,
+            code_version="3",
+            reads=("ingest", "render"),
+            config=("mask",),
+            check_edits=check_edit_tokens,
+            makes=(a.MASKS, a.COMPONENTS, a.MASKS_PREVIEW),
+        ),
+        Stage(
+            name="invert",
+            about="phase 1: one token embedding per component (textual inversion with attention alignment)",
+            compute=invert,
+            code_version="2",
+            reads=("render", "mask"),
+            config=("model", "invert"),
+            pool="gpu",
+            makes=(a.TOKEN_EMBEDDINGS, a.INVERT_LOG, a.ATTENTION_ISOLATION, a.ATTENTION_PREVIEW),
+        ),
+        Stage(
+            name="finetune",
+            about="phase 2: the multi-view model fine-tuned with the tokens (resumes from checkpoints)",
+            compute=finetune,
+            code_version="2",
+            reads=("render", "mask", "invert"),
+            config=("model", "finetune"),
+            pool="gpu",
+            checkpoints=True,
+            makes=(a.FINETUNED_MODEL, a.FINETUNE_LOG, a.FINETUNE_ATTENTION_ISOLATION, a.FINETUNE_ATTENTION_PREVIEW),
+        ),
+        Stage(
+            name="sample",
+            about="the views of one edit prompt, sampled from the personalised model",
+            compute=sample,
+            code_version="3",
+            reads=("render", "mask", "finetune"),
+            config=("model", "sample"),
+            per_edit=True,
+            pool="gpu",
+            makes=(a.VIEWS, a.VIEWS_PREVIEW),
+        ),
+        Stage(
+            name="reconstruct",
+            about="the edit's views lifted to a textured mesh (GLB), and its turntable",
+            compute=reconstruct,
+            code_version="2",
+            reads=("render", "sample"),
+            config=("reconstruct", "render"),
+            per_edit=True,
+            makes=(a.MESH, a.MESH_PREVIEW, a.TURNTABLE),
+        ),
+        Stage(
+            name="evaluate",
+            about="the edit against its source: metrics and an HTML report",
+            compute=evaluate,
+            code_version="5",
+            reads=("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct"),
+            config=("evaluate", "evaluation_views", "render"),
+            per_edit=True,
+            makes=(a.METRICS, a.COMPONENT_COLOURS, a.REPORT),
+        ),
+    ),
+)
+
+WORLD = Pipeline(
+    name="world",
+    config_class=WorldTrainingConfig,
+    asset_id="world",  # the pseudo-asset of the world model's stages in the store and in `status`
+    stages=(
+        Stage(
+            name="world_dataset",
+            about="render the procedural parts world's training and held-out objects",
+            compute=world_dataset,
+            code_version="2",
+            config=("dataset",),
+            makes=(a.WORLD_IMAGES, a.WORLD_OBJECTS, a.WORLD_CAMERAS, a.WORLD_PREVIEW),
+        ),
+        Stage(
+            name="pretrain",
+            about="train the small multi-view world model from scratch (resumes from checkpoints)",
+            compute=pretrain_world_model,
+            code_version="2",
+            reads=("world_dataset",),
+            config=("pretrain", "model_seed", "device"),
+            retries=0,
+            checkpoints=True,
+            makes=(a.WORLD_MODEL, a.PRETRAIN_LOSSES),
+        ),
+    ),
+)
+
+PIPELINES = (EDIT, WORLD)
+
+
+def all_stages() -> list[Stage]:
+    return [stage for pipeline in PIPELINES for stage in pipeline.stages]
+
+
+def find_stage(name: str) -> Stage:
+    """A stage of any pipeline, by name."""
+    for stage in all_stages():
+        if stage.name == name:
+            return stage
+    raise ValueError(f"unknown stage {name!r}; stages are {', '.join(s.name for s in all_stages())}")
+
+
+def pipeline_of(asset_id: str) -> Pipeline:
+    """The pipeline an asset's stages belong to in the store (the world model's pseudo-asset, or an edit)."""
+    return next((p for p in PIPELINES if p.asset_id == asset_id), EDIT)

@@ -1,0 +1,232 @@
+"""Running a stage: `run_stage` returns the committed artifact at once when it exists ("cached"), and otherwise
+takes the store's lock for the key, calls the stage's compute function and commits ("computed"). Either way
+one row goes to the run ledger, with the time and the peak memory.
+
+The compute function sees the stage's inputs only through `StageInputs` (the config sections and upstream
+artifacts it declared, typed) and writes only through `StageOutputs` (the artifacts it declared, every one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import psutil
+
+from dreamedit3d_core.mvdiffusion import EditConfig
+from storage import Artifact, ArtifactStore, ArtifactWriter, LedgerRecord
+from tasks.artifacts import Noun
+from tasks.stage import Stage, StageCall, StagePlan, StageRef, plan
+
+L = TypeVar("L")
+
+
+class UpstreamChanged(RuntimeError):
+    """An upstream artifact was recomputed (other content) after this call was planned: run the flow again."""
+
+
+class StageInputs:
+    """What a stage may read: its declared config sections and the artifacts of its declared upstream stages."""
+
+    def __init__(
+        self, stage: Stage, call: StageCall, store: ArtifactStore, asset_id: str, scratch: Path | None = None
+    ) -> None:
+        self.stage = stage
+        self.call = call
+        self.asset_id = asset_id
+        self.store = store
+        self._scratch = scratch
+
+    def settings(self, section: str) -> Any:
+        return self.stage.pipeline.settings(self.stage, self.call, section)
+
+    def artifact(self, upstream: str) -> Artifact:
+        """The committed artifact of an upstream stage, exactly the one this call's key was planned from."""
+        if upstream not in self.stage.reads:
+            raise KeyError(f"stage {self.stage.name!r} reads {upstream!r} without declaring it in the catalog")
+        ref = self.call.upstream[upstream]
+        artifact = self.store.get(ref.key)
+        if artifact.digest != ref.digest:
+            raise UpstreamChanged(
+                f"the {upstream} artifact {ref.key} was recomputed since this run started; run the same command again"
+            )
+        return artifact
+
+    def load(self, noun: Noun[Any, L]) -> L:
+        return noun.load(self.artifact(self.stage.pipeline.producer(noun).name))
+
+    @property
+    def edit(self) -> EditConfig:
+        if self.call.edit is None:
+            raise KeyError(f"stage {self.stage.name!r} is not a per-edit stage")
+        return self.call.edit
+
+    @property
+    def source(self) -> Path:
+        if self.call.source is None:
+            raise KeyError(f"stage {self.stage.name!r} reads no source file")
+        return Path(self.call.source)
+
+    def scratch_dir(self) -> Path:
+        """A local folder kept across crashes until the artifact is committed (in-stage checkpoints)."""
+        if self._scratch is None:
+            raise KeyError(f"stage {self.stage.name!r} does not declare checkpoints in the catalog")
+        return self._scratch
+
+
+class StageOutputs:
+    """Where a stage saves its artifacts: each declared noun once, through its own save."""
+
+    def __init__(self, stage: Stage, writer: ArtifactWriter) -> None:
+        self.stage = stage
+        self.writer = writer
+        self.saved: set[str] = set()
+
+    def save(self, noun: Noun[L, Any], value: L) -> None:
+        if noun not in self.stage.makes:
+            raise KeyError(f"stage {self.stage.name!r} saves {noun.name!r} without declaring it in the catalog")
+        noun.save(self.writer, value)
+        self.saved.add(noun.name)
+
+    def check_complete(self) -> None:
+        missing = [noun.name for noun in self.stage.makes if noun.name not in self.saved]
+        if missing:
+            raise RuntimeError(f"stage {self.stage.name!r} finished without saving {missing}")
+
+
+def run_stage(stage: Stage, call: StageCall) -> StageRef:
+    """The stage's committed artifact for `call`, computing and committing it first when it is missing."""
+    stage_plan = plan(stage, call)
+    store = ArtifactStore(stage_plan.store_uri)
+    key = stage_plan.key
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    metadata = {"asset_id": stage_plan.asset_id, "config": dict(stage_plan.config), "inputs": dict(stage_plan.inputs)}
+    monitor = PeakMemory()
+
+    def compute(writer: ArtifactWriter) -> None:
+        scratch = store.scratch_dir(key) if stage.checkpoints else None
+        outputs = StageOutputs(stage, writer)
+        extra = stage.compute(StageInputs(stage, call, store, stage_plan.asset_id, scratch), outputs)
+        outputs.check_complete()
+        if extra:
+            writer.metadata.update({"result": dict(extra)})
+
+    status: Literal["computed", "cached"] = "cached"
+    try:
+        with monitor:
+            artifact, status = store.compute(key, stage=stage.name, metadata=metadata, fn=compute)
+    except BaseException as error:
+        _append_ledger(store, stage_plan, "failed", started, clock, monitor, error)
+        raise
+    if stage.checkpoints:
+        store.clear_scratch(key)
+    seconds = time.perf_counter() - clock
+    result = artifact.metadata.get("result", {})
+    _append_ledger(store, stage_plan, status, started, clock, monitor, None, result if status == "computed" else None)
+    return StageRef(
+        asset_id=stage_plan.asset_id,
+        stage=stage.name,
+        key=key,
+        digest=artifact.digest,
+        status=status,
+        seconds=round(seconds, 3),
+        artifacts={noun.name: artifact.uri(noun.name) for noun in stage.makes},
+        metadata=result,
+    )
+
+
+class PeakMemory:
+    """Samples this process's RSS plus its children's (Blender runs in a subprocess) while a stage runs."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_gpu: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        process = psutil.Process(os.getpid())
+        rss = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                pass
+        self.peak_rss = max(self.peak_rss, rss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._cuda = _cuda_available()
+        if self._cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._cuda:
+            import torch
+
+            self.peak_gpu = int(torch.cuda.max_memory_allocated())
+
+
+def _cuda_available() -> bool:
+    if "torch" not in sys.modules:  # a stage that never imported torch used no GPU
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _flow_run_id() -> str | None:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    return None if context is None or context.flow_run is None else str(context.flow_run.id)
+
+
+def _append_ledger(
+    store: ArtifactStore,
+    stage_plan: StagePlan,
+    status: str,
+    started: datetime,
+    clock: float,
+    monitor: PeakMemory,
+    error: BaseException | None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    store.ledger.append(
+        LedgerRecord(
+            asset_id=stage_plan.asset_id,
+            stage=stage_plan.stage,
+            key=stage_plan.key,
+            status=status,
+            start=started,
+            end=datetime.now(timezone.utc),
+            seconds=time.perf_counter() - clock,
+            peak_rss_bytes=monitor.peak_rss,
+            peak_gpu_bytes=monitor.peak_gpu,
+            host=socket.gethostname(),
+            run_id=_flow_run_id(),
+            error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+            details=json.dumps(details, default=str) if details else None,
+        )
+    )
