@@ -11,12 +11,17 @@ part: "a photo of <asset0> and <asset1> in green" (a colour no part has). The pa
 settings: attention alignment on (lambda = the preset's) or off (lambda = 0), phase 2 fine-tuning on or off
 (0 steps). Then what the world preset adds, not the paper's recipe: prior preservation in phase 2, and on
 top of it local edits (the shipped preset). `--all-settings` adds rank-8 LoRA adapters in phase 2.
-Measured on Blender renders of the reconstructed mesh from 8 cameras, against renders of the source:
+Both outputs of every edit are measured on the same objects and cameras: the merged asset (the merge stage: the
+source with only the edited part re-textured from the views, the pipeline's output) and the full reconstruction
+(the paper's: the whole object lifted from the four views to a new mesh). Measured on Blender renders from 8
+cameras, against renders of the source:
   colour share   share of the edited part's pixels whose hue is the asked colour (before -> after the edit),
-                 and the same share on the mesh of the plain prompt "a photo of <asset0> and <asset1>": an
-                 "after" no higher than this is no edit (the part came out that colour with or without the words)
-  kept PSNR      masked PSNR of the parts the prompt does not edit
-  no-edit PSNR   masked PSNR of every part for "a photo of <asset0> and <asset1>" (the asset given back)
+                 and the same share on the reconstruction of the plain prompt "a photo of <asset0> and <asset1>":
+                 an "after" no higher than this is no edit (the part came out that colour with or without the words)
+  kept PSNR      masked PSNR of the parts the prompt does not edit (merged: where no edited part hides them)
+  no-edit PSNR   masked PSNR of every part of the reconstruction for "a photo of <asset0> and <asset1>" (does the
+                 personalised model give the asset back?)
+  merge s        seconds of the merge itself (baking the edited part's texture), per edit
   isolation      attention isolation per token after phase 1 and after phase 2 (share of each token's
                  cross-attention inside its own component's mask)
   no mesh        prompts whose sampled views had no common silhouette, so no mesh to measure (the means
@@ -108,6 +113,7 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
         if job["finetune_steps"] is not None:
             overrides["finetune"] = {"steps": job["finetune_steps"]}
         overrides = merge(overrides, setting_overrides)
+        overrides = merge(overrides, {"reconstruct": {"enabled": True}})  # both outputs, side by side
         phase2 = overrides.get("finetune", {}).get("steps") != 0
         if job["model"]:
             overrides["model"] = {"source": "world", "path": job["model"]}
@@ -129,13 +135,17 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
             after = [r for r in table if r["phase"].startswith("after")]
             isolation[stage] = statistics.fmean(r["attention_isolation"] for r in after) if after else None
         metrics = edit["evaluate"].metadata if edit else {}
-        # the same share on the plain prompt's mesh: a part that is already the colour without the edit words
-        # (a wrong colour the personalised model gives back) is not an edit
+        # the same share on the plain prompt's reconstruction: a part that is already the colour without the edit
+        # words (a wrong colour the personalised model gives back) is not an edit
+        plain_metrics = plain["evaluate"].metadata if plain else {}
         plain_share = None
-        if plain:
+        if plain and plain["reconstructed"]:
             shares = store.get(plain["evaluate"].key).table("component_colours").to_pylist()
             edited_token = f"<asset{len(obj.parts) - 1}>"
-            plain_share = next(r["result_share"] for r in shares if r["token"] == edited_token and r["colour"] == colour)
+            plain_share = next(
+                r["result_share"] for r in shares
+                if r["output"] == "reconstruction" and r["token"] == edited_token and r["colour"] == colour
+            )
         pictures = {  # contact sheets the stages wrote: the source renders (colour row first), the sampled views
             "source": str(store.get(refs["render"].key).local_path("renders_preview")) if "render" in refs else None,
             "views": str(store.get(edit["sample"].key).local_path("views_preview")) if edit else None,
@@ -150,10 +160,13 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
                 "setting": name,
                 "share_before": metrics.get("edited_colour_share_before"),
                 "share_after": metrics.get("edited_colour_share"),
+                "reconstruction_share_after": metrics.get("reconstruction_edited_colour_share"),
                 "share_without_edit": plain_share,
                 "kept_psnr": metrics.get("preserved_psnr"),
-                "reproduction_psnr": plain["evaluate"].metadata.get("preserved_psnr") if plain else None,  # every part
-                "no_mesh": [what for what, run in (("edit", edit), ("no edit", plain)) if run is None],
+                "reconstruction_kept_psnr": metrics.get("reconstruction_preserved_psnr"),
+                "reproduction_psnr": plain_metrics.get("reconstruction_preserved_psnr"),  # every part
+                "merge_seconds": edit["merge"].metadata.get("seconds") if edit else None,
+                "no_mesh": [what for what, run in (("edit", edit), ("no edit", plain)) if not run["reconstructed"]],
                 "isolation_phase1": isolation["invert"],
                 "isolation_phase2": isolation["finetune"] if phase2 else None,
                 "seconds": time.perf_counter() - started,
@@ -164,16 +177,20 @@ def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_edit(edit_asset: Any, glb: Path, prompt: str, job: dict[str, Any], config: Any) -> dict[str, Any] | None:
-    """Every stage for one prompt: {"shared": refs of the per-asset stages, "sample"/"evaluate": this prompt's};
-    None when the sampled views could not be reconstructed (no common silhouette)."""
+    """Every stage for one prompt: {"shared": refs of the per-asset stages, "sample"/"merge"/"evaluate": this
+    prompt's, "reconstructed": False when the sampled views had no common silhouette to reconstruct (the merged
+    output needs none: it runs again without the full reconstruction)}."""
     from dreamedit3d_core.reconstruct.surface import EmptyReconstructionError
 
+    reconstructed = True
     try:
         result = edit_asset(asset_path=str(glb), edits=[prompt], store=job["store"], config=config, seed=job["seed"])
     except EmptyReconstructionError:
-        return None
+        reconstructed = False
+        config = config.model_copy(update={"reconstruct": config.reconstruct.model_copy(update={"enabled": False})})
+        result = edit_asset(asset_path=str(glb), edits=[prompt], store=job["store"], config=config, seed=job["seed"])
     refs = {ref.stage: ref for ref in result.stages}
-    return {"shared": refs, "sample": refs["sample"], "evaluate": refs["evaluate"]}
+    return {"shared": refs, "sample": refs["sample"], "merge": refs["merge"], "evaluate": refs["evaluate"], "reconstructed": reconstructed}
 
 
 def figure(rows: list[dict[str, Any]], path: Path) -> None:
@@ -208,39 +225,41 @@ def number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def mean(values: list[float | None]) -> str:
+def mean(values: list[float | None], digits: int = 3) -> str:
     present = [v for v in values if v is not None]
-    return f"{statistics.fmean(present):.3f}" if present else "-"
+    return f"{statistics.fmean(present):.{digits}f}" if present else "-"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| setting | edited part has the colour (before -> after) | ... without the edit words | kept parts PSNR (dB) | no-edit PSNR (dB) | isolation after phase 1 | isolation after phase 2 | no mesh (edit / no edit) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| setting | merged: colour before -> after | merged: kept PSNR (dB) | reconstruction: colour after | reconstruction: kept PSNR (dB) | without the edit words | no-edit PSNR (dB) | isolation after phase 1 / 2 | merge (s) | no mesh (edit / no edit) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in dict.fromkeys(r["setting"] for r in rows):
         chosen = [r for r in rows if r["setting"] == name]
         lines.append(
             f"| {name} | {mean([r['share_before'] for r in chosen])} -> {mean([r['share_after'] for r in chosen])} "
-            f"| {mean([r['share_without_edit'] for r in chosen])} "
-            f"| {mean([r['kept_psnr'] for r in chosen])} | {mean([r['reproduction_psnr'] for r in chosen])} "
-            f"| {mean([r['isolation_phase1'] for r in chosen])} "
-            f"| {mean([r['isolation_phase2'] for r in chosen])} "
+            f"| {mean([r['kept_psnr'] for r in chosen])} "
+            f"| {mean([r['reconstruction_share_after'] for r in chosen])} "
+            f"| {mean([r['reconstruction_kept_psnr'] for r in chosen])} "
+            f"| {mean([r['share_without_edit'] for r in chosen])} | {mean([r['reproduction_psnr'] for r in chosen])} "
+            f"| {mean([r['isolation_phase1'] for r in chosen])} / {mean([r['isolation_phase2'] for r in chosen])} "
+            f"| {mean([r['merge_seconds'] for r in chosen], 2)} "
             f"| {sum('edit' in r['no_mesh'] for r in chosen)} / {sum('no edit' in r['no_mesh'] for r in chosen)} |"
         )
     detail = [
         "",
-        "| object | caption | edit | setting | colour share after | without the edit words | kept PSNR | no-edit PSNR |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| object | caption | edit | setting | merged: colour after | merged: kept PSNR | reconstruction: colour after | reconstruction: kept PSNR | without the edit words | no-edit PSNR |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        share = "no mesh" if "edit" in r["no_mesh"] else number(r["share_after"], 3)
-        psnr = "no mesh" if "edit" in r["no_mesh"] else number(r["kept_psnr"], 2)
-        plain = "no mesh" if "no edit" in r["no_mesh"] else number(r["reproduction_psnr"], 2)
-        plain_share = "no mesh" if "no edit" in r["no_mesh"] else number(r["share_without_edit"], 3)
+        missing = "no mesh" if "edit" in r["no_mesh"] else None
+        plain_missing = "no mesh" if "no edit" in r["no_mesh"] else None
         detail.append(
             f"| {r['object']} | {r['caption']} | {r['edited part']} -> {r['colour']} | {r['setting']} "
-            f"| {share} | {plain_share} | {psnr} | {plain} |"
+            f"| {number(r['share_after'], 3)} | {number(r['kept_psnr'], 2)} "
+            f"| {missing or number(r['reconstruction_share_after'], 3)} | {missing or number(r['reconstruction_kept_psnr'], 2)} "
+            f"| {plain_missing or number(r['share_without_edit'], 3)} | {plain_missing or number(r['reproduction_psnr'], 2)} |"
         )
     return "\n".join(lines + detail)
 

@@ -31,6 +31,7 @@ from dreamedit3d_core.evaluate.config import EvaluationViewsConfig
 from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.ingest import IngestConfig
 from dreamedit3d_core.masks import MaskConfig
+from dreamedit3d_core.merge import MergeConfig
 from dreamedit3d_core.mvdiffusion import SampleConfig
 from dreamedit3d_core.mvdiffusion.loading import ModelConfig
 from dreamedit3d_core.personalize import FinetuneConfig, InvertConfig
@@ -90,6 +91,7 @@ class PipelineConfig(BaseModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     evaluation_views: EvaluationViewsConfig = Field(default_factory=EvaluationViewsConfig)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 import traceback
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -41,6 +42,11 @@ ConfigOption = Annotated[
 ]
 EditOption = Annotated[list[str], typer.Option("--edit", help="An edit prompt; repeat for several.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampled views (same seed, same views).")]
+
+
+class OutputFrame(str, Enum):
+    normalised = "normalised"
+    source = "source"
 
 
 def _load_config(preset: str, config_path: Path | None) -> Any:
@@ -104,17 +110,26 @@ def edit(
     preset: PresetOption = "tiny",
     config: ConfigOption = None,
     seed: SeedOption = 0,
+    output_frame: Annotated[
+        OutputFrame,
+        typer.Option(
+            "--output-frame",
+            help="Which edited GLB to name as the result: in the normalised frame (centred, unit size, as the "
+            "pipeline sees it) or where the source file had it, to drop next to the original. Both are stored.",
+        ),
+    ] = OutputFrame.normalised,
     as_json: JsonOption = False,
 ) -> None:
     """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
     result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
     outputs = _outputs_text(result.outputs)
     finals = []
+    mesh = "mesh_source_frame" if output_frame == OutputFrame.source else "mesh"
     for entry in result.outputs.get("edits", []):
         finals.append(f"edit {entry['prompt']!r}:")
-        for name in ("mesh", "mesh_preview", "report"):
+        for label, name in (("mesh", mesh), ("preview", "mesh_preview"), ("report", "report")):
             if name in entry:
-                finals.append(f"  {name:<8} {_local(entry[name])}")
+                finals.append(f"  {label:<8} {_local(entry[name])}")
     done = "\n".join(["", *finals]) if finals else ""
     emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}{done}")
 

@@ -68,6 +68,7 @@ def edit_asset(
         raise ValueError(f"stage {until!r} needs at least one edit prompt")
     done: list[StageRef] = []
     refs: dict[str, StageRef] = {}
+    stages = tuple(s for s in stages if EDIT.runs(s, config) or s.name == until)  # optional ones when on, or asked for
     for stage in (s for s in stages if not s.per_edit):
         call = EDIT.call(stage, store=store, config=config, upstream=refs, source=asset_path)
         refs[stage.name] = run(stage, call, distributed)

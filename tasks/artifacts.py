@@ -134,10 +134,12 @@ class RendersNoun(Noun[Renders, Renders]):
         writer.array(self.name, "depth", value.depth, dims=views, attrs={"background": 0.0, "kind": "planar z"})
         writer.array(self.name, "normals", value.normals, dims=(*views, "xyz"), attrs={"frame": "world"})
         writer.array(self.name, "part_id", value.part_id, dims=views, attrs={"background": -1})
+        writer.array(self.name, "albedo", value.albedo, dims=(*views, "channel"), attrs={"background": 255})
         writer.group_attrs(self.name, {"image_size": value.image_size, "num_views": value.num_views})
 
     def load(self, artifact: Artifact) -> Renders:
-        arrays = {name: artifact.array(self.name, name) for name in ("rgba", "rgb_white", "depth", "normals", "part_id")}
+        names = ("rgba", "rgb_white", "depth", "normals", "part_id", "albedo")
+        arrays = {name: artifact.array(self.name, name) for name in names}
         return Renders(**arrays)
 
 
@@ -224,7 +226,7 @@ class WorldImagesNoun(Noun[WorldImages, WorldImages]):
 
 ASSET = FolderNoun("asset", "the normalised asset folder (asset.glb, scene.json, meshes, textures)")
 PARTS = TableNoun("parts", "the asset's parts: names, materials, face counts")
-RENDERS = RendersNoun("renders", "the views: rgba, rgb_white, depth, normals, part_id")
+RENDERS = RendersNoun("renders", "the views: rgba, rgb_white, depth, normals, part_id, albedo")
 CAMERAS = CamerasNoun("cameras", "one row per view, with MVDream's 16-number camera")
 RENDERS_PREVIEW = PictureNoun("renders_preview", "contact sheet of the views and passes")
 MASKS = MasksNoun("masks", "one mask per component per view")
@@ -242,9 +244,14 @@ FINETUNE_ATTENTION_ISOLATION = TableNoun(
 FINETUNE_ATTENTION_PREVIEW = PictureNoun("finetune_attention_preview", "each token's cross-attention after phase 2")
 VIEWS = ViewsNoun("views", "the sampled views of one edit")
 VIEWS_PREVIEW = PictureNoun("views_preview", "the sampled views, one row per sample")
-MESH = FileNoun("mesh", "the edited asset as a textured GLB", ".glb")
-MESH_PREVIEW = PictureNoun("mesh_preview", "the mesh rendered from 8 azimuths")
-TURNTABLE = FileNoun("turntable", "the mesh turning (GIF)", ".gif")
+RECONSTRUCTION = FileNoun("reconstruction", "the whole object lifted from the views (textured GLB)", ".glb")
+RECONSTRUCTION_PREVIEW = PictureNoun("reconstruction_preview", "the reconstruction rendered from 8 azimuths")
+RECONSTRUCTION_TURNTABLE = FileNoun("reconstruction_turntable", "the reconstruction turning (GIF)", ".gif")
+MESH = FileNoun("mesh", "the edited asset: the source with only the named components changed (GLB)", ".glb")
+MESH_SOURCE_FRAME = FileNoun("mesh_source_frame", "the edited asset where the source file had it (GLB)", ".glb")
+MESH_PREVIEW = PictureNoun("mesh_preview", "the edited asset rendered from 8 azimuths")
+TURNTABLE = FileNoun("turntable", "the edited asset turning (GIF)", ".gif")
+MERGE_REPORT = TableNoun("merge_report", "per component: kept, or edited (appearance or shape) and how", ("token",))
 METRICS = TableNoun("metrics", "one row of every metric of the edit")
 COMPONENT_COLOURS = TableNoun("component_colours", "every component's share of every named hue, before and after")
 REPORT = FileNoun("report", "the edit's report (self-contained HTML)", ".html")

@@ -24,6 +24,7 @@ from tasks.finetune import finetune
 from tasks.ingest import identify_source, ingest
 from tasks.invert import invert
 from tasks.mask import mask
+from tasks.merge import merge
 from tasks.models import base_model_digest
 from tasks.reconstruct import reconstruct
 from tasks.render import render
@@ -48,16 +49,16 @@ EDIT = Pipeline(
             name="ingest",
             about="read a 3D file, refuse bad input, normalise it (centred, unit sphere, +Z up)",
             compute=ingest,
-            code_version="2",
+            code_version="3",
             config=("ingest",),
             identify=identify_source,
             makes=(a.ASSET, a.PARTS),
         ),
         Stage(
             name="render",
-            about="Blender renders of the asset from the MVDream orbit: colour, depth, normals, part ids",
+            about="Blender renders of the asset from the MVDream orbit: colour, depth, normals, part ids, albedo",
             compute=render,
-            code_version="2",
+            code_version="3",
             reads=("ingest",),
             config=("render",),
             makes=(a.RENDERS, a.CAMERAS, a.RENDERS_PREVIEW),
@@ -66,7 +67,7 @@ EDIT = Pipeline(
             name="mask",
             about="one mask per component per view, and a token per component",
             compute=mask,
-            code_version="3",
+            code_version="4",
             reads=("ingest", "render"),
             config=("mask",),
             check_edits=check_edit_tokens,
@@ -106,20 +107,32 @@ EDIT = Pipeline(
         ),
         Stage(
             name="reconstruct",
-            about="the edit's views lifted to a textured mesh (GLB), and its turntable",
+            about="the paper's last step, optional: the whole object lifted from the edit's views to a new mesh",
             compute=reconstruct,
-            code_version="2",
+            code_version="3",
             reads=("render", "sample"),
             config=("reconstruct", "render"),
             per_edit=True,
-            makes=(a.MESH, a.MESH_PREVIEW, a.TURNTABLE),
+            when="reconstruct.enabled",
+            makes=(a.RECONSTRUCTION, a.RECONSTRUCTION_PREVIEW, a.RECONSTRUCTION_TURNTABLE),
+        ),
+        Stage(
+            name="merge",
+            about="the source asset with only the named components changed: re-textured from the views, or rebuilt",
+            compute=merge,
+            code_version="2",
+            reads=("ingest", "render", "mask", "sample"),
+            config=("merge", "reconstruct", "render"),
+            per_edit=True,
+            makes=(a.MESH, a.MESH_SOURCE_FRAME, a.MESH_PREVIEW, a.TURNTABLE, a.MERGE_REPORT),
         ),
         Stage(
             name="evaluate",
             about="the edit against its source: metrics and an HTML report",
             compute=evaluate,
-            code_version="5",
-            reads=("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct"),
+            code_version="7",
+            reads=("ingest", "render", "mask", "invert", "finetune", "sample", "merge"),
+            reads_if_run=("reconstruct",),
             config=("evaluate", "evaluation_views", "render"),
             per_edit=True,
             makes=(a.METRICS, a.COMPONENT_COLOURS, a.REPORT),

@@ -1,4 +1,4 @@
-"""Stage `evaluate`: one edit's views and mesh against the source asset: a metrics table and an HTML report."""
+"""Stage `evaluate`: one edit's views and edited asset against the source asset: a metrics table and a report."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from tasks.artifacts import (
     COMPONENTS,
     FINETUNE_ATTENTION_ISOLATION,
     MASKS_PREVIEW,
+    MERGE_REPORT,
     MESH,
     MESH_PREVIEW,
     METRICS,
+    RECONSTRUCTION,
     REPORT,
     VIEWS,
     rows,
@@ -29,7 +31,7 @@ def evaluate(inputs: StageInputs, outputs: StageOutputs) -> dict:
         prompt=views.prompt,
         asset_dir=inputs.load(ASSET),
         mesh_glb=inputs.load(MESH),
-        sampled_views=views.views[0],  # the first sample, as reconstructed
+        sampled_views=views.views[0],  # the first sample, as merged
         cameras=inputs.load(CAMERAS),
         components=inputs.load(COMPONENTS),
         isolation_tables=[rows(table) for table in isolation],
@@ -38,9 +40,10 @@ def evaluate(inputs: StageInputs, outputs: StageOutputs) -> dict:
         render_config=inputs.settings("render"),
         masks_preview=inputs.load(MASKS_PREVIEW),
         mesh_preview=inputs.load(MESH_PREVIEW),
+        merge_rows=rows(inputs.load(MERGE_REPORT)),
+        reconstruction_glb=inputs.load(RECONSTRUCTION) if inputs.ran("reconstruct") else None,
     )
     outputs.save(METRICS, [{"asset_id": inputs.asset_id, **result.metrics}])
     outputs.save(COMPONENT_COLOURS, result.component_colours)
     outputs.save(REPORT, result.report.encode())
     return result.metrics
-

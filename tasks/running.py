@@ -50,8 +50,10 @@ class StageInputs:
 
     def artifact(self, upstream: str) -> Artifact:
         """The committed artifact of an upstream stage, exactly the one this call's key was planned from."""
-        if upstream not in self.stage.reads:
+        if upstream not in (*self.stage.reads, *self.stage.reads_if_run):
             raise KeyError(f"stage {self.stage.name!r} reads {upstream!r} without declaring it in the catalog")
+        if upstream not in self.call.upstream:
+            raise KeyError(f"stage {self.stage.name!r}: the optional stage {upstream!r} did not run (see `ran`)")
         ref = self.call.upstream[upstream]
         artifact = self.store.get(ref.key)
         if artifact.digest != ref.digest:
@@ -59,6 +61,10 @@ class StageInputs:
                 f"the {upstream} artifact {ref.key} was recomputed since this run started; run the same command again"
             )
         return artifact
+
+    def ran(self, upstream: str) -> bool:
+        """Whether an optional upstream stage (`reads_if_run`) ran, so that its artifacts can be loaded."""
+        return upstream in self.call.upstream
 
     def load(self, noun: Noun[Any, L]) -> L:
         return noun.load(self.artifact(self.stage.pipeline.producer(noun).name))

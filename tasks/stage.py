@@ -64,10 +64,12 @@ class Stage:
 
     name: str  # a verb: the Prefect task, the CLI command and the ledger's stage are named after it
     compute: Compute  # reads through StageInputs, calls dreamedit3d_core, saves through StageOutputs
-    code_version: str  # bump when the artifact would change; tests/tasks/test_catalog.py checks the source
+    code_version: str  # bump when the artifact would change; tests/tasks/test_code_versions.py checks
     makes: tuple[Noun, ...]  # its artifacts, every one saved by every run
     reads: tuple[str, ...] = ()  # upstream stages whose artifacts it loads
+    reads_if_run: tuple[str, ...] = ()  # optional upstream stages (with `when`): loaded when they ran
     config: tuple[str, ...] = ()  # sections of its pipeline's config it reads
+    when: str | None = None  # a true/false setting ("reconstruct.enabled"): the stage runs only when it is true
     per_edit: bool = False  # once per edit prompt (with `StageCall.edit`); else once per asset
     pool: Literal["cpu", "gpu"] = "cpu"  # the work pool it runs on when a flow runs distributed
     retries: int = 2  # retries of transient faults (never of bad input)
@@ -105,9 +107,12 @@ class Pipeline:
         for index, stage in enumerate(self.stages):
             stage.pipeline = self
             earlier = names[:index]
-            for upstream in stage.reads:
+            for upstream in (*stage.reads, *stage.reads_if_run):
                 if upstream not in earlier:
                     raise ValueError(f"stage {stage.name!r} reads {upstream!r}, which is not an earlier stage")
+            for upstream in stage.reads:
+                if self.stages[names.index(upstream)].when is not None:
+                    raise ValueError(f"stage {stage.name!r} reads the optional stage {upstream!r}: list it in reads_if_run")
             for section in stage.config:
                 if section not in self.config_class.model_fields:
                     raise ValueError(f"stage {stage.name!r} reads config section {section!r}, which {self.config_class.__name__} lacks")
@@ -128,6 +133,15 @@ class Pipeline:
             return self.stages
         last = self.stages.index(self.stage(name))
         return self.stages[: last + 1]
+
+    def runs(self, stage: Stage, config: BaseModel) -> bool:
+        """Whether the config turns the stage on (stages without `when` always run)."""
+        if stage.when is None:
+            return True
+        value: Any = config
+        for name in stage.when.split("."):
+            value = getattr(value, name)
+        return bool(value)
 
     def producer(self, noun: Noun) -> Stage:
         for stage in self.stages:
@@ -152,7 +166,7 @@ class Pipeline:
             raise ValueError(f"stage {stage.name!r} needs the artifacts of {missing} first")
         return StageCall(
             store=store,
-            upstream={name: upstream[name] for name in stage.reads},
+            upstream={name: upstream[name] for name in (*stage.reads, *stage.reads_if_run) if name in upstream},
             config={section: _json(getattr(config, section)) for section in stage.config},
             edit=edit if stage.per_edit else None,
             source=source if stage.identify is not None else None,
@@ -200,7 +214,7 @@ def plan(stage: Stage, call: StageCall) -> StagePlan:
         if call.edit is None:
             raise ValueError(f"stage {stage.name!r} runs per edit: give the edit")
         settings["edit"] = call.edit.model_dump(mode="json")
-    inputs = {name: call.upstream[name].digest for name in stage.reads}
+    inputs = {name: call.upstream[name].digest for name in (*stage.reads, *stage.reads_if_run) if name in call.upstream}
     if stage.identify is not None:
         if call.source is None:
             raise ValueError(f"stage {stage.name!r} reads a source file: give its path")

@@ -11,6 +11,8 @@ Every group is computed from what is given and left out otherwise:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import trimesh
 
@@ -28,7 +30,7 @@ Metrics = dict[str, float | str | None]
 def edit_metrics(
     cameras: CameraSet,
     sampled_views: np.ndarray,
-    reconstructed: trimesh.Trimesh,
+    reconstructed: trimesh.Trimesh | Sequence[trimesh.Trimesh],
     config: EvaluateConfig | None = None,
     *,
     source_renders: np.ndarray | None = None,
@@ -38,7 +40,7 @@ def edit_metrics(
     source_prompt: str | None = None,
     edit_prompt: str | None = None,
 ) -> Metrics:
-    """Sampled views (V, H, W, 3|4) uint8 seen by `cameras`, the mesh reconstructed from them (world frame);
+    """Sampled views (V, H, W, 3|4) uint8 seen by `cameras`, the edited mesh (or its pieces, world frame);
     optional source / edited renders (V, H, W, 3|4) uint8 from the same cameras, keep masks (V, H, W)."""
     config = config or EvaluateConfig()
     sampled_views = np.asarray(sampled_views)
@@ -61,8 +63,9 @@ def edit_metrics(
             metrics["preserved_ssim"] = masked_ssim(source, edited, keep_masks)
 
     if source_mesh is not None:
+        whole = reconstructed if isinstance(reconstructed, trimesh.Trimesh) else trimesh.util.concatenate(list(reconstructed))
         distance = surface_distance(
-            reconstructed, source_mesh, config.fscore_threshold, config.surface_samples, config.seed
+            whole, source_mesh, config.fscore_threshold, config.surface_samples, config.seed
         )
         metrics["chamfer"] = distance.chamfer
         metrics["f_score"] = distance.f_score

@@ -22,6 +22,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -57,6 +58,18 @@ class Part:
     face_materials: np.ndarray  # (F,) int32 indices into IngestedAsset.materials
     uvs: np.ndarray | None = None  # (N, 2) float32, origin bottom-left
     colors: np.ndarray | None = None  # (N, 4) uint8 sRGB vertex colours
+
+    def with_faces(self, keep: np.ndarray, name: str | None = None) -> Part:
+        """The part with only the faces where `keep` (F,) holds, its unused vertices removed."""
+        used, remap = np.unique(self.faces[keep], return_inverse=True)
+        return Part(
+            name=self.name if name is None else name,
+            vertices=self.vertices[used],
+            faces=remap.reshape(-1, 3).astype(np.int32),  # (3F,) -> (F, 3)
+            face_materials=self.face_materials[keep],
+            uvs=None if self.uvs is None else self.uvs[used],
+            colors=None if self.colors is None else self.colors[used],
+        )
 
     def face_areas(self) -> np.ndarray:
         corners = self.vertices[self.faces].astype(np.float64)  # (F, 3, 3)
@@ -109,8 +122,9 @@ class IngestedAsset:
             offset += len(part.vertices)
         return np.concatenate(vertices), np.concatenate(faces), np.concatenate(part_ids)
 
-    def to_glb(self) -> bytes:
-        return asset_to_glb(self)
+    def to_glb(self, frame: Literal["normalised", "source"] = "normalised") -> bytes:
+        """The asset as GLB: in the normalised frame, or where its source file had it (`frame="source"`)."""
+        return asset_to_glb(self, frame)
 
     def write(self, folder: Path, *, overwrite: bool = False) -> Path:
         """Write asset.glb, scene.json, meshes.npz and textures/ to `folder`, all or nothing."""

@@ -2,6 +2,10 @@
 
 glTF is +Y up, so the normalised frame (+Z up) is rotated by -90 degrees about X on the way out; reading
 the file back with the default (+Y up) ingest config gives the same coordinates again.
+
+`frame="source"` writes the asset where its source file had it: the normalisation's scale and centring are
+undone (its rotation of the file's up axis onto +Z is undone by the same -90 degrees), so a glTF source's
+coordinates come back as they were and the result can be dropped next to the original.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image
@@ -53,7 +57,19 @@ class _BinaryBuffer:
         return len(self.accessors) - 1
 
 
-def asset_to_glb(asset: IngestedAsset) -> bytes:
+def source_frame(normalization: np.ndarray) -> np.ndarray:
+    """(4, 4) normalised frame -> the source's coordinates with its up axis on +Z (scale and centring undone)."""
+    scale = float(np.linalg.norm(normalization[:3, 0]))
+    undo = np.eye(4) / scale
+    undo[:3, 3] = -normalization[:3, 3] / scale
+    undo[3, 3] = 1.0
+    return undo
+
+
+def asset_to_glb(asset: IngestedAsset, frame: Literal["normalised", "source"] = "normalised") -> bytes:
+    if frame not in ("normalised", "source"):
+        raise ValueError(f"frame must be 'normalised' or 'source', got {frame!r}")
+    placement = source_frame(asset.normalization) if frame == "source" else np.eye(4)
     binary = _BinaryBuffer()
     images, textures, materials = [], [], []
     for material in asset.materials:
@@ -74,8 +90,9 @@ def asset_to_glb(asset: IngestedAsset) -> bytes:
     to_gltf = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
     meshes, nodes = [], []
     for part in asset.parts:
+        vertices = part.vertices if frame == "normalised" else (part.vertices @ placement[:3, :3].T + placement[:3, 3])
         attributes = {
-            "POSITION": binary.add_accessor((part.vertices @ to_gltf.T).astype(np.float32), "VEC3", _ARRAY_BUFFER)
+            "POSITION": binary.add_accessor((vertices @ to_gltf.T).astype(np.float32), "VEC3", _ARRAY_BUFFER)
         }
         if part.uvs is not None:
             # glTF puts the UV origin at the top-left of the image

@@ -22,6 +22,7 @@ from dreamedit3d_core.ingest.gltf import read_gltf
 from dreamedit3d_core.ingest.obj import read_obj
 from dreamedit3d_core.ingest.ply import read_ply
 from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
+from dreamedit3d_core.ingest.split import split_single_mesh
 from dreamedit3d_core.ingest.stl import read_stl
 
 logger = logging.getLogger(__name__)
@@ -82,21 +83,10 @@ def _clean(parts: list[Part], source: str, config: IngestConfig, warnings: list[
                 f"{source}: dropped {int(degenerate.sum())} degenerate face(s) (zero area or repeated vertex) "
                 f"of {len(faces)} in part {part.name!r}"
             )
-        faces = faces[~degenerate]
-        if len(faces) == 0:
+        if degenerate.all():
             warnings.append(f"{source}: part {part.name!r} has no faces left and is dropped")
             continue
-        used, remap = np.unique(faces, return_inverse=True)
-        cleaned.append(
-            Part(
-                name=part.name,
-                vertices=part.vertices[used],
-                faces=remap.reshape(-1, 3).astype(np.int32),  # (3F,) -> (F, 3)
-                face_materials=part.face_materials[~degenerate],
-                uvs=None if part.uvs is None else part.uvs[used],
-                colors=None if part.colors is None else part.colors[used],
-            )
-        )
+        cleaned.append(part.with_faces(~degenerate))
     if not cleaned:
         raise AssetError(f"{source}: no geometry (every face is degenerate)")
     return cleaned
@@ -148,6 +138,7 @@ def ingest_asset(
     if num_faces > config.max_faces:
         raise AssetError(f"{path.name}: {num_faces} faces, more than max_faces={config.max_faces}")
     parts = _clean(parts, path.name, config, warnings)
+    parts = split_single_mesh(parts, materials, warnings, path.name)
     materials = _compact_materials(parts, materials)
     _unique_names(parts)
 

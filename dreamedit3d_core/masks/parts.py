@@ -1,7 +1,10 @@
 """Components from an asset's parts: configured groups, single parts, and what happens to tiny ones.
 
 Masks made from the rendered part ids agree across views exactly, because the render gives each part
-the same id in every view.
+the same id in every view. Tiny parts that are copies of one another (the same vertex and face counts, the
+same surface area and material: the bolts of a machine, the buttons of a coat) become one component before any
+tiny part is merged away, so that "the bolts" survive as something to edit instead of vanishing into their
+neighbours one by one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class PartsTable:
     ids: list[int]
     names: list[str]
     materials: list[str]
+    # (vertices, faces, surface area rounded) per part where the table has them: copies share it
+    shapes: list[tuple[int, int, float] | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -37,7 +42,8 @@ def read_parts_table(table: Mapping[str, Sequence] | Sequence[Mapping]) -> Parts
     """A dict of lists (or a list of row dicts) with at least `part_id` and `name`; `material` optional."""
     if not isinstance(table, Mapping):
         rows = list(table)
-        columns = {key: [row.get(key) for row in rows] for key in ("part_id", "name", "material")}
+        keys = ("part_id", "name", "material", "num_vertices", "num_faces", "surface_area")
+        columns = {key: [row.get(key) for row in rows] for key in keys if any(key in row for row in rows)}
     else:
         columns = dict(table)
     for required in ("part_id", "name"):
@@ -46,11 +52,19 @@ def read_parts_table(table: Mapping[str, Sequence] | Sequence[Mapping]) -> Parts
     ids = [int(part) for part in columns["part_id"]]
     names = ["" if name is None else str(name) for name in columns["name"]]
     materials = columns.get("material") or [None] * len(ids)
+    if "name" in columns and "material" not in columns:
+        materials = [None] * len(ids)
     if not (len(ids) == len(names) == len(materials)):
         raise ValueError("parts table columns 'part_id', 'name' and 'material' differ in length")
     if len(set(ids)) != len(ids):
         raise ValueError(f"parts table repeats part ids: {ids}")
-    return PartsTable(ids, names, ["" if material is None else str(material) for material in materials])
+    shapes: list[tuple[int, int, float] | None] = [None] * len(ids)
+    if all(key in columns for key in ("num_vertices", "num_faces", "surface_area")):
+        shapes = [
+            (int(v), int(f), float(f"{a:.4g}"))
+            for v, f, a in zip(columns["num_vertices"], columns["num_faces"], columns["surface_area"], strict=True)
+        ]
+    return PartsTable(ids, names, ["" if material is None else str(material) for material in materials], shapes)
 
 
 def match_parts(pattern: str | int, table: PartsTable) -> list[int]:
@@ -111,6 +125,7 @@ def part_components(
     pixels_per_part = np.bincount(part_id[part_id >= 0].ravel(), minlength=max(table.ids) + 1)
     foreground = max(int(pixels_per_part.sum()), 1)
     warnings: list[str] = []
+    components = _group_small_copies(components, table, pixels_per_part, foreground, config, warnings)
     visible: list[PartComponent] = []
     for component in components:
         if component.configured or pixels_per_part[component.part_ids].sum() > 0:
@@ -118,6 +133,46 @@ def part_components(
         else:
             warnings.append(f"part '{component.name}' is visible in no view: dropped")
     return _merge_small(visible, part_id, pixels_per_part, foreground, config, warnings), warnings
+
+
+def _group_small_copies(
+    components: list[PartComponent],
+    table: PartsTable,
+    pixels_per_part: np.ndarray,
+    foreground: int,
+    config: MaskConfig,
+    warnings: list[str],
+) -> list[PartComponent]:
+    """Tiny single parts with the same shape and material, two or more, as one component named after them."""
+    copies: dict[tuple, list[PartComponent]] = {}
+    for component in components:
+        if component.configured or len(component.part_ids) != 1 or not table.shapes:
+            continue
+        part = component.part_ids[0]
+        shape = table.shapes[table.ids.index(part)]
+        if shape is not None and pixels_per_part[part] / foreground < config.min_coverage:
+            copies.setdefault((shape, table.material_of(part)), []).append(component)
+    grouped = {id(c) for members in copies.values() if len(members) > 1 for c in members}
+    result = [component for component in components if id(component) not in grouped]
+    for members in copies.values():
+        if len(members) < 2:
+            continue
+        name = _common_name([member.name for member in members])
+        parts = sorted(part for member in members for part in member.part_ids)
+        warnings.append(f"{len(members)} small copies of one shape ({', '.join(m.name for m in members)}) form one component '{name}'")
+        result.append(PartComponent(name, parts, configured=False, merged_names=[m.name for m in members]))
+    result.sort(key=lambda component: min(component.part_ids))
+    return result
+
+
+def _common_name(names: list[str]) -> str:
+    """'bolt.001', 'bolt.002' -> 'bolt'; names with nothing in common keep the first one's."""
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    prefix = prefix.rstrip("0123456789._- ")
+    return prefix or names[0]
 
 
 def _merge_small(

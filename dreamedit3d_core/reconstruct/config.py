@@ -76,6 +76,9 @@ class ReconstructConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # the full reconstruction as a stage of its own (the paper's output); the edit's mesh is the merge stage's,
+    # which reconstructs only when an edited component maps to no geometry. Whether it runs, not what it makes.
+    enabled: bool = execution_field(False)
     method: Literal["visual_hull", "lgm"] = "visual_hull"
     foreground: ForegroundConfig = Field(default_factory=ForegroundConfig)
     # marching-cubes grid over the cube [-bound, bound]^3 (the object lies inside the unit sphere)

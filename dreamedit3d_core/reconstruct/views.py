@@ -43,8 +43,11 @@ def rgb_on_white(views: np.ndarray) -> np.ndarray:
     return views[..., :3] * alpha + (1.0 - alpha)
 
 
-def foreground_masks(views: np.ndarray, config: ForegroundConfig | None = None) -> np.ndarray:
-    """(V, H, W) bool: where each view shows the object (views as returned by `check_views`)."""
+def foreground_masks(
+    views: np.ndarray, config: ForegroundConfig | None = None, *, allow_empty: bool = False
+) -> np.ndarray:
+    """(V, H, W) bool: where each view shows the object (views as returned by `check_views`); a view with no
+    foreground is refused unless `allow_empty`."""
     config = config or ForegroundConfig()
     if views.shape[-1] == 4:
         raw = views[..., 3] > config.alpha_threshold
@@ -53,7 +56,7 @@ def foreground_masks(views: np.ndarray, config: ForegroundConfig | None = None) 
         raw = darkest > config.white_tolerance / 255.0
     masks = np.stack([_clean(mask, config) for mask in raw])
     empty = [index for index, mask in enumerate(masks) if not mask.any()]
-    if empty:
+    if empty and not allow_empty:
         raise ValueError(f"no foreground found in view(s) {empty}: is the object on a white background?")
     return masks
 

@@ -17,13 +17,14 @@ Inputs: an asset folder written by `IngestedAsset.write` (scene.json, meshes.npz
 CAMERAS.npz with `cam2world` (V, 4, 4) in Blender world axes, `K` (V, 3, 3) and `image_size`;
 CONFIG.json with RenderConfig's fields. Output RENDERS.npz (np.load(allow_pickle=False)): `rgba` (V, H, W, 4)
 uint8 straight alpha, `rgb_background` (V, H, W, 3) uint8, `depth` (V, H, W) float32 planar (0 = background),
-`normals` (V, H, W, 3) float32 world space, `part_id` (V, H, W) int32 (-1 = background), the camera Blender
+`normals` (V, H, W, 3) float32 world space, `part_id` (V, H, W) int32 (-1 = background), `albedo` (V, H, W, 3)
+uint8 sRGB (the diffuse colour pass: the surface's colour before light; white on background), the camera Blender
 actually used (`blender_cam2world`, `blender_K`) and timings.
 
 Each view is rendered twice with Cycles on the same scene, which is built once and kept between renders
 (persistent data; the frame never changes and no image is loaded after the build, both of which would make
 Cycles reload the geometry): a colour render (`samples`, denoiser, 1.5 px pixel filter) and a 1-sample
-render through pixel centres (0.01 px box filter) for depth, normals and part ids, so that those passes
+render through pixel centres (0.01 px box filter) for depth, normals, part ids and albedo, so that those passes
 are exactly the rays of `cameras.pixel_rays`. `passes_only` keeps only the second. Passes are read from a
 multilayer EXR (uncompressed, 32-bit) written to the output's folder and parsed here with numpy, because
 Blender 4.5 no longer fills the Viewer node's image in background renders.
@@ -272,6 +273,7 @@ def build_stage(scene: bpy.types.Scene, config: dict, image_size: int) -> tuple[
     cycles.denoising_prefilter = config["denoise_prefilter"]
     view_layer = scene.view_layers[0]
     view_layer.use_pass_z = view_layer.use_pass_normal = view_layer.use_pass_object_index = True
+    view_layer.use_pass_diffuse_color = True  # the surface's own colour (albedo), before any light
     view_layer.pass_alpha_threshold = 0.0  # data passes from the first surface hit, whatever its alpha
     device = select_device(scene, config["device"])
     return camera, device
@@ -370,6 +372,7 @@ def render_scene(
     depth = np.zeros((views, image_size, image_size), np.float32)
     normals = np.zeros((views, image_size, image_size, 3), np.float32)
     part_id = np.full((views, image_size, image_size), -1, np.int32)
+    albedo = np.full((views, image_size, image_size, 3), 255, np.uint8)
     for i in range(views):
         tic = time.perf_counter()
         place_camera(camera, cam2world[i], intrinsics[i], image_size)
@@ -382,6 +385,8 @@ def render_scene(
         normal = _channels(exr, "Normal", "XYZ")
         length = np.linalg.norm(normal, axis=-1, keepdims=True)
         normals[i] = np.where(hit[..., None] & (length > 0), normal / np.maximum(length, 1e-12), 0.0)
+        surface = np.round(_srgb(_channels(exr, "DiffCol", "RGB")) * 255.0).astype(np.uint8)
+        albedo[i] = np.where(hit[..., None], surface, 255)
         if config["passes_only"]:
             rgba[i], rgb[i] = colour_images(_channels(exr, "Combined", "RGBA"), background)
         passes_s[i] = time.perf_counter() - tic
@@ -394,6 +399,7 @@ def render_scene(
         depth=depth,
         normals=normals,
         part_id=part_id,
+        albedo=albedo,
         blender_cam2world=blender_cam2world,
         blender_K=blender_K,
         build_s=np.float64(build_s),

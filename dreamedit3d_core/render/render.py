@@ -100,6 +100,7 @@ def _load_renders(output: Path, cameras: CameraSet, wall_s: float) -> Renders:
         depth=out["depth"],
         normals=out["normals"],
         part_id=out["part_id"],
+        albedo=out["albedo"],
         stats=stats,
     )
 

@@ -18,6 +18,9 @@ class Renders:
     depth: np.ndarray  # (V, H, W) float32 planar depth along the viewing axis, 0.0 on background
     normals: np.ndarray  # (V, H, W, 3) float32 world-space unit normals of the visible side, 0 on background
     part_id: np.ndarray  # (V, H, W) int32 part ids of the ingested asset, -1 on background
+    # (V, H, W, 3) uint8 sRGB: the surface's own colour (base colour x texture x vertex colour) before any
+    # light, white on background; the colour render divided by it is the lighting
+    albedo: np.ndarray
     stats: dict[str, float] = field(default_factory=dict)  # timings (s), peak memory (MB)
 
     @property

@@ -10,6 +10,7 @@ FAST: dict[str, Any] = {
     "finetune": {"steps": 1, "checkpoint_every": 1, "probe": {"timesteps": [500]}},
     "sample": {"steps": 2},
     "reconstruct": {"grid_resolution": 32, "target_faces": 500},
+    "merge": {"texture": {"size": 64}, "grid_resolution": 32, "target_faces": 500},
     "evaluate": {"surface_samples": 500},
     "evaluation_views": {"views": 4},
 }

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import trimesh
 
+from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
+from dreamedit3d_core.reconstruct import GLB_FRAME
 from storage import ArtifactStore
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
@@ -50,7 +52,7 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     store = tmp_path / "store"
     first = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
     stages = [entry["stage"] for entry in first["stages"]]
-    assert stages == ["ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate"]
+    assert stages == ["ingest", "render", "mask", "invert", "finetune", "sample", "merge", "evaluate"]
     assert {entry["status"] for entry in first["stages"]} == {"computed"}
     assert first["asset_id"].startswith("chair-")
     assert {"asset", "parts", "renders", "cameras", "masks", "components"} <= set(first["outputs"])
@@ -62,8 +64,12 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
 
     (edit,) = first["outputs"]["edits"]
     assert edit["prompt"] == "a photo of <asset0> in red"
-    mesh = trimesh.load(urlparse(edit["mesh"]).path, force="mesh")
-    assert len(mesh.faces) > 0 and mesh.visual.uv is not None  # a textured GLB another tool opens
+    mesh = trimesh.load(urlparse(edit["mesh"]).path, force="scene")
+    assert sum(len(g.faces) for g in mesh.geometry.values()) > 0  # a GLB another tool opens ...
+    merged = ingest_asset(urlparse(edit["mesh"]).path, GLB_FRAME)  # ... the chair's six parts by their names
+    source = IngestedAsset.read(Path(urlparse(first["outputs"]["asset"]).path))
+    assert [p.name for p in merged.parts] == [p.name for p in source.parts]
+    assert merged.parts[0].uvs is not None and np.array_equal(merged.parts[1].vertices, source.parts[1].vertices)
     validation = subprocess.run(
         ["node", str(PROJECT_ROOT / "scripts" / "validate_gltf.js"), urlparse(edit["mesh"]).path],
         capture_output=True, text=True, timeout=120,
@@ -176,7 +182,7 @@ def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path:
         "invert": "cached",
         "finetune": "cached",
         "sample": "computed",
-        "reconstruct": "computed",
+        "merge": "computed",
         "evaluate": "computed",
     }
     (edit,) = second["outputs"]["edits"]

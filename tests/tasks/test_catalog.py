@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from dreamedit3d_core.config import PipelineConfig
 from dreamedit3d_core.execution import execution_field
 from storage import ArtifactStore
 from tasks.artifacts import TableNoun
@@ -131,8 +132,13 @@ def test_a_pipeline_refuses_a_stage_that_reads_a_later_stage_or_an_unknown_secti
 
 
 def test_the_edit_pipeline_is_the_papers_stage_order() -> None:
-    assert EDIT.stage_names == ("ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "evaluate")
-    assert [s.name for s in EDIT.stages if s.per_edit] == ["sample", "reconstruct", "evaluate"]
+    assert EDIT.stage_names == (
+        "ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "merge", "evaluate"
+    )
+    assert [s.name for s in EDIT.stages if s.per_edit] == ["sample", "reconstruct", "merge", "evaluate"]
+    assert [s.name for s in EDIT.stages if s.when] == ["reconstruct"]  # the paper's full reconstruction: optional
+    assert not EDIT.runs(EDIT.stage("reconstruct"), PipelineConfig())
+    assert EDIT.runs(EDIT.stage("reconstruct"), PipelineConfig(reconstruct={"enabled": True}))
     assert [s.name for s in EDIT.stages if s.pool == "gpu"] == ["invert", "finetune", "sample"]
     assert [s.name for s in EDIT.until("mask")] == ["ingest", "render", "mask"]
     with pytest.raises(ValueError, match="unknown stage 'paint'"):

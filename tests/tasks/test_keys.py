@@ -27,6 +27,7 @@ EXECUTION_CHANGES: dict[str, Any] = {
     "invert.gradient_checkpointing": True,
     "finetune.gradient_checkpointing": True,
     "finetune.checkpoint_every": 7,
+    "reconstruct.enabled": True,
     "reconstruct.lgm.device": "cuda",
     "evaluate.clip.device": "cuda",
 }
@@ -94,6 +95,7 @@ def test_a_setting_changes_the_key_of_each_stage_that_reads_it(chair: str) -> No
         "finetune.lr": ("finetune", 1e-3),
         "sample.guidance_scale": ("sample", 3.0),
         "reconstruct.grid_resolution": ("reconstruct", 48),
+        "merge.texture.size": ("merge", 128),
         "evaluation_views.views": ("evaluate", 4),
         "model.seed": ("invert", 1),
     }

@@ -70,6 +70,24 @@ def test_materials_show_their_colours(chair: Renders, asset_dirs: dict[str, Path
     assert duck.rgba[..., :3][duck.part_id == 0].std(axis=0).max() > 10  # eyes, beak: the texture is mapped
 
 
+def test_the_albedo_pass_is_each_materials_own_colour_whatever_the_light(chair: Renders, asset_dirs: dict[str, Path]) -> None:
+    from dreamedit3d_core.ingest import IngestedAsset
+
+    asset = IngestedAsset.read(asset_dirs["chair"])
+    assert chair.albedo.shape == (4, SIZE, SIZE, 3) and chair.albedo.dtype == np.uint8
+    assert np.all(chair.albedo[~chair.foreground] == 255)
+    for part_id, part in enumerate(asset.parts):
+        pixels = chair.albedo[chair.part_id == part_id].astype(float)  # lit and shadowed sides alike
+        linear = np.asarray(asset.materials[int(part.face_materials[0])].base_color[:3])
+        srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
+        # the material's colour over the whole part (Cycles' diffuse colour is a few percent under it, more at
+        # grazing angles where the specular layer takes its share)
+        near = np.abs(pixels - srgb).max(axis=1) < 10
+        assert near.mean() > 0.9, (part.name, pixels.mean(axis=0), srgb)
+    lit = chair.rgb_white[chair.part_id == 0].astype(float).mean(axis=1)
+    assert lit.std() > 5  # while the colour render's shading varies over the same part
+
+
 def test_every_side_is_lit(chair: Renders) -> None:
     # the same part seen from the front, sides and back is neither black nor blown out in any view
     for view in range(chair.num_views):
