@@ -296,7 +296,8 @@ def verify(
     repair: Annotated[bool, typer.Option("--repair/--check-only", help="Remove broken artifacts so they are recomputed.")] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Find incomplete or corrupt artifacts and say what was done with them."""
+    """Find incomplete or corrupt artifacts and say what was done with them. With --check-only, exit 1 when
+    there are problems (nothing is changed)."""
     from storage import ArtifactStore
 
     report = ArtifactStore(store).verify(repair=repair)
@@ -305,6 +306,25 @@ def verify(
         "problems": [{"what": what, "problem": problem, "action": action} for what, problem, action in report.problems],
     }
     emit(as_json, payload, str(report))
+    if not repair and not report.clean:
+        raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
+
+
+ledger_app = typer.Typer(name="ledger", help="The run ledger: one row per stage run.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("compact")
+def compact_ledger(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Rewrite the ledger's small files as one (the ledger also does it by itself past a few hundred)."""
+    from storage import ArtifactStore
+
+    ledger = ArtifactStore(store).ledger
+    before = len(ledger.parts())
+    removed = ledger.compact()
+    rows = ledger.read().num_rows
+    emit(as_json, {"files_before": before, "files_removed": removed, "rows": rows},
+         f"ledger: {before} files -> {len(ledger.parts())}, {rows} rows")
 
 
 def main() -> None:

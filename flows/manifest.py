@@ -1,9 +1,11 @@
 """Batch manifests: which assets to edit with which prompts, from CSV, Parquet or YAML.
 
-Every row names an asset (a path relative to the manifest's folder, or a URL) and its edit prompts, and
-may override settings for that asset (component groups, initializer words, SAM prompts: any stage
-section of the pipeline config). The whole manifest is validated before any work starts; every error
-names its row. Relative paths cannot escape the manifest's folder.
+Every row names an asset (a path relative to the manifest's folder) and its edit prompts, and may override
+the settings an asset may choose (`ASSET_SETTINGS`: its up axis, render size, components, prompts, seeds,
+edit kind).
+Execution and security settings (executables, devices, timeouts, limits, weights) come only from the
+operator's config. The whole manifest is validated before any work starts; every error names its row.
+Relative paths cannot escape the manifest's folder, and neither can any file an asset references.
 
 CSV: columns `asset`, `edits` (prompts separated by `|`), optional `overrides` (a JSON object).
 Parquet: the same columns; `edits` may also be a list column.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,9 +25,52 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dreamedit3d_core.config import PipelineConfig, merge
+from dreamedit3d_core.ingest import AssetError, source_files
 
 
 _EXTRA_FIELDS = "\x00extra"  # where csv.DictReader puts the fields of a row longer than the header
+
+# What one asset of a batch may set for itself (dotted config paths; a path covers everything under it).
+ASSET_SETTINGS = (
+    "ingest.up_axis",
+    "render.image_size",
+    "mask.mode",
+    "mask.groups",
+    "mask.min_coverage",
+    "mask.small_parts",
+    "mask.rest_name",
+    "mask.class_word",
+    "mask.allow_overlap",
+    "mask.sam.prompts",
+    "mask.sam.view_prompts",
+    "mask.sam.negatives_from_other_components",
+    "mask.sam.overlap_rule",
+    "mask.sam.depth_tolerance",
+    "invert.seed",
+    "invert.class_word",
+    "finetune.seed",
+    "finetune.prior_prompt",
+    "finetune.prior_negative_prompt",
+    "sample.negative_prompt",
+    "sample.prompt_suffix",
+    "merge.edit_kind",
+    "evaluate.seed",
+)
+
+
+def check_asset_settings(overrides: Mapping[str, Any], prefix: str = "") -> None:
+    """Refuse an override an asset may not make, naming it and what an asset may set."""
+    for name, value in overrides.items():
+        path = f"{prefix}{name}"
+        if path in ASSET_SETTINGS:
+            continue
+        if isinstance(value, Mapping) and any(allowed.startswith(path + ".") for allowed in ASSET_SETTINGS):
+            check_asset_settings(value, path + ".")
+            continue
+        raise ManifestError(
+            f"overrides may not set {path!r}: an asset may set only {', '.join(ASSET_SETTINGS)} "
+            "(execution and security settings come from the batch's config)"
+        )
 
 
 class ManifestError(ValueError):
@@ -94,6 +140,7 @@ def _entry(manifest: Path, number: int, row: dict[str, Any], base: PipelineConfi
             raise ManifestError(f"overrides is not valid JSON: {error}") from None
     if not isinstance(overrides, dict):
         raise ManifestError("overrides must be a mapping of stage settings")
+    check_asset_settings(overrides)
     entry = ManifestEntry(row=number, asset=_resolve_asset(manifest, asset), edits=edits, overrides=overrides)
     entry.config(base)  # validate the merged config now, not when the asset's turn comes
     return entry
@@ -114,6 +161,13 @@ def _resolve_asset(manifest: Path, asset: str) -> str:
         raise ManifestError(f"asset {asset!r} escapes the manifest's folder {root}")
     if not resolved.is_file():
         raise ManifestError(f"asset {asset!r} not found (looked for {resolved})")
+    try:  # every file the asset references stays inside the manifest's folder too
+        referenced = source_files(resolved)
+    except AssetError as error:
+        raise ManifestError(f"asset {asset!r}: {error}") from None
+    for file in referenced:
+        if not file.path.resolve().is_relative_to(root):
+            raise ManifestError(f"asset {asset!r}: its file {file.relative!r} escapes the manifest's folder")
     return str(resolved)
 
 

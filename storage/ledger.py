@@ -1,4 +1,10 @@
-"""Run ledger: one row per stage execution, appended as small Parquet files that are never rewritten."""
+"""Run ledger: one row per stage execution, appended as small Parquet files.
+
+Appends never collide: each is a file of its own. After months of nightly runs those files are many, so the
+ledger compacts itself past `COMPACT_AFTER` files (and on `dreamedit3d ledger compact`): all rows are written
+as one file first, then the small files are removed. A reader between the two steps sees every row twice, so
+reading drops exact duplicates (two real executions never share their start and end to the microsecond).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 STATUSES = ("computed", "cached", "failed")
+COMPACT_AFTER = 256  # part files: past this many, an append compacts the ledger
 
 SCHEMA = pa.schema(
     [
@@ -82,10 +89,15 @@ class Ledger:
         rows = [dataclasses.asdict(r) for r in records]
         if not rows:
             return
-        sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sink, compression="zstd")
-        data = sink.getvalue().to_pybytes()
         name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+        self._write(name, pa.Table.from_pylist(rows, schema=SCHEMA))
+        if len(self.parts()) > COMPACT_AFTER:
+            self.compact()
+
+    def _write(self, name: str, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        data = sink.getvalue().to_pybytes()
         if self._local:
             os.makedirs(self.path, exist_ok=True)
             temp = os.path.join(self.path, f".{name}.tmp")  # dot files are invisible to read()
@@ -95,6 +107,22 @@ class Ledger:
             os.replace(temp, os.path.join(self.path, name))
         else:
             self.fs.pipe_file(f"{self.path}/{name}", data)  # one PUT: atomic on object stores
+
+    def compact(self) -> int:
+        """Rewrite all rows as one file, then remove the files they came from; returns how many were removed."""
+        parts = self.parts()
+        if len(parts) < 2:
+            return 0
+        table = self._read(parts)
+        self._write(f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}-compacted.parquet", table)
+        removed = 0
+        for part in parts:
+            try:
+                self.fs.rm_file(part)
+                removed += 1
+            except FileNotFoundError:  # another process compacted it away first
+                continue
+        return removed
 
     def parts(self) -> list[str]:
         try:
@@ -108,5 +136,9 @@ class Ledger:
         parts = self.parts()
         if not parts:
             return SCHEMA.empty_table()
+        return self._read(parts)
+
+    def _read(self, parts: list[str]) -> pa.Table:
         table = ds.dataset(parts, schema=SCHEMA, format="parquet", filesystem=self.fs).to_table()
-        return table.sort_by([("start", "ascending"), ("end", "ascending")])
+        table = table.group_by(table.column_names, use_threads=False).aggregate([])  # exact duplicates once
+        return table.select(SCHEMA.names).cast(SCHEMA).sort_by([("start", "ascending"), ("end", "ascending")])

@@ -21,7 +21,7 @@ from dreamedit3d_core.mvdiffusion.prompts import check_prompt_tokens
 from tasks import artifacts as a
 from tasks.evaluate import evaluate
 from tasks.finetune import finetune
-from tasks.ingest import identify_source, ingest
+from tasks.ingest import identify_source, ingest, source_asset_id
 from tasks.invert import invert
 from tasks.mask import mask
 from tasks.merge import merge
@@ -52,6 +52,7 @@ EDIT = Pipeline(
             code_version="3",
             config=("ingest",),
             identify=identify_source,
+            name_source=source_asset_id,
             makes=(a.ASSET, a.PARTS),
         ),
         Stage(

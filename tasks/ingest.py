@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dreamedit3d_core.ingest import ingest_asset
+from dreamedit3d_core.ingest import IngestedAsset
+from dreamedit3d_core.ingest.isolated import ingest_isolated
 from dreamedit3d_core.ingest.source_files import source_files
 from storage import file_digest
 from tasks.artifacts import ASSET, PARTS
@@ -17,6 +18,11 @@ def asset_id_for(source: Path, digest: str) -> str:
     return f"{stem[:40]}-{digest[:8]}"
 
 
+def source_asset_id(source: str) -> str:
+    """The asset's id: the file's name and the start of its digest."""
+    return asset_id_for(Path(source), file_digest(source))
+
+
 def identify_source(source: str) -> tuple[str, dict[str, str]]:
     """The asset's id, and the digest of every file the reader opens for it, by path relative to the asset."""
     files = source_files(Path(source))
@@ -25,7 +31,15 @@ def identify_source(source: str) -> tuple[str, dict[str, str]]:
 
 
 def ingest(inputs: StageInputs, outputs: StageOutputs) -> dict:
-    asset = ingest_asset(inputs.source, inputs.settings("ingest"))
-    outputs.save(ASSET, lambda folder: asset.write(folder, overwrite=True))
+    """Read the file in a process of its own (stopped after ingest.timeout_s), writing the asset folder."""
+    assets: list[IngestedAsset] = []
+    config, reader = inputs.settings("ingest"), {}
+    outputs.save(ASSET, lambda folder: assets.append(ingest_isolated(inputs.source, config, folder, reader)))
+    asset = assets[0]
     outputs.save(PARTS, asset.parts_table())
-    return {"source": inputs.source.name, "parts": len(asset.parts), "warnings": list(asset.warnings)}
+    return {
+        "source": inputs.source.name,
+        "parts": len(asset.parts),
+        "warnings": list(asset.warnings),
+        "reader_peak_rss_bytes": reader["peak_rss_bytes"],
+    }

@@ -42,14 +42,27 @@ class ArtifactCachePolicy(CachePolicy):
         return f"{store_digest}-{key}-{record['attempt']}-{record['digest'][:16]}"
 
 
+# Faults of the machine, which a second try can get past: I/O that failed, a lost connection, a Blender that
+# crashed or hung, a GPU out of memory. Anything else (a refused file, a bad setting, a bug) fails at once.
+_MACHINE_FAULTS = (OSError, TimeoutError, ConnectionError)
+_NOT_MACHINE_FAULTS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+_MACHINE_FAULT_NAMES = {"RenderError", "OutOfMemoryError", "IngestCrashed"}  # by name: no torch or bpy import here
+
+
+def is_machine_fault(error: BaseException) -> bool:
+    if isinstance(error, _NOT_MACHINE_FAULTS):
+        return False
+    if isinstance(error, _MACHINE_FAULTS):
+        return True
+    return any(cls.__name__ in _MACHINE_FAULT_NAMES for cls in type(error).__mro__)
+
+
 def is_transient(task: Task, task_run: Any, state: Any) -> bool:
-    """Retry crashes and I/O faults; never a user's mistake (bad files, bad configs raise ValueError)."""
+    """Retry only faults of the machine; a user's mistake (a bad file, a bad setting) is tried once."""
     try:
         state.result(raise_on_failure=True)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError):
-        return False
-    except Exception:
-        return True
+    except Exception as error:
+        return is_machine_fault(error)
     return False
 
 

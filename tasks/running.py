@@ -109,12 +109,19 @@ class StageOutputs:
 
 
 def run_stage(stage: Stage, call: StageCall) -> StageRef:
-    """The stage's committed artifact for `call`, computing and committing it first when it is missing."""
-    stage_plan = plan(stage, call)
-    store = ArtifactStore(stage_plan.store_uri)
-    key = stage_plan.key
+    """The stage's committed artifact for `call`, computing and committing it first when it is missing.
+    Every run leaves one ledger row, a failed one too (also when the key cannot even be planned: a source
+    file the reader refuses); a ledger that cannot be written never hides the stage's own error."""
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    try:
+        stage_plan = plan(stage, call)
+    except BaseException as error:
+        unplanned = StagePlan(call.store, _asset_id_of(stage, call), stage.name, stage.code_version, {}, {})
+        _append_ledger(ArtifactStore(call.store), unplanned, "failed", started, clock, None, error, key=f"{stage.name}-unplanned")
+        raise
+    store = ArtifactStore(stage_plan.store_uri)
+    key = stage_plan.key
     metadata = {"asset_id": stage_plan.asset_id, "config": dict(stage_plan.config), "inputs": dict(stage_plan.inputs)}
     monitor = PeakMemory()
 
@@ -148,6 +155,20 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
         artifacts={noun.name: artifact.uri(noun.name) for noun in stage.makes},
         metadata=result,
     )
+
+
+def _asset_id_of(stage: Stage, call: StageCall) -> str:
+    """The asset a call is about, without planning it (for the ledger row of a plan that failed)."""
+    if stage.pipeline.asset_id is not None:
+        return stage.pipeline.asset_id
+    if call.upstream:
+        return next(iter(call.upstream.values())).asset_id
+    if call.source is not None and stage.name_source is not None:
+        try:
+            return stage.name_source(call.source)
+        except OSError:
+            return Path(call.source).stem
+    return "unknown"
 
 
 class PeakMemory:
@@ -215,24 +236,32 @@ def _append_ledger(
     status: str,
     started: datetime,
     clock: float,
-    monitor: PeakMemory,
+    monitor: PeakMemory | None,
     error: BaseException | None,
     details: Mapping[str, Any] | None = None,
+    key: str | None = None,
 ) -> None:
-    store.ledger.append(
-        LedgerRecord(
-            asset_id=stage_plan.asset_id,
-            stage=stage_plan.stage,
-            key=stage_plan.key,
-            status=status,
-            start=started,
-            end=datetime.now(timezone.utc),
-            seconds=time.perf_counter() - clock,
-            peak_rss_bytes=monitor.peak_rss,
-            peak_gpu_bytes=monitor.peak_gpu,
-            host=socket.gethostname(),
-            run_id=_flow_run_id(),
-            error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
-            details=json.dumps(details, default=str) if details else None,
+    """One ledger row. While a stage's own error is on its way out, a ledger that cannot be written (a full
+    disk, a lost connection) is reported beside it, never instead of it."""
+    try:
+        store.ledger.append(
+            LedgerRecord(
+                asset_id=stage_plan.asset_id,
+                stage=stage_plan.stage,
+                key=key or stage_plan.key,
+                status=status,
+                start=started,
+                end=datetime.now(timezone.utc),
+                seconds=time.perf_counter() - clock,
+                peak_rss_bytes=monitor.peak_rss if monitor else 0,
+                peak_gpu_bytes=monitor.peak_gpu if monitor else None,
+                host=socket.gethostname(),
+                run_id=_flow_run_id(),
+                error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+                details=json.dumps(details, default=str) if details else None,
+            )
         )
-    )
+    except Exception as ledger_error:
+        if error is None:
+            raise
+        sys.stderr.write(f"warning: the run ledger could not record this failure ({type(ledger_error).__name__}: {ledger_error})\n")

@@ -76,6 +76,8 @@ class Stage:
     checkpoints: bool = False  # resumable inside the stage: a scratch folder kept across crashes
     # a stage that reads the source file: its path -> (asset id, input name -> digest of every file it opens)
     identify: Callable[[str], tuple[str, dict[str, str]]] | None = None
+    # ... and its path -> the asset id alone (the ledger row of a source the reader refuses)
+    name_source: Callable[[str], str] | None = None
     # run on the stage's reference before later stages: raises when an edit cannot be made (unknown tokens)
     check_edits: Callable[[StageRef, Sequence[str]], None] | None = None
     about: str = ""

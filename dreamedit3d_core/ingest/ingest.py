@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.ingest.asset import AssetError, IngestedAsset, Material, Part
 from dreamedit3d_core.ingest.gltf import read_gltf
+from dreamedit3d_core.ingest.limits import IngestLimits, check_count
 from dreamedit3d_core.ingest.obj import read_obj
 from dreamedit3d_core.ingest.ply import read_ply
 from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
@@ -49,7 +52,8 @@ class IngestConfig(BaseModel):
     up_axis: UpAxis = "auto"  # the file's up axis; "auto" = DEFAULT_UP_AXIS for its format
     normalize: bool = True  # centre and scale to the unit bounding sphere (off: keep coordinates, only rotate)
     degenerate_area: float = Field(1e-12, ge=0.0)  # faces below this * (bbox diagonal)^2 are dropped
-    max_faces: int = Field(10_000_000, gt=0)
+    limits: IngestLimits = execution_field(default_factory=IngestLimits)  # sizes checked before allocating
+    timeout_s: float = execution_field(600.0, gt=0)  # wall clock for reading one asset (the ingest stage)
 
 
 def up_rotation(up_axis: str) -> np.ndarray:
@@ -128,15 +132,17 @@ def ingest_asset(
     if suffix not in SUPPORTED_SUFFIXES:
         raise AssetError(f"{path.name}: unsupported format {suffix!r} (supported: {', '.join(SUPPORTED_SUFFIXES)})")
 
-    files = SourceResolver(path)
+    files = SourceResolver(path, config.limits)
     try:
         parts, materials, warnings = _READERS[suffix](files)
+    except (RecursionError, MemoryError, Image.DecompressionBombError) as error:
+        # what the limits did not foresee is still the file's doing: refused, not retried
+        raise AssetError(f"{path.name}: the file is too large or too deeply nested to read ({type(error).__name__})") from None
     finally:
         if opened is not None:
             opened.extend(files.opened)
-    num_faces = sum(len(p.faces) for p in parts)
-    if num_faces > config.max_faces:
-        raise AssetError(f"{path.name}: {num_faces} faces, more than max_faces={config.max_faces}")
+    check_count(config.limits, "max_vertices", sum(len(p.vertices) for p in parts), path.name, "vertices")
+    check_count(config.limits, "max_faces", sum(len(p.faces) for p in parts), path.name, "triangles")
     parts = _clean(parts, path.name, config, warnings)
     parts = split_single_mesh(parts, materials, warnings, path.name)
     materials = _compact_materials(parts, materials)

@@ -8,15 +8,14 @@ spaces; they are resolved by `sources.SourceResolver` (the same parsing lists th
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+from dreamedit3d_core.ingest.limits import check_count, check_texture, decode_texture, image_size
 from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
 
 DEFAULT_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
@@ -93,35 +92,39 @@ def texture_file(rest: str, library: SourceFile, files: SourceResolver) -> Sourc
     return files.find(list(dict.fromkeys([rest, _texture_name(rest)])), library, "texture")
 
 
-def read_mtl(library: SourceFile, files: SourceResolver, warnings: list[str]) -> dict[str, Material]:
-    """Materials by name; unreadable lines and textures become warnings (the geometry is still good)."""
+def read_mtl(
+    library: SourceFile, files: SourceResolver, warnings: list[str]
+) -> tuple[dict[str, Material], dict[str, SourceFile]]:
+    """Materials by name, and the texture file of each material that names one that exists (not decoded
+    here: only the textures of materials the OBJ uses are). Unreadable lines and missing textures become
+    warnings (the geometry is still good)."""
     materials: dict[str, Material] = {}
+    textures: dict[str, SourceFile] = {}
     current: Material | None = None
     text = files.read(library).decode("utf-8", errors="replace")
     for lineno, keyword, rest in mtl_statements(text):
         if keyword == "newmtl":
             current = Material(name=rest or f"material_{len(materials)}", metallic=0.0, roughness=0.5)
             materials[current.name] = current
+            textures.pop(current.name, None)
             continue
         if current is None or keyword not in ("Kd", "Ns", "Pm", "map_Kd"):
             continue
-        texture = texture_file(rest, library, files) if keyword == "map_Kd" else None  # refuses outside files
+        if keyword == "map_Kd":
+            texture = texture_file(rest, library, files)  # refuses files outside the asset's folder
+            if texture is None:
+                warnings.append(f"{library.path.name}: texture {rest!r} of material {current.name!r} not found")
+            else:
+                textures[current.name] = texture
+            continue
         try:
-            _apply_mtl_line(current, keyword, rest, library, texture, files, warnings)
-        except (ValueError, IndexError, OSError) as error:
+            _apply_mtl_line(current, keyword, rest)
+        except (ValueError, IndexError) as error:
             warnings.append(f"{library.path.name}: line {lineno}: {keyword} ignored ({error})")
-    return materials
+    return materials, textures
 
 
-def _apply_mtl_line(
-    material: Material,
-    keyword: str,
-    rest: str,
-    library: SourceFile,
-    texture: SourceFile | None,
-    files: SourceResolver,
-    warnings: list[str],
-) -> None:
+def _apply_mtl_line(material: Material, keyword: str, rest: str) -> None:
     if keyword == "Kd":
         rgb = [float(x) for x in rest.split()[:3]]
         if len(rgb) != 3:
@@ -132,11 +135,31 @@ def _apply_mtl_line(
         material.roughness = float(1.0 - np.sqrt(np.clip(float(rest.split()[0]), 0.0, 1000.0) / 1000.0))
     elif keyword == "Pm":
         material.metallic = float(rest.split()[0])
-    elif texture is None:
-        warnings.append(f"{library.path.name}: texture {rest!r} of material {material.name!r} not found")
-    else:
-        with Image.open(io.BytesIO(files.read(texture))) as image:
-            material.texture = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+
+
+def _load_textures(
+    used: list[Material], textures: dict[str, SourceFile], files: SourceResolver, warnings: list[str]
+) -> None:
+    """Decode the texture of each used material: every header checked against the limits first, then each
+    image decoded; an image that cannot be read is a warning (that material has no texture)."""
+    readable = []
+    for material in used:
+        file = textures.get(material.name)
+        if file is None:
+            continue
+        where = f"{files.main.relative}: texture {file.relative!r} of material {material.name!r}"
+        try:
+            size = image_size(files.read(file), where)
+        except AssetError as error:
+            warnings.append(f"{error} (the material has no texture)")
+            continue
+        check_texture(files.limits, len(readable) + 1, size, where)
+        readable.append((material, file, where))
+    for material, file, where in readable:
+        try:
+            material.texture = decode_texture(files.read(file), files.limits, where)
+        except AssetError as error:
+            warnings.append(f"{error} (the material has no texture)")
 
 
 def _split_keyword(line: str) -> tuple[str, str]:
@@ -164,23 +187,31 @@ def obj_statements(text: str, only: str | None = None) -> Iterator[tuple[int, st
 
 
 def obj_references(files: SourceResolver) -> list[SourceFile]:
-    """The material libraries and textures `read_obj` opens (those that exist), in the order it opens them.
+    """The material libraries and the textures `read_obj` opens (those that exist): the textures of the
+    materials the OBJ's `usemtl` lines name, as the last library defining each has it.
 
-    Reads the OBJ's `mtllib` lines and the libraries' `map_Kd` lines only; [] for a file `read_obj` refuses
-    before it reaches a library."""
+    Reads the OBJ's `mtllib` and `usemtl` lines and the libraries' `newmtl` and `map_Kd` lines only; [] for a
+    file `read_obj` refuses before it reaches a library."""
     try:
         text = obj_text(files.main.path, files.read(files.main))
     except AssetError:
         return []
     found: list[SourceFile] = []
+    textures: dict[str, SourceFile | None] = {}
     for _, _, _, rest in obj_statements(text, only="mtllib"):
         for _, library in material_libraries(rest, files.main, files):
             if library is None:
                 continue
             found.append(library)
+            material = None
             for _, keyword, texture_rest in mtl_statements(files.read(library).decode("utf-8", errors="replace")):
-                texture = texture_file(texture_rest, library, files) if keyword == "map_Kd" else None
-                found.extend([texture] if texture is not None else [])
+                if keyword == "newmtl":
+                    material = texture_rest or f"material_{len(textures)}"
+                    textures[material] = None
+                elif keyword == "map_Kd" and material is not None:
+                    textures[material] = texture_file(texture_rest, library, files) or textures[material]
+    used = {rest for _, _, _, rest in obj_statements(text, only="usemtl")}
+    found.extend(texture for name, texture in textures.items() if name in used and texture is not None)
     return found
 
 
@@ -195,6 +226,7 @@ def read_obj(files: SourceResolver) -> tuple[list[Part], list[Material], list[st
     position_lines: list[int] = []
     texcoords: list[list[float]] = []
     library: dict[str, Material] = {}
+    textures: dict[str, SourceFile] = {}
     materials: list[Material] = []
     material_index: dict[str, int] = {}
     groups: dict[str, _ObjGroup] = {}
@@ -240,7 +272,11 @@ def read_obj(files: SourceResolver) -> tuple[list[Part], list[Material], list[st
                 if found is None:
                     warnings.append(f"{path.name}: material library {name!r} not found")
                 else:
-                    library.update(read_mtl(found, files, warnings))
+                    defined, textured = read_mtl(found, files, warnings)
+                    library.update(defined)
+                    for name in defined:  # the last library defining a material decides its texture
+                        textures.pop(name, None)
+                    textures.update(textured)
         elif keyword == "f":
             name = object_name if object_name is not None else (group_name if group_name is not None else path.stem)
             group = groups.setdefault(name, _ObjGroup())
@@ -265,6 +301,9 @@ def read_obj(files: SourceResolver) -> tuple[list[Part], list[Material], list[st
 
     if not groups:
         raise AssetError(f"{path.name}: no geometry (no faces; {len(positions)} vertices)")
+    check_count(files.limits, "max_vertices", len(positions), path.name, "vertices")
+    check_count(files.limits, "max_faces", sum(len(group.materials) for group in groups.values()), path.name, "triangles")
+    _load_textures(materials, textures, files, warnings)
     position_array = np.array(positions, dtype=np.float64).reshape(-1, 3)  # (N, 3)
     texcoord_array = np.array(texcoords, dtype=np.float64).reshape(-1, 2)  # (T, 2)
     color_array = None

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from dreamedit3d_core.ingest.asset import AssetError
+from dreamedit3d_core.ingest.limits import IngestLimits, check_count
 
 _DRIVE = re.compile(r"^[A-Za-z]:")  # C:\textures\wood.png, C:wood.png
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # RFC 3986; one letter is a drive, not a scheme
@@ -39,10 +40,13 @@ class SourceFile:
 
 
 class SourceResolver:
-    """Finds the files an asset references and reads them; `opened` lists every file read, main file first."""
+    """Finds the files an asset references and reads them; `opened` lists every file read, main file first.
+    `limits` are the asset's size limits: `read` checks a file's size before reading it, and the readers
+    check the rest against the same object."""
 
-    def __init__(self, main: Path) -> None:
+    def __init__(self, main: Path, limits: IngestLimits | None = None) -> None:
         main = Path(main)
+        self.limits = limits or IngestLimits()
         self.main = SourceFile(relative=main.name, path=main)
         self.root = main.parent
         self._real_root = Path(os.path.realpath(self.root))
@@ -96,9 +100,11 @@ class SourceResolver:
         return None
 
     def read(self, file: SourceFile) -> bytes:
-        """The file's bytes (read once, then served again); records it in `opened`."""
+        """The file's bytes (read once, then served again; its size checked first); records it in `opened`."""
         if file.relative not in self._contents:
             try:
+                size = file.path.stat().st_size
+                check_count(self.limits, "max_file_bytes", size, self._where(file), "bytes")
                 self._contents[file.relative] = file.path.read_bytes()
             except OSError as error:
                 raise AssetError(f"{self.main.relative}: cannot read {file.relative!r} ({error.strerror})") from None

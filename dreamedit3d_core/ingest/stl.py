@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
+from dreamedit3d_core.ingest.limits import check_count
 from dreamedit3d_core.ingest.sources import SourceResolver
 
 STL_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
@@ -47,12 +48,14 @@ def read_stl(files: SourceResolver) -> tuple[list[Part], list[Material], list[st
         raise AssetError(f"{path.name}: empty file")
     count = int(np.frombuffer(raw[80:84], "<u4")[0]) if len(raw) >= 84 else -1
     if count >= 0 and len(raw) == 84 + 50 * count:
+        check_count(files.limits, "max_faces", count, path.name, "triangles")
         records = np.frombuffer(raw, dtype=_BINARY_RECORD, count=count, offset=84)
         corners = records["corners"].reshape(-1, 3).astype(np.float64)  # (F, 3, 3) -> (3F, 3)
     else:
         corners = _read_ascii(path, raw, count)
     if len(corners) == 0:
         raise AssetError(f"{path.name}: no geometry (0 triangles)")
+    check_count(files.limits, "max_faces", len(corners) // 3, path.name, "triangles")
     if not np.isfinite(corners).all():
         first = int(np.flatnonzero(~np.isfinite(corners).all(axis=1))[0]) // 3
         raise AssetError(f"{path.name}: non-finite vertex coordinate in triangle {first}")

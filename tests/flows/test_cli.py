@@ -133,6 +133,13 @@ def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tm
     assert [row["status"] for row in ledger if row["stage"] == "ingest"] == ["computed", "cached"]
     report = json.loads(run_cli("verify", "--store", str(store), "--check-only", "--json").stdout)
     assert report == {"clean": True, "problems": []}
+    compacted = json.loads(run_cli("ledger", "compact", "--store", str(store), "--json").stdout)
+    assert compacted["rows"] == len(ledger) and len(ArtifactStore(str(store)).ledger.parts()) == 1
+
+    damaged = next(path for path in (store / "objects").rglob("*") if path.is_file() and path.suffix == ".npz")
+    damaged.write_bytes(b"not what was committed")
+    check = run_cli("verify", "--store", str(store), "--check-only", check=False)
+    assert check.returncode == 1 and damaged.exists()  # a script sees the problem; nothing was changed
 
 
 def _committed(store: Path) -> list[str]:
@@ -152,6 +159,22 @@ def test_a_bad_asset_is_refused_in_one_line_and_nothing_is_committed(
     assert _committed(store) == []
     (row,) = ArtifactStore(str(store)).ledger.read().to_pylist()
     assert row["stage"] == "ingest" and row["status"] == "failed" and name in row["error"]
+
+
+def test_a_file_referencing_one_outside_its_folder_is_refused_once_with_a_ledger_row(tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.mtl").write_text("newmtl secret\nKd 1 0 0\n")
+    (tmp_path / "asset").mkdir()
+    model = tmp_path / "asset" / "model.obj"
+    model.write_text("mtllib ../outside/secret.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    store = tmp_path / "store"
+    result = run_cli("ingest", str(model), "--store", str(store), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "model.obj" in line and "'../outside/secret.mtl' is outside the asset's folder" in line
+    assert _committed(store) == []
+    (row,) = ArtifactStore(str(store)).ledger.read().to_pylist()  # one attempt: bad input is not retried
+    assert row["status"] == "failed" and row["key"] == "ingest-unplanned" and row["asset_id"].startswith("model-")
 
 
 def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path) -> None:

@@ -218,3 +218,42 @@ def test_unreadable_manifests_say_why(library: Path, name: str, content: str, ex
 def test_a_missing_manifest_is_named(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="manifest not found: .*nope.yaml"):
         read_manifest(tmp_path / "nope.yaml", BASE)
+
+
+def test_overrides_may_set_only_what_an_asset_may_choose(library: Path) -> None:
+    path = library / "manifest.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            [
+                {"asset": "chair.glb", "overrides": {"render": {"blender_executable": "/tmp/evil.sh"}}},
+                {"asset": "chair.glb", "overrides": {"ingest": {"limits": {"max_faces": 10**12}}}},
+                {"asset": "chair.glb", "overrides": {"model": {"path": "/elsewhere"}}},
+                {"asset": "chair.glb", "overrides": {"ingest": {"up_axis": "+z"}, "render": {"image_size": 64},
+                                                     "invert": {"seed": 3}, **GROUPS}},  # fmt: skip
+            ]
+        )
+    )
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    message = str(error.value)
+    assert "3 bad row(s)" in message and "row 4" not in message
+    assert "row 1: overrides may not set 'render.blender_executable'" in message
+    assert "row 2: overrides may not set 'ingest.limits'" in message
+    assert "row 3: overrides may not set 'model'" in message
+    assert "execution and security settings come from the batch's config" in message
+
+
+def test_files_an_asset_references_must_stay_inside_the_manifest_folder(library: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.mtl").write_text("newmtl m\n")
+    (library / "sub" / "inner.mtl").write_text("newmtl m\n")
+    (library / "sub" / "escape.obj").write_text("mtllib ../../secret.mtl\nv 0 0 0\n")
+    (library / "sub" / "fine.obj").write_text("mtllib inner.mtl\nv 0 0 0\n")
+    (library / "sub" / "linked.mtl").symlink_to(tmp_path / "secret.mtl")
+    (library / "sub" / "linked.obj").write_text("mtllib linked.mtl\nv 0 0 0\n")
+    path = write_csv(library / "manifest.csv", "asset,edits\nsub/escape.obj,\nsub/fine.obj,\nsub/linked.obj,\n")
+    with pytest.raises(ManifestError) as error:
+        read_manifest(path, BASE)
+    message = str(error.value)
+    assert "2 bad row(s)" in message and "row 2" not in message
+    assert "row 1: asset 'sub/escape.obj': escape.obj: material library '../../secret.mtl' is outside" in message
+    assert "row 3: asset 'sub/linked.obj'" in message and "symbolic link" in message

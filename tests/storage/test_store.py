@@ -269,6 +269,34 @@ def test_ledger_round_trip(store: ArtifactStore) -> None:
         LedgerRecord(asset_id="a", stage="s", key="k", status="done", start=start, end=start, peak_rss_bytes=0)
 
 
+def test_the_ledger_compacts_its_small_files_and_keeps_every_row(
+    store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.ledger
+
+    monkeypatch.setattr(storage.ledger, "COMPACT_AFTER", 10)
+    start = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+    def record(i: int) -> LedgerRecord:
+        moment = start + dt.timedelta(seconds=i)
+        return LedgerRecord(asset_id=f"a{i}", stage="render", key=KEY, status="computed", start=moment,
+                            end=moment + dt.timedelta(seconds=1), peak_rss_bytes=i)  # fmt: skip
+
+    for i in range(10):
+        store.ledger.append(record(i))
+    assert len(store.ledger.parts()) == 10
+    store.ledger.append(record(10))  # the eleventh file compacts all of them into one
+    assert len(store.ledger.parts()) == 1
+    rows = store.ledger.read().to_pylist()
+    assert [row["asset_id"] for row in rows] == [f"a{i}" for i in range(11)]
+    # a reader between writing the compacted file and removing the small ones sees each row once
+    store.ledger.append(record(11))
+    parts = store.ledger.parts()
+    store.ledger._write("part-copy.parquet", store.ledger._read(parts))  # as if compact stopped half-way
+    assert store.ledger.read().num_rows == 12
+    assert store.ledger.compact() == 3 and store.ledger.read().num_rows == 12
+
+
 def test_root_uri_reopens_the_same_store(store: ArtifactStore, tmp_path: Path) -> None:
     with store.write(KEY, stage="render") as writer:
         writer.json("summary", {"views": 4})

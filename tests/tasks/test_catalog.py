@@ -153,3 +153,26 @@ def test_the_command_line_has_a_command_per_stage_of_the_catalog() -> None:
 
     commands = {command.name for command in app.registered_commands}
     assert set(EDIT.stage_names) <= commands
+
+
+def test_a_failed_run_is_recorded_once_and_a_broken_ledger_never_hides_the_stages_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(inputs: StageInputs, outputs: StageOutputs) -> None:
+        raise ValueError("the input is bad")
+
+    pipeline, store = toy_pipeline(compute=broken), f"memory://toy-failed-{tmp_path.name}"
+    with pytest.raises(ValueError, match="the input is bad"):
+        run_toy(pipeline, store, ToyConfig())
+    (row,) = [row for row in ArtifactStore(store).ledger.read().to_pylist() if row["status"] == "failed"]
+    assert row["stage"] == "double" and row["error"] == "ValueError: the input is bad"
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    first, second = pipeline.stages
+    counted = run_stage(first, pipeline.call(first, store=store, config=ToyConfig()))
+    monkeypatch.setattr("storage.ledger.Ledger.append", full_disk)
+    with pytest.raises(ValueError, match="the input is bad"):  # not the ledger's OSError
+        run_stage(second, pipeline.call(second, store=store, config=ToyConfig(), upstream={"count": counted}))
+    assert "the run ledger could not record this failure (OSError" in capsys.readouterr().err

@@ -17,6 +17,8 @@ from tasks.stage import Pipeline, StageRef, plan
 
 # Another valid value for every execution-only setting; the test below fails when a new one is not listed.
 EXECUTION_CHANGES: dict[str, Any] = {
+    "ingest.limits": {"max_faces": 5_000_000, "max_texture_pixels": 16384 * 16384},
+    "ingest.timeout_s": 30.0,
     "render.device": "cpu",
     "render.threads": 1,
     "render.blender_executable": "/opt/blender/blender",
