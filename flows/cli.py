@@ -1,362 +1,96 @@
-"""The `dreamedit3d` command line.
+"""The `dreamedit3d` command line: answers what it can before the heavy imports, then runs the command.
 
-Every command takes `--store` (default ./dreamedit3d-store, or $DREAMEDIT3D_STORE) and `--json` (one JSON
-object on stdout; progress and messages go to stderr). User mistakes give a one-line error and exit 2;
-`--debug` shows the traceback of unexpected failures, `--verbose` Prefect's own log lines.
+Importing the commands loads torch and diffusers (seconds), so mistakes that need none of that are answered
+first, in well under a second: `--version`, an unknown `--preset`, a `--config` file that is missing or not a
+YAML mapping, a `--store` that is a file. The commands themselves are in `flows/commands.py`.
+
+Global options: `--debug` shows the traceback of an unexpected failure, `--verbose` Prefect's own log lines.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
-import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, Any, Optional
 
-import typer
 import yaml
 
-# The terminal shows this command's own output; Prefect's logs still go to its server (and its UI).
-# `--verbose` shows them here too.
-if "--verbose" in sys.argv:
-    sys.argv.remove("--verbose")
-else:
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+from flows.config_keys import recorded_tree, unknown_setting
 
-import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, server_note  # noqa: E402
-from flows.cli_common import one_line as _one_line  # noqa: E402
-
-app = typer.Typer(
-    name="dreamedit3d",
-    help="Text-guided editing of 3D assets: personalise a multi-view diffusion model to one asset, then edit it.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-
-PresetOption = Annotated[str, typer.Option("--preset", help="Configuration preset: tiny (default), world or mvdream.")]
-ConfigOption = Annotated[
-    Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)
-]
-EditOption = Annotated[list[str], typer.Option("--edit", help="An edit prompt; repeat for several.")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampled views (same seed, same views).")]
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "dreamedit3d_core" / "presets"  # read, never imported
 
 
-class OutputFrame(str, Enum):
-    normalised = "normalised"
-    source = "source"
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
 
 
-def _load_config(preset: str, config_path: Path | None) -> Any:
-    from dreamedit3d_core.config import pipeline_config
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` (the last one given), or None."""
+    found = None
+    for index, argument in enumerate(argv):
+        if argument == name and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif argument.startswith(name + "="):
+            found = argument.split("=", 1)[1]
+    return found
 
-    overrides: dict[str, Any] = {}
-    if config_path is not None:
-        if not config_path.is_file():
-            raise UserError(f"config file not found: {config_path}")
+
+def early_mistake(argv: list[str]) -> str | None:
+    """The first mistake in the arguments that can be found without importing the commands, or None."""
+    preset = _option(argv, "--preset")
+    if preset is not None and preset not in preset_names():
+        return f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}"
+    config = _option(argv, "--config")
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            return f"config file not found: {path}"
         try:
-            overrides = yaml.safe_load(config_path.read_text()) or {}
+            settings = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
-            raise UserError(f"{config_path}: not valid YAML: {error}") from None
-        if not isinstance(overrides, dict):
-            raise UserError(f"{config_path}: expected a mapping of stage settings at the top level")
-    try:
-        return pipeline_config(preset, overrides)
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise UserError(f"invalid configuration: {_one_line(error)}") from None
-
-
-def _run_flow(
-    asset: Path, edits: list[str], store: str, preset: str, config_path: Path | None, until: str | None, seed: int
-) -> Any:
-    if not asset.exists():
-        raise UserError(f"asset file not found: {asset}")
-    config = _load_config(preset, config_path)
-    from flows.edit_asset import edit_asset
-
-    server_note()
-    return edit_asset(
-        asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until, seed=seed
-    )
-
-
-def _local(uri: str) -> str:
-    """A file:// URI as the plain path a person can open; other URLs as they are."""
-    return uri[len("file://") :] if uri.startswith("file://") else uri
-
-
-def _outputs_text(outputs: dict[str, Any]) -> str:
-    lines = [f"  {name:<17} {uri}" for name, uri in outputs.items() if name != "edits"]
-    for edit in outputs.get("edits", []):
-        lines.append(f"  edit {edit['prompt']!r}:")
-        lines += [f"    {name:<15} {uri}" for name, uri in edit.items() if name != "prompt"]
-    return "\n".join(lines)
-
-
-def _stage_table(result: Any) -> str:
-    lines = [f"asset {result.asset_id}"]
-    for ref in result.stages:
-        lines.append(f"  {ref.stage:<12} {ref.status:<9} {ref.seconds:7.2f} s  {ref.key}")
-    return "\n".join(lines)
-
-
-@app.command()
-def edit(
-    asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
-    edit: EditOption = [],
-    store: StoreOption = DEFAULT_STORE,
-    preset: PresetOption = "tiny",
-    config: ConfigOption = None,
-    seed: SeedOption = 0,
-    output_frame: Annotated[
-        OutputFrame,
-        typer.Option(
-            "--output-frame",
-            help="Which edited GLB to name as the result: in the normalised frame (centred, unit size, as the "
-            "pipeline sees it) or where the source file had it, to drop next to the original. Both are stored.",
-        ),
-    ] = OutputFrame.normalised,
-    as_json: JsonOption = False,
-) -> None:
-    """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
-    result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
-    outputs = _outputs_text(result.outputs)
-    finals = []
-    mesh = "mesh_source_frame" if output_frame == OutputFrame.source else "mesh"
-    for entry in result.outputs.get("edits", []):
-        finals.append(f"edit {entry['prompt']!r}:")
-        for label, name in (("mesh", mesh), ("preview", "mesh_preview"), ("report", "report")):
-            if name in entry:
-                finals.append(f"  {label:<8} {_local(entry[name])}")
-    done = "\n".join(["", *finals]) if finals else ""
-    emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}{done}")
-
-
-def _stage_command(stage: str, needs_edit: bool) -> None:
-    def command(
-        asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
-        edit: EditOption = [],
-        store: StoreOption = DEFAULT_STORE,
-        preset: PresetOption = "tiny",
-        config: ConfigOption = None,
-        seed: SeedOption = 0,
-        as_json: JsonOption = False,
-    ) -> None:
-        if needs_edit and not edit:
-            raise UserError(f"`{stage}` needs at least one --edit prompt")
-        result = _run_flow(asset, edit, store, preset, config, until=stage, seed=seed)
-        ref = result.stages[-1]
-        payload = {
-            "asset_id": ref.asset_id,
-            "stage": ref.stage,
-            "key": ref.key,
-            "status": ref.status,
-            "artifacts": ref.artifacts,
-        }
-        artifacts = "\n".join(f"  {name:<17} {uri}" for name, uri in ref.artifacts.items())
-        emit(as_json, payload, f"{_stage_table(result)}\nartifacts:\n{artifacts}")
-
-    command.__doc__ = f"Run the `{stage}` stage for ASSET (and the upstream stages it needs)."
-    if needs_edit:
-        command.__doc__ += " Needs at least one --edit."
-    app.command(name=stage)(command)
-
-
-def _add_stage_commands() -> None:
-    """`dreamedit3d <stage> ASSET`, one command per stage of the catalog (tasks/catalog.py), in its order."""
-    from tasks.catalog import EDIT
-
-    for stage in EDIT.stages:
-        _stage_command(stage.name, stage.per_edit)
-
-
-_add_stage_commands()
-
-
-@app.command()
-def example(
-    out: Annotated[Path, typer.Argument(help="Where to write the GLB.")] = Path("examples/chair.glb"),
-    as_json: JsonOption = False,
-) -> None:
-    """Write the example asset: a chair built from primitives, one named part per piece."""
-    from dreamedit3d_core.ingest import make_example_asset
-
-    path = make_example_asset(out)
-    emit(as_json, {"asset": str(path)}, f"wrote {path}")
-
-
-@app.command("convert-mvdream")
-def convert_mvdream(
-    checkpoint: Annotated[Path, typer.Argument(help="The official checkpoint, e.g. sd-v2.1-base-4view.pt (or .safetensors).")],
-    config: Annotated[Path, typer.Option("--config", help="The official YAML, e.g. configs/sd-v2-base.yaml.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the converted diffusers-layout model.")],
-    sd_base: Annotated[
-        Optional[Path], typer.Option("--sd-base", help="A local Stable Diffusion 2.1-base folder for VAE, text encoder, tokenizer.")
-    ] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Convert official MVDream weights to the diffusers layout the `mvdream` preset loads (model.path)."""
-    for path, what in ((checkpoint, "checkpoint"), (config, "config YAML")):
-        if not path.exists():
-            raise UserError(f"{what} not found: {path}")
-    if sd_base is not None and not sd_base.is_dir():
-        raise UserError(f"--sd-base folder not found: {sd_base}")
-    from dreamedit3d_core.mvdiffusion import convert_mvdream_checkpoint
-
-    model = convert_mvdream_checkpoint(checkpoint, config, sd_base_dir=sd_base, out_dir=out)
-    payload = {"out": str(out), "num_views": model.num_views, "image_size": model.config.image_size}
-    emit(as_json, payload, f"converted {checkpoint} -> {out} ({model.num_views} views, {model.config.image_size} px)")
-
-
-@app.command()
-def batch(
-    manifest: Annotated[Path, typer.Argument(help="CSV, Parquet or YAML: per row an asset, its edits, overrides.")],
-    store: StoreOption = DEFAULT_STORE,
-    preset: PresetOption = "tiny",
-    config: ConfigOption = None,
-    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Assets edited at once.")] = 2,
-    distributed: Annotated[
-        bool, typer.Option("--distributed", help="Run the GPU stages as deployments on the gpu work pool.")
-    ] = False,
-    seed: SeedOption = 0,
-    as_json: JsonOption = False,
-) -> None:
-    """Edit every asset of MANIFEST; committed stages are reused. Exit 1 when any asset failed."""
-    from flows.edit_library import absolute_store, batch_summary, edit_library
-    from flows.manifest import read_manifest
-
-    base = _load_config(preset, config)
-    read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
-    from prefect.settings import get_current_settings
-
-    if distributed and not get_current_settings().api.url:
-        raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
-    server_note()
-    state = edit_library(
-        manifest=str(manifest.resolve()),
-        store=absolute_store(store),
-        preset=base.preset,
-        overrides=base.model_dump(mode="json", exclude={"preset"}),
-        max_concurrency=max_concurrency,
-        distributed=distributed,
-        seed=seed,
-        return_state=True,
-    )
-    summary = batch_summary(state)
-    emit(as_json, summary.to_json(), summary.text())
-    if summary.failed:
-        raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
-
-
-def _add_world_commands() -> None:
-    from flows.world_cli import world_app
-
-    app.add_typer(world_app, name="world")
-
-
-_add_world_commands()
-
-
-@app.command()
-def status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
-    """Where every asset stands: assets x stages (done, failed, missing) with times from the ledger."""
-    from flows.status import stage_status
-
-    table = stage_status(store)
-    emit(as_json, {"assets": table}, _status_text(table))
-
-
-def _status_text(table: list[dict[str, Any]]) -> str:
-    from tasks.catalog import EDIT
-
-    if not table:
-        return "no assets in this store yet"
-    header = f"{'asset':<28}" + "".join(f"{stage:>12}" for stage in EDIT.stage_names)
-    rows = [header]
-    for row in table:
-        if tuple(row["stages"]) != EDIT.stage_names:  # the world model's stages: a line of their own
-            cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
-                     for stage, cell in row["stages"].items()]
-            rows.append(f"{row['asset_id']:<28}" + ", ".join(cells))
-            continue
-        cells = []
-        for stage in EDIT.stage_names:
-            cell = row["stages"][stage]
-            text = cell["state"] if cell["seconds"] is None else f"{cell['state']} {cell['seconds']:.1f}s"
-            cells.append(f"{text:>12}")
-        rows.append(f"{row['asset_id']:<28}" + "".join(cells))
-    return "\n".join(rows)
-
-
-@app.command()
-def verify(
-    store: StoreOption = DEFAULT_STORE,
-    repair: Annotated[bool, typer.Option("--repair/--check-only", help="Remove broken artifacts so they are recomputed.")] = True,
-    as_json: JsonOption = False,
-) -> None:
-    """Find incomplete or corrupt artifacts and say what was done with them. With --check-only, exit 1 when
-    there are problems (nothing is changed)."""
-    from storage import ArtifactStore
-
-    report = ArtifactStore(store).verify(repair=repair)
-    payload = {
-        "clean": report.clean,
-        "problems": [{"what": what, "problem": problem, "action": action} for what, problem, action in report.problems],
-    }
-    emit(as_json, payload, str(report))
-    if not repair and not report.clean:
-        raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
-
-
-ledger_app = typer.Typer(name="ledger", help="The run ledger: one row per stage run.", no_args_is_help=True)
-app.add_typer(ledger_app, name="ledger")
-
-
-@ledger_app.command("compact")
-def compact_ledger(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
-    """Rewrite the ledger's small files as one (the ledger also does it by itself past a few hundred)."""
-    from storage import ArtifactStore
-
-    ledger = ArtifactStore(store).ledger
-    before = len(ledger.parts())
-    removed = ledger.compact()
-    rows = ledger.read().num_rows
-    emit(as_json, {"files_before": before, "files_removed": removed, "rows": rows},
-         f"ledger: {before} files -> {len(ledger.parts())}, {rows} rows")
+            return f"{path}: not valid YAML: {' '.join(str(error).split())}"
+        if settings is not None and not isinstance(settings, dict):
+            return f"{path}: expected a mapping of stage settings at the top level"
+        named = (settings or {}).get("preset")
+        if named is not None and named not in preset_names():
+            return f"{path}: unknown preset {named!r}; choose one of {', '.join(preset_names())}"
+        unknown = unknown_setting(settings or {}, recorded_tree())
+        if unknown is not None:
+            return f"{path}: {unknown}"
+    store = _option(argv, "--store") or os.environ.get("DREAMEDIT3D_STORE")
+    if store is not None and "://" not in store:
+        for folder in (Path(store), *Path(store).parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    return f"--store {store}: {folder} is a file, not a folder"
+                break
+    return None
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    if argv and argv[0] == "--version":
+        try:
+            print(f"dreamedit3d {version('dreamedit3d')}")
+        except PackageNotFoundError:
+            print("dreamedit3d (not installed)")
+        return
+    mistake = early_mistake(argv)
+    if mistake is not None:
+        sys.stderr.write(f"error: {mistake}\n")
+        sys.exit(2)
     debug = "--debug" in sys.argv
     if debug:
         sys.argv.remove("--debug")
-    try:
-        app(standalone_mode=False)
-    except UserError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
-    except (typer.Exit, SystemExit) as stop:
-        code = getattr(stop, "exit_code", getattr(stop, "code", 0))
-        sys.exit(code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: committed stages are kept; run the same command again to resume", err=True)
-        sys.exit(130)
-    except Exception as error:  # click's usage errors, bad input (ValueError) and crashes
-        # click's usage errors (typer >= 0.22 carries its own copy of click, so match by behaviour)
-        if isinstance(getattr(error, "exit_code", None), int) and callable(getattr(error, "show", None)):
-            error.show()
-            sys.exit(error.exit_code)
-        if debug:
-            traceback.print_exc()
-        if isinstance(error, ValueError):
-            typer.echo(f"error: {_one_line(error)}", err=True)
-            sys.exit(2)
-        typer.echo(f"error: {type(error).__name__}: {_one_line(error)} (run with --debug for the traceback)", err=True)
-        sys.exit(1)
+    # the terminal shows this command's own output; Prefect's logs still go to its server (and its UI)
+    if "--verbose" in sys.argv:
+        sys.argv.remove("--verbose")
+    else:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    from flows.commands import run
+
+    run(debug)
 
 
 if __name__ == "__main__":

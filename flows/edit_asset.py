@@ -75,6 +75,8 @@ def edit_asset(
         done.append(refs[stage.name])
         if stage.check_edits is not None:  # before the expensive stages: can every edit be made?
             stage.check_edits(refs[stage.name], edits)
+            if until is None:
+                _announce_components(refs[stage.name])
     for prompt in edits:
         edit = EditConfig(prompt=prompt, seed=seed)
         edit_refs = dict(refs)
@@ -86,6 +88,14 @@ def edit_asset(
     if result.outputs.get("edits") and until is None:
         _publish_summary(result)
     return result
+
+
+def _announce_components(masks: StageRef) -> None:
+    """Say which token is which part before personalising (on stderr: stdout is kept for --json)."""
+    described = masks.metadata.get("described", [])
+    if described:
+        listing = ", ".join(f"{entry['token']} = {', '.join(entry['parts']) or entry['name']}" for entry in described)
+        sys.stderr.write(f"[{masks.asset_id}] components: {listing}\n")
 
 
 def _publish_summary(result: EditResult) -> None:

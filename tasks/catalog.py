@@ -36,8 +36,9 @@ from tasks.world import pretrain_world_model, world_dataset
 
 def check_edit_tokens(masks: StageRef, edits: Sequence[str]) -> None:
     """Before any personalisation: every token an edit names must be one of the asset's components."""
+    described = {entry["token"]: ", ".join(entry["parts"]) or entry["name"] for entry in masks.metadata.get("described", [])}
     for prompt in edits:
-        check_prompt_tokens(prompt, masks.metadata["tokens"])
+        check_prompt_tokens(prompt, masks.metadata["tokens"], described)
 
 
 EDIT = Pipeline(

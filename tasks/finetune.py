@@ -20,7 +20,7 @@ from tasks.artifacts import (
     RENDERS,
     TOKEN_EMBEDDINGS,
 )
-from tasks.progress import progress_bar
+from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
 
 
@@ -31,7 +31,7 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
     data = prepare_training_data(
         model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors()
     )
-    with progress_bar("finetune") as on_step:
+    with progress("finetune") as on_step:
         result = finetune_model(
             model, data, tokens, inputs.settings("finetune"), checkpoint_dir=inputs.scratch_dir(), on_step=on_step
         )

@@ -14,7 +14,7 @@ from tasks.artifacts import (
     RENDERS,
     TOKEN_EMBEDDINGS,
 )
-from tasks.progress import progress_bar
+from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
 
 
@@ -25,7 +25,7 @@ def invert(inputs: StageInputs, outputs: StageOutputs) -> dict:
     data = prepare_training_data(
         model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors()
     )
-    with progress_bar("invert") as on_step:
+    with progress("invert") as on_step:
         result = invert_tokens(model, data, tokens, components["initializer_word"], inputs.settings("invert"), on_step=on_step)
     outputs.save(TOKEN_EMBEDDINGS, lambda folder: save_token_embeddings(folder, tokens, result.embeddings))
     outputs.save(INVERT_LOG, result.log)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dreamedit3d_core.masks import build_components, mask_preview
+from dreamedit3d_core.masks import build_components, component_descriptions, mask_preview
 from tasks.artifacts import CAMERAS, COMPONENTS, MASKS, MASKS_PREVIEW, PARTS, RENDERS
 from tasks.running import StageInputs, StageOutputs
 
@@ -15,4 +15,10 @@ def mask(inputs: StageInputs, outputs: StageOutputs) -> dict:
     outputs.save(MASKS, components.masks)
     outputs.save(COMPONENTS, components.table)
     outputs.save(MASKS_PREVIEW, mask_preview(renders.rgb_white, components.masks, components.tokens))
-    return {"components": len(components.tokens), "tokens": components.tokens, "warnings": components.warnings, **components.statistics}
+    return {
+        "components": len(components.tokens),
+        "tokens": components.tokens,
+        "described": component_descriptions(components.table, inputs.load(PARTS)),
+        "warnings": components.warnings,
+        **components.statistics,
+    }

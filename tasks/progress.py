@@ -1,52 +1,94 @@
-"""Progress bars on stderr for long loops (sampling steps, training steps); stdout stays for --json."""
+"""Progress of long loops (training and sampling steps) for people and for logs.
+
+On a terminal: a progress bar on stderr. Everywhere (a Prefect worker's log file, a batch redirected to a
+file): a line every `DREAMEDIT3D_PROGRESS_EVERY_S` seconds (10 by default), on the first step and on the
+last, with the step, the loss where the loop has one, the time so far and the time left; the same line goes to
+the Prefect run's log when the loop runs inside a flow run. stdout stays for --json.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from tqdm import tqdm
 
 
+def every_seconds() -> float:
+    return float(os.environ.get("DREAMEDIT3D_PROGRESS_EVERY_S", "10"))
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3m05s, 1h02m."""
+    seconds = max(int(round(seconds)), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(description: str, step: int, total: int, elapsed: float, *extra: object) -> str:
+    """`invert: step 40/200 (20%), loss 0.0812, 12 s so far, about 48 s left`."""
+    parts = [f"{description}: step {step}/{total} ({100 * step // max(total, 1)}%)"]
+    for value in extra:
+        if isinstance(value, Mapping):
+            parts += [f"{name} {number:.4g}" for name, number in value.items() if isinstance(number, (int, float))]
+        elif isinstance(value, float):
+            parts.append(f"loss {value:.4g}")
+    parts.append(f"{duration(elapsed)} so far")
+    if 0 < step < total:
+        parts.append(f"about {duration(elapsed / step * (total - step))} left")
+    return ", ".join(parts)
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter | None:
+    """The Prefect run's logger inside a flow or task run, else None."""
+    try:
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
+    except ImportError:
+        return None
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return None
+
+
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[..., None]]:
-    """Yields `on_step(step, total, *extra)`, the callback the core loops call after each step."""
+def progress(description: str, every_s: float | None = None) -> Iterator[Callable[..., None]]:
+    """Yields `on_step(step, total, *extra)`, the callback the core loops call after each step (`extra`: a
+    float loss or a mapping of named losses)."""
+    every_s = every_seconds() if every_s is None else every_s
+    terminal = sys.stderr.isatty()
+    logger = _run_logger()
+    started = time.perf_counter()
+    last_line = [-float("inf")]
     bar: tqdm | None = None
 
     def on_step(step: int, total: int, *extra: object) -> None:
         nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True,
-                       disable=not sys.stderr.isatty())
-        bar.update(step - bar.n)
+        if terminal:
+            if bar is None:
+                bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True)
+            bar.update(step - bar.n)
+        now = time.perf_counter()
+        if step == 1 or step == total or now - last_line[0] >= every_s:
+            last_line[0] = now
+            line = progress_line(description, step, total, now - started, *extra)
+            if logger is not None:
+                logger.info(line)
+            if not terminal:
+                # write, not print: a flow with log_prints=True turns print() into log records
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
 
     try:
         yield on_step
     finally:
         if bar is not None:
             bar.close()
-
-
-@contextmanager
-def progress_lines(description: str, every: float = 0.05) -> Iterator[Callable[..., None]]:
-    """Like `progress_bar`, and for long stages whose stderr is a log file rather than a terminal: a line
-    `description: done/total (rate/s)` every `every` of the total (and at the end) when stderr is not a tty."""
-    import time
-
-    started, reported = time.perf_counter(), [0]
-    with progress_bar(description) as bar:
-
-        def on_step(step: int, total: int, *extra: object) -> None:
-            bar(step, total, *extra)
-            if sys.stderr.isatty():
-                return
-            if step == total or step - reported[0] >= max(1, int(every * total)):
-                reported[0] = step
-                rate = step / max(time.perf_counter() - started, 1e-9)
-                detail = "".join(f" {x:.4f}" if isinstance(x, float) else f" {x}" for x in extra if x is not None)
-                # write, not print: a flow with log_prints=True turns print() into log records
-                sys.stderr.write(f"{description}: {step}/{total} ({rate:.1f}/s){detail}\n")
-                sys.stderr.flush()
-
-        yield on_step

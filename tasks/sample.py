@@ -6,7 +6,7 @@ from dreamedit3d_core.mvdiffusion import MultiViewDiffusion
 from dreamedit3d_core.mvdiffusion.sampling import sample_edit, views_sheet
 from dreamedit3d_core.mvdiffusion.loading import resolve_device
 from tasks.artifacts import CAMERAS, COMPONENTS, FINETUNED_MODEL, MASKS, VIEWS, VIEWS_PREVIEW, EditViews
-from tasks.progress import progress_bar
+from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
 
 
@@ -16,7 +16,7 @@ def sample(inputs: StageInputs, outputs: StageOutputs) -> dict:
     model = model.apply_performance(model_config.performance)
     cameras = inputs.load(CAMERAS)
     local = {"component_masks": inputs.load(MASKS), "tokens": inputs.load(COMPONENTS)["token"]} if config.local_edit else {}
-    with progress_bar(f"sample {edit.prompt[:40]!r}") as on_step:
+    with progress(f"sample {edit.prompt[:40]!r}") as on_step:
         output = sample_edit(model, edit, cameras.mvdream_vectors(), config, on_step=on_step, **local)
     views = EditViews(output.views, edit.prompt, edit.seed, [float(a) for a in cameras.azimuths], output.edit_masks)
     outputs.save(VIEWS, views)

@@ -22,13 +22,13 @@ from tasks.artifacts import (
     WORLD_PREVIEW,
     WorldImages,
 )
-from tasks.progress import progress_lines
+from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
 
 
 def world_dataset(inputs: StageInputs, outputs: StageOutputs) -> dict:
     """Training and held-out objects rendered by the pipeline's renderer: images, part ids, captions."""
-    with progress_lines("world_dataset render") as on_step:
+    with progress("world_dataset render") as on_step:
         dataset = build_world_dataset(inputs.settings("dataset"), on_step)
     outputs.save(WORLD_IMAGES, WorldImages(dataset.rgb, dataset.part_id))
     outputs.save(WORLD_OBJECTS, dataset.objects)
@@ -50,7 +50,7 @@ def pretrain_world_model(inputs: StageInputs, outputs: StageOutputs) -> dict:
     model = MultiViewDiffusion.build_random(
         MultiViewDiffusionConfig.world_small(), seed=inputs.settings("model_seed"), device=device, words=tokenizer_words()
     )
-    with progress_lines("pretrain", every=0.02) as on_step:
+    with progress("pretrain") as on_step:
         result = pretrain(model, data, inputs.settings("pretrain"), checkpoint_dir=inputs.scratch_dir(), progress=on_step)
     outputs.save(WORLD_MODEL, lambda folder: model.save_pretrained(folder, dtype=torch.float16))
     outputs.save(PRETRAIN_LOSSES, {"step": [s for s, _ in result.losses], "loss": [v for _, v in result.losses]})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dreamedit3d_core.masks.components import TOKEN_FORMAT, Components, build_components
+from dreamedit3d_core.masks.components import TOKEN_FORMAT, Components, build_components, component_descriptions
 from dreamedit3d_core.masks.config import MaskConfig, SamConfig, ViewPromptConfig
 from dreamedit3d_core.masks.parts import PartsTable, read_parts_table, resolve_groups
 from dreamedit3d_core.masks.preview import mask_preview
@@ -23,6 +23,7 @@ from dreamedit3d_core.masks.words import initializer_word
 _SAM_NAMES = ("load_sam_predictor", "build_tiny_sam", "read_state_dict")
 
 __all__ = [
+    "component_descriptions",
     "TOKEN_FORMAT",
     "Components",
     "MaskConfig",

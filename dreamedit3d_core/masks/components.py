@@ -275,3 +275,20 @@ def _summarise(
         "empty_component_views": int((coverage == 0).sum()),  # (component, view) pairs with no pixel
     }
     return rows, statistics
+
+
+def component_descriptions(table: list[dict[str, Any]], parts: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Which token is which: per component its token, name, the names of its parts (from the parts table's
+    columns), initializer word, how its mask was made and its mean coverage of the views."""
+    names = dict(zip(parts["part_id"], parts["name"], strict=True))
+    return [
+        {
+            "token": row["token"],
+            "name": row["name"],
+            "parts": [str(names.get(part, part)) for part in row["part_ids"]],
+            "initializer_word": row["initializer_word"],
+            "source": row["source"],
+            "coverage": float(np.mean(row["coverage"])),
+        }
+        for row in table
+    ]

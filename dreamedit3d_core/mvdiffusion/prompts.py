@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 TOKEN_PATTERN = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
 
@@ -13,11 +13,14 @@ def prompt_tokens(prompt: str) -> list[str]:
     return list(dict.fromkeys(TOKEN_PATTERN.findall(prompt)))
 
 
-def check_prompt_tokens(prompt: str, available: Sequence[str]) -> None:
-    """Raise ValueError when the prompt names a token the personalised model does not have."""
+def check_prompt_tokens(prompt: str, available: Sequence[str], described: Mapping[str, str] | None = None) -> None:
+    """Raise ValueError when the prompt names a token the personalised model does not have; `described`
+    (token -> what it is, e.g. its part names) makes the list of available tokens say which is which."""
     unknown = [token for token in prompt_tokens(prompt) if token not in available]
     if unknown:
-        listing = ", ".join(available) if available else "none (the asset has not been personalised)"
+        described = described or {}
+        listing = ", ".join(f"{t} ({described[t]})" if described.get(t) else t for t in available)
+        listing = listing or "none (the asset has not been personalised)"
         raise ValueError(f"edit prompt {prompt!r} names unknown token(s) {', '.join(unknown)}; available tokens: {listing}")
 
 

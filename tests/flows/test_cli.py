@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -230,8 +231,18 @@ def test_an_edit_naming_an_unknown_token_is_refused_before_personalisation(chair
     store = tmp_path / "store"
     result = run_cli("edit", str(chair), "--edit", "a photo of <asset9> in gold", "--store", str(store), check=False)
     assert result.returncode == 2
-    assert "<asset9>" in result.stderr and "<asset0>, <asset1>" in result.stderr
+    assert "<asset9>" in result.stderr
+    assert re.search(r"available tokens: <asset0> \([\w ,]+\), <asset1> \([\w ,]+\)", result.stderr), result.stderr
     assert not [key for key in _committed(store) if key.startswith(("invert-", "finetune-", "sample-"))]
+
+
+def test_components_says_which_token_is_which_part_before_any_editing(shared_assets: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    result = run_cli("components", str(shared_assets / "good" / "two_objects.obj"), "--store", str(store), "--json")
+    listed = json.loads(result.stdout)["components"]
+    assert [(entry["token"], entry["parts"]) for entry in listed] == [("<asset0>", ["cube"]), ("<asset1>", ["tetra"])]
+    assert all(entry["initializer_word"] and 0 < entry["coverage"] <= 1 for entry in listed)
+    assert not [key for key in _committed(store) if not key.startswith(("ingest-", "render-", "mask-"))]
 
 
 def test_finetune_killed_mid_training_resumes_from_its_checkpoint(chair: Path, tmp_path: Path) -> None:

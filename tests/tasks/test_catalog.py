@@ -149,7 +149,7 @@ def test_the_edit_pipeline_is_the_papers_stage_order() -> None:
 
 
 def test_the_command_line_has_a_command_per_stage_of_the_catalog() -> None:
-    from flows.cli import app
+    from flows.commands import app
 
     commands = {command.name for command in app.registered_commands}
     assert set(EDIT.stage_names) <= commands

@@ -1,0 +1,79 @@
+"""What the command line answers before it imports anything heavy: the version, presets, config files and the
+store, each mistake in one line with exit code 2; and the effective configuration on request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dreamedit3d_core.config import PipelineConfig, pipeline_config
+from flows.config_keys import key_tree, recorded_tree
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def early(*argv: str) -> tuple[str | None, list[str]]:
+    """`early_mistake(argv)` in a fresh interpreter, and the heavy modules it imported (none, it must be)."""
+    script = (
+        "import json, sys; from flows.cli import early_mistake; "
+        f"found = early_mistake({list(argv)!r}); "
+        "heavy = [m for m in ('torch', 'prefect', 'diffusers', 'dreamedit3d_core.config') if m in sys.modules]; "
+        "print(json.dumps([found, heavy]))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    found, heavy = json.loads(result.stdout)
+    return found, heavy
+
+
+def test_mistakes_are_found_without_importing_the_pipeline(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "typo.yaml").write_text("render:\n  image_sise: 128\nmask:\n  groups: {seat: [seat]}\n")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    (tmp_path / "good.yaml").write_text("render:\n  image_size: 128\nmask:\n  groups: {anything: [x]}\n")
+    cases = {
+        ("--preset", "huge"): "unknown preset 'huge'; choose one of mvdream, tiny, world",
+        ("--preset=nope",): "unknown preset 'nope'",
+        ("--config", str(tmp_path / "missing.yaml")): "config file not found",
+        ("--config", str(tmp_path / "typo.yaml")): "typo.yaml: unknown setting 'render.image_sise'; did you mean 'render.image_size'?",
+        ("--config", str(tmp_path / "list.yaml")): "expected a mapping of stage settings",
+        ("--store", str(tmp_path / "afile" / "store")): "afile is a file, not a folder",
+    }
+    for argv, expected in cases.items():
+        found, heavy = early("edit", "x.glb", *argv)
+        assert found is not None and expected in found, (argv, found)
+        assert heavy == [], heavy
+    assert early("edit", "x.glb", "--config", str(tmp_path / "good.yaml"), "--store", str(tmp_path / "new")) == (None, [])
+
+
+def test_the_recorded_setting_names_match_the_config_classes() -> None:
+    assert recorded_tree() == key_tree(PipelineConfig), "run `python -m flows.config_keys --record`"
+
+
+@pytest.mark.parametrize("args", [("--version",), ("edit", "x.glb", "--preset", "huge")])
+def test_the_command_line_answers_these_at_once(args: tuple[str, ...]) -> None:
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if args == ("--version",):
+        assert result.returncode == 0 and result.stdout.startswith("dreamedit3d 0.")
+    else:
+        assert result.returncode == 2 and result.stderr.startswith("error: unknown preset 'huge'")
+
+
+def test_config_show_prints_the_effective_validated_configuration(tmp_path: Path) -> None:
+    (tmp_path / "over.yaml").write_text("render:\n  image_size: 128\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "config", "show", "--preset", "world", "--config", str(tmp_path / "over.yaml"), "--json"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, check=True,
+    )  # fmt: skip
+    shown = json.loads(result.stdout)
+    expected = pipeline_config("world", {"render": {"image_size": 128}}).model_dump(mode="json")
+    assert shown == expected and shown["preset"] == "world" and shown["render"]["image_size"] == 128
+    (tmp_path / "bad.yaml").write_text("mask:\n  min_coverage: -1\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "config", "show", "--config", str(tmp_path / "bad.yaml")],
+        capture_output=True, text=True, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith(f"error: {tmp_path / 'bad.yaml'}: mask.min_coverage:")
