@@ -179,7 +179,7 @@ def run(path: Path, store: Path) -> dict:
     wall = time.perf_counter() - started
     peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1)) * 1024
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    printed = [line for line in result.stderr.splitlines() if not line.startswith(("\t", "starting a temporary", "Command exited"))]
+    printed = [line for line in result.stderr.splitlines() if not line.startswith(("\t", "starting a ", "Command exited"))]
     sys.path.insert(0, str(PROJECT_ROOT))
     from storage import ArtifactStore
 

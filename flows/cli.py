@@ -4,7 +4,9 @@ Importing the commands loads torch and diffusers (seconds), so mistakes that nee
 first, in well under a second: `--version`, an unknown `--preset`, a `--config` file that is missing or not a
 YAML mapping, a `--store` that is a file. The commands themselves are in `flows/commands.py`.
 
-Global options: `--debug` shows the traceback of an unexpected failure, `--verbose` Prefect's own log lines.
+Commands that run flows use one local Prefect server, started in the background by the first of them
+(`flows/local_server.py`). Global options: `--debug` shows the traceback of an unexpected failure,
+`--verbose` Prefect's own log lines.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from pathlib import Path
 import yaml
 
 from flows.config_keys import recorded_tree, unknown_setting
+from flows.local_server import ServerError, ensure_server
 
+# commands that run no flow, so need no Prefect server
+SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdream", "server"}
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "dreamedit3d_core" / "presets"  # read, never imported
 
 
@@ -84,10 +89,21 @@ def main() -> None:
     if debug:
         sys.argv.remove("--debug")
     # the terminal shows this command's own output; Prefect's logs still go to its server (and its UI)
+    if not sys.stderr.isatty():  # no library's progress bars in a log file (ours write lines there)
+        os.environ.setdefault("TQDM_DISABLE", "1")
     if "--verbose" in sys.argv:
         sys.argv.remove("--verbose")
     else:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    command = next((argument for argument in argv if not argument.startswith("-")), None)
+    if command is not None and command not in SERVERLESS and not {"--help", "-h"} & set(argv):
+        try:
+            url = ensure_server()  # before prefect is imported, so that its settings see the URL
+        except ServerError as error:
+            sys.stderr.write(f"error: {error}\n")
+            sys.exit(1)
+        if url is not None:
+            os.environ["PREFECT_API_URL"] = url
     from flows.commands import run
 
     run(debug)

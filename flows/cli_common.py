@@ -38,4 +38,4 @@ def server_note() -> None:
     from prefect.settings import get_current_settings
 
     if not get_current_settings().api.url:
-        typer.echo("starting a temporary local Prefect server (10-20 s; set PREFECT_API_URL to use a running one)", err=True)
+        typer.echo("starting a temporary local Prefect server (10-20 s; DREAMEDIT3D_SERVER=temporary)", err=True)

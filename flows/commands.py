@@ -8,6 +8,7 @@ object on stdout; progress and messages go to stderr). User mistakes give a one-
 from __future__ import annotations
 
 import difflib
+import signal
 import sys
 from enum import Enum
 import traceback
@@ -226,6 +227,29 @@ def components(
     emit(as_json, {"asset_id": ref.asset_id, "components": described}, "\n".join(rows) + hint)
 
 
+server_app = typer.Typer(name="server", help="The local Prefect server the commands share.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status(as_json: JsonOption = False) -> None:
+    """Where the background server is (started by the first command that runs a flow), or that none runs."""
+    from flows.local_server import running
+
+    state = running()
+    emit(as_json, {"running": state is not None, **(state or {})},
+         f"running at {state['url']} (pid {state['pid']}, log {state['log']})" if state else "not running")  # fmt: skip
+
+
+@server_app.command("stop")
+def server_stop(as_json: JsonOption = False) -> None:
+    """Stop the background server; the next command that runs a flow starts it again."""
+    from flows.local_server import stop
+
+    state = stop()
+    emit(as_json, {"stopped": state is not None}, f"stopped the server at {state['url']}" if state else "no server was running")
+
+
 config_app = typer.Typer(name="config", help="The effective configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -389,8 +413,38 @@ def compact_ledger(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = Fal
          f"ledger: {before} files -> {len(ledger.parts())}, {rows} rows")
 
 
+INTERRUPTED = "interrupted: committed stages are kept; run the same command again to resume"
+
+
 def run(debug: bool) -> None:
-    """Run the command in sys.argv; exit with 2 for a user's mistake, 130 when interrupted."""
+    """Run the command in sys.argv; exit with 2 for a user's mistake, 130 when interrupted.
+
+    Ctrl-C is noted here before anything else sees it: Prefect's engine may turn the KeyboardInterrupt into
+    another error or into a quiet return, and a script must never take an interrupted edit for a finished one.
+    """
+    interrupted: list[int] = []
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        _dispatch(debug, interrupted)
+    except SystemExit:
+        if interrupted:
+            _stop_interrupted()
+        raise
+    if interrupted:
+        _stop_interrupted()
+
+
+def _stop_interrupted() -> None:
+    typer.echo(INTERRUPTED, err=True)
+    sys.exit(130)
+
+
+def _dispatch(debug: bool, interrupted: list[int]) -> None:
     try:
         app(standalone_mode=False)
     except UserError as error:
@@ -399,17 +453,17 @@ def run(debug: bool) -> None:
     except (typer.Exit, SystemExit) as stop:
         code = getattr(stop, "exit_code", getattr(stop, "code", 0))
         sys.exit(code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: committed stages are kept; run the same command again to resume", err=True)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _stop_interrupted()
     except Exception as error:  # click's usage errors, bad input (ValueError) and crashes
+        if interrupted:  # whatever the interruption became on its way out
+            _stop_interrupted()
         # click's usage errors (typer >= 0.22 carries its own copy of click, so match by behaviour)
         if isinstance(getattr(error, "exit_code", None), int) and callable(getattr(error, "show", None)):
             error.show()
             sys.exit(error.exit_code)
+        if type(error).__name__ == "Abort":  # click's Ctrl-C at a prompt, from typer's own copy of click
+            _stop_interrupted()
         if debug:
             traceback.print_exc()
         if isinstance(error, ValueError):

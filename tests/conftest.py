@@ -10,6 +10,10 @@ import pytest
 
 import tasks  # noqa: F401  (Prefect's offline settings before prefect is imported)
 
+# Commands run by tests never leave a background server behind: without the session server's URL they use
+# Prefect's temporary one (tests/flows/test_local_server.py tests the background server on its own).
+os.environ.setdefault("DREAMEDIT3D_SERVER", "temporary")
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ASSETS = PROJECT_ROOT.parent / "shared" / "assets"
 

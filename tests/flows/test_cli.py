@@ -143,6 +143,31 @@ def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tm
     assert check.returncode == 1 and damaged.exists()  # a script sees the problem; nothing was changed
 
 
+def test_ctrl_c_stops_at_once_says_so_exits_130_and_the_same_command_resumes(chair: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    args = ["edit", str(chair), "--edit", "a photo of <asset0> in gold", "--store", str(store)]
+    process = subprocess.Popen(
+        [*CLI, *args], cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while not list((store / "objects").glob("invert-*/*")):  # personalising: the middle of the edit
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the invert stage never started"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - interrupted < 5, "Ctrl-C took longer than 5 s"
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: committed stages are kept; run the same command again to resume"
+    assert json.loads(run_cli("verify", "--store", str(store), "--check-only", "--json").stdout)["clean"]
+
+    resumed = json.loads(run_cli(*args, "--json").stdout)
+    statuses = {ref["stage"]: ref["status"] for ref in resumed["stages"]}
+    assert statuses["ingest"] == statuses["render"] == statuses["mask"] == "cached"
+    assert statuses["evaluate"] == "computed"
+
+
 def _committed(store: Path) -> list[str]:
     return [path.stem for path in (store / "commits").glob("*.json")]
 

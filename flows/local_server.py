@@ -1,0 +1,139 @@
+"""One local Prefect server shared by every command, so that only the first command pays for starting it.
+
+Prefect runs flows against an API server. Without `PREFECT_API_URL`, Prefect would start a temporary server
+for each command (10-20 s on 2 cores) and stop it at the end. Instead the first command that runs a flow
+starts `prefect server start` in the background, on loopback, and records where it is in
+`$PREFECT_HOME/dreamedit3d-server.json`; later commands find it there (after checking it answers) and use
+it. `dreamedit3d server status` says where it is, `dreamedit3d server stop` stops it.
+
+`PREFECT_API_URL` (a server you run yourself) always wins; `DREAMEDIT3D_SERVER=temporary` asks for Prefect's
+temporary server per command instead. Only the standard library is used here: this runs before the
+pipeline is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 180.0
+
+
+class ServerError(RuntimeError):
+    """The background server could not be started (its log says why)."""
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+
+
+def state_file() -> Path:
+    return prefect_home() / "dreamedit3d-server.json"
+
+
+def answers(url: str) -> bool:
+    """Whether a Prefect API answers its health check at `url` (".../api")."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 (loopback URL we made)
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def running() -> dict | None:
+    """The recorded server ({"url", "pid", "log"}) when it is alive and answers, else None."""
+    try:
+        state = json.loads(state_file().read_text())
+        os.kill(int(state["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state if answers(state["url"]) else None
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One command at a time decides whether to start the server (two first commands start one server)."""
+    prefect_home().mkdir(parents=True, exist_ok=True)
+    with open(prefect_home() / "dreamedit3d-server.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ensure_server() -> str | None:
+    """The API URL commands should use, starting the background server when none is running; None when
+    `PREFECT_API_URL` is set or the temporary per-command server was asked for."""
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("DREAMEDIT3D_SERVER") == "temporary":
+        return None
+    with _locked():
+        state = running()
+        if state is not None:
+            return state["url"]
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        log = prefect_home() / "dreamedit3d-server.log"
+        sys.stderr.write(
+            "starting a local Prefect server in the background (once, 10-20 s; later commands reuse it; "
+            "`dreamedit3d server stop` stops it)\n"
+        )
+        prefect = Path(sys.executable).with_name("prefect")
+        with open(log, "ab") as output:
+            process = subprocess.Popen(
+                [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # not stopped by this command's Ctrl-C or exit
+                env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"},
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                raise ServerError(f"the local Prefect server did not start; see {log}")
+            time.sleep(0.5)
+        state_file().write_text(json.dumps({"url": url, "pid": process.pid, "log": str(log)}))
+        return url
+
+
+def stop() -> dict | None:
+    """Stop the recorded server (its whole process group); returns what was stopped, or None."""
+    with _locked():
+        try:
+            state = json.loads(state_file().read_text())
+        except (OSError, ValueError):
+            return None
+        state_file().unlink(missing_ok=True)
+        try:
+            os.killpg(int(state["pid"]), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, ValueError, KeyError):
+            return None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(int(state["pid"]), 0)
+            except ProcessLookupError:
+                return state
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(state["pid"]), signal.SIGKILL)
+        return state
