@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-.venv/bin/dreamedit3d world example examples/world_object.glb --index 44
+[ -f examples/world_object.glb ] || .venv/bin/dreamedit3d world example examples/world_object.glb --index 44 >&2
 exec .venv/bin/dreamedit3d edit examples/world_object.glb --preset world \
     --edit "a photo of <asset0> and <asset1> in blue" "$@"

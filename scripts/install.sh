@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs DreamEdit3D into .venv/ in the project root, with the exact versions in requirements.lock,
 # plus the system libraries it needs. Safe to run again: it does nothing when nothing changed.
+# `--test` adds what only the tests need: pytest and import-linter, and the Khronos glTF validator (npm).
+# Messages go to stderr, so that a command run after it (scripts/demo.sh --json) keeps stdout to itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+exec 3>&1 1>&2  # everything below writes to stderr
+mode=user
+[ "${1:-}" = "--test" ] && mode=test
 
 need_apt=()
 # open3d imports libusb; bpy (Blender as a module) needs these X/GL client libraries even headless.
@@ -22,7 +27,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), "DreamEdit3D needs Python 3.11 (bpy 4.5 is built for it)"'
 
 # The Khronos glTF validator (npm) checks every GLB the pipeline writes, in the tests.
-if [ ! -d .tools/node_modules/gltf-validator ]; then
+if [ "$mode" = test ] && [ ! -d .tools/node_modules/gltf-validator ]; then
   if ! command -v npm >/dev/null; then
     echo "[install] npm missing: installing nodejs and npm with apt-get"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -33,11 +38,13 @@ if [ ! -d .tools/node_modules/gltf-validator ]; then
 fi
 
 stamp=".venv/.dreamedit3d-installed"
-want=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
+want="$mode-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)"
+have=$(cat "$stamp" 2>/dev/null || true)
+if [ "$have" = "$want" ] || { [ "$mode" = user ] && [ "$have" = "test-${want#user-}" ]; }; then
+  exit 0  # up to date (a test install holds everything a user install does)
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "[install] installing pinned packages into .venv (a few minutes on a fresh machine)"
-.venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+extras=""; [ "$mode" = test ] && extras="[test]"
+.venv/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e ".$extras"
 echo "$want" > "$stamp"

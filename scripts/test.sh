@@ -3,6 +3,6 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/storage -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh --test
 export PREFECT_HOME="${PREFECT_HOME:-$(mktemp -d /tmp/dreamedit3d-prefect.XXXXXX)}"
 exec .venv/bin/python -m pytest "$@"
