@@ -22,7 +22,7 @@ from flows.config_keys import recorded_tree, unknown_setting
 from flows.local_server import ServerError, ensure_server
 
 # commands that run no flow, so need no Prefect server
-SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdream", "server"}
+SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdream", "server", "plan"}
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "dreamedit3d_core" / "presets"  # read, never imported
 
 
@@ -96,7 +96,7 @@ def main() -> None:
     else:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     command = next((argument for argument in argv if not argument.startswith("-")), None)
-    if command is not None and command not in SERVERLESS and not {"--help", "-h"} & set(argv):
+    if command is not None and command not in SERVERLESS and not {"--help", "-h", "--dry-run"} & set(argv):
         try:
             url = ensure_server()  # before prefect is imported, so that its settings see the URL
         except ServerError as error:

@@ -148,9 +148,12 @@ def edit(
             "pipeline sees it) or where the source file had it, to drop next to the original. Both are stored.",
         ),
     ] = OutputFrame.normalised,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would run (as `plan`); compute nothing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
+    if dry_run:
+        return _plan(asset, edit, store, preset, config, seed, as_json)
     result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
     outputs = _outputs_text(result.outputs)
     finals = []
@@ -203,6 +206,61 @@ def _add_stage_commands() -> None:
 
 
 _add_stage_commands()
+
+
+def _plan_text(planned: list[Any]) -> str:
+    from flows.planning import remaining_seconds
+    from tasks.progress import duration
+
+    lines = [f"{'asset':<28} {'stage':<12} {'status':<11} expected   edit"]
+    for entry in planned:
+        expected = "-" if entry.status == "cached" else ("unknown" if entry.expected_seconds is None else duration(entry.expected_seconds))
+        lines.append(f"{Path(entry.asset).name[:28]:<28} {entry.stage:<12} {entry.status:<11} {expected:<10} {entry.prompt or ''}")
+    seconds, unknown = remaining_seconds(planned)
+    todo = sum(entry.status == "to compute" for entry in planned)
+    if todo and unknown == todo:
+        estimate = "time unknown (no past runs of these stages in this store)"
+    else:
+        estimate = f"about {duration(seconds)}" + (f" ({unknown} without past runs to go by)" if unknown else "")
+    lines.append(f"{todo} of {len(planned)} stages to compute, {estimate}")
+    return "\n".join(lines)
+
+
+def _plan(target: Path, edits: list[str], store: str, preset: str, config_path: Path | None, seed: int, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from flows.planning import plan_asset, remaining_seconds, typical_seconds
+
+    if not target.exists():
+        raise UserError(f"asset file not found: {target}")
+    base = _load_config(preset, config_path)
+    typical = typical_seconds(store)
+    if target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml"):
+        from flows.manifest import read_manifest
+
+        planned = []
+        for entry in read_manifest(target, base):
+            planned += plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical)
+    else:
+        planned = plan_asset(str(target.resolve()), edits, store, base, seed, typical)
+    seconds, unknown = remaining_seconds(planned)
+    payload = {"stages": [asdict(entry) for entry in planned], "expected_seconds": seconds, "stages_without_history": unknown}
+    emit(as_json, payload, _plan_text(planned))
+
+
+@app.command()
+def plan(
+    target: Annotated[Path, typer.Argument(help="A 3D file, or a batch manifest (CSV, Parquet, YAML).")],
+    edit: EditOption = [],
+    store: StoreOption = DEFAULT_STORE,
+    preset: PresetOption = "tiny",
+    config: ConfigOption = None,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """What a run would do, computing nothing: per asset and stage, cached or to compute, and the expected
+    time of the rest (the median of past runs of each stage in this store)."""
+    _plan(target, edit, store, preset, config, seed, as_json)
 
 
 @app.command()

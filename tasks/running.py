@@ -157,6 +157,26 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
     )
 
 
+def cached_ref(stage: Stage, call: StageCall) -> StageRef | None:
+    """The stage's committed artifact for `call` as `run_stage` would return it cached, or None when it is
+    not committed; computes nothing and writes no ledger row (for plans and dry runs)."""
+    stage_plan = plan(stage, call)
+    store = ArtifactStore(stage_plan.store_uri)
+    if not store.is_committed(stage_plan.key):
+        return None
+    artifact = store.get(stage_plan.key)
+    return StageRef(
+        asset_id=stage_plan.asset_id,
+        stage=stage.name,
+        key=stage_plan.key,
+        digest=artifact.digest,
+        status="cached",
+        seconds=0.0,
+        artifacts={noun.name: artifact.uri(noun.name) for noun in stage.makes},
+        metadata=artifact.metadata.get("result", {}),
+    )
+
+
 def _asset_id_of(stage: Stage, call: StageCall) -> str:
     """The asset a call is about, without planning it (for the ledger row of a plan that failed)."""
     if stage.pipeline.asset_id is not None:

@@ -1,0 +1,89 @@
+"""What a run would do, before it does it: per asset and stage, cached or to compute, and how long the rest
+should take (`dreamedit3d plan`, `edit --dry-run`).
+
+A stage's key depends on the digests of the artifacts it reads, so the plan walks the stages in order: a
+stage whose key is committed is cached and its artifact feeds the next key; after the first stage to compute,
+every later one is to compute too (its key cannot be known before its inputs exist). Expected times are the
+median of the ledger's past computed runs of the same stage in the store ("unknown" without history).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dreamedit3d_core.config import PipelineConfig
+from dreamedit3d_core.mvdiffusion import EditConfig
+from storage import ArtifactStore
+from tasks.catalog import EDIT
+from tasks.running import cached_ref
+from tasks.stage import StageRef
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    asset: str
+    stage: str
+    prompt: str | None  # for the per-edit stages
+    status: str  # "cached" or "to compute"
+    expected_seconds: float | None  # median of past runs; None: no history
+
+
+def typical_seconds(store: str) -> dict[str, float]:
+    """Median seconds of the ledger's computed runs, per stage."""
+    rows = ArtifactStore(store).ledger.read().select(["stage", "status", "seconds"]).to_pylist()
+    times: dict[str, list[float]] = {}
+    for row in rows:
+        if row["status"] == "computed":
+            times.setdefault(row["stage"], []).append(row["seconds"])
+    return {stage: statistics.median(seconds) for stage, seconds in times.items()}
+
+
+def plan_asset(
+    asset_path: str,
+    edits: Sequence[str],
+    store: str,
+    config: PipelineConfig,
+    seed: int = 0,
+    typical: dict[str, float] | None = None,
+) -> list[PlannedStage]:
+    """The edit of one asset, stage by stage, as `edit_asset` would run it (nothing is computed)."""
+    typical = typical_seconds(store) if typical is None else typical
+    stages = [stage for stage in EDIT.stages if EDIT.runs(stage, config)]
+    planned: list[PlannedStage] = []
+    refs: dict[str, StageRef] = {}
+    blocked = False
+
+    def visit(stage: object, call_refs: dict[str, StageRef], prompt: str | None, edit: EditConfig | None) -> None:
+        nonlocal blocked
+        ref = None
+        if not blocked:
+            call = EDIT.call(stage, store=store, config=config, upstream=call_refs, source=asset_path, edit=edit)
+            ref = cached_ref(stage, call)
+        if ref is not None:
+            call_refs[stage.name] = ref
+        planned.append(
+            PlannedStage(asset_path, stage.name, prompt, "cached" if ref else "to compute",
+                         0.0 if ref else typical.get(stage.name))  # fmt: skip
+        )
+        if ref is None and not stage.per_edit:
+            blocked = True
+
+    for stage in (s for s in stages if not s.per_edit):
+        visit(stage, refs, None, None)
+    asset_blocked = blocked
+    for prompt in edits:
+        blocked = asset_blocked
+        edit_refs = dict(refs)
+        for stage in (s for s in stages if s.per_edit):
+            before = len(planned)
+            visit(stage, edit_refs, prompt, EditConfig(prompt=prompt, seed=seed))
+            blocked = blocked or planned[before].status == "to compute"
+    return planned
+
+
+def remaining_seconds(planned: Sequence[PlannedStage]) -> tuple[float, int]:
+    """Expected seconds of the stages to compute, and how many of them have no history."""
+    todo = [stage for stage in planned if stage.status == "to compute"]
+    return sum(stage.expected_seconds or 0.0 for stage in todo), sum(stage.expected_seconds is None for stage in todo)

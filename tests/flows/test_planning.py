@@ -1,0 +1,42 @@
+"""`plan` says what a run would do without doing it: cached stages, stages to compute, and their expected
+time from the ledger's past runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dreamedit3d_core.config import pipeline_config
+from dreamedit3d_core.ingest import make_example_asset
+from flows.planning import plan_asset, remaining_seconds, typical_seconds
+from storage import ArtifactStore
+from tasks.catalog import EDIT
+from tasks.running import run_stage
+
+CONFIG = pipeline_config("tiny")
+
+
+def test_a_plan_before_and_after_running_the_asset_stages(tmp_path: Path) -> None:
+    chair, store = str(make_example_asset(tmp_path / "chair.glb")), str(tmp_path / "store")
+    edits = ["a photo of <asset0> in gold"]
+    before = plan_asset(chair, edits, store, CONFIG)
+    assert [(p.stage, p.status, p.expected_seconds) for p in before][:3] == [
+        ("ingest", "to compute", None), ("render", "to compute", None), ("mask", "to compute", None)
+    ]  # fmt: skip
+    assert [p.prompt for p in before if p.stage == "sample"] == edits
+    assert not ArtifactStore(store).list()  # a plan computes nothing
+    assert ArtifactStore(store).ledger.read().num_rows == 0  # and records no run
+
+    refs = {}
+    for stage in (s for s in EDIT.stages if s.name in ("ingest", "render", "mask")):
+        refs[stage.name] = run_stage(stage, EDIT.call(stage, store=store, config=CONFIG, upstream=refs, source=chair))
+    after = plan_asset(chair, edits, store, CONFIG)
+    status = {p.stage: p.status for p in after}
+    assert status["ingest"] == status["render"] == status["mask"] == "cached"
+    assert status["invert"] == status["sample"] == "to compute"
+    # the same stages computed again elsewhere are expected to take what they took here
+    elsewhere = plan_asset(chair, edits, str(tmp_path / "other"), CONFIG, typical={"render": 5.0, "invert": 7.0})
+    seconds, unknown = remaining_seconds(elsewhere)
+    assert seconds == 12.0 and unknown == len(elsewhere) - 2
+    ledger = ArtifactStore(store).ledger.read().to_pylist()
+    render_seconds = next(row["seconds"] for row in ledger if row["stage"] == "render")
+    assert typical_seconds(store)["render"] == render_seconds  # the ledger's history is the estimate
