@@ -45,8 +45,10 @@ from flows.batch_table import summary_table
 from flows.deployments import WORKER_ENV
 from flows.edit_asset import edit_asset
 from flows.manifest import ManifestEntry, read_manifest
+from flows.planning import plan_asset, remaining_seconds, typical_seconds
 from flows.worker_pool import task_runner
 from storage import ArtifactStore, artifact_key, file_digest
+from tasks.progress import duration
 
 BATCH_CODE_VERSION = "1"
 TABLE_ARTIFACT_KEY = "edit-library-summary"
@@ -188,6 +190,13 @@ def edit_library(
         *(socket.gethostname(), os.getpid(), os.environ.get(WORKER_ENV, "-")),
     )
     progress = create_progress_artifact(0.0, description=f"assets done of {len(entries)} in {Path(manifest).name}")
+    expected = _expected_seconds(entries, store, base, seed)
+    known = [seconds for seconds in expected.values() if seconds is not None]
+    _announce(
+        f"[batch] {len(entries)} assets, {max_concurrency} at a time; "
+        + (f"about {duration(sum(known) / max_concurrency)} from past runs of the same stages" if len(known) == len(entries)
+           else "no estimate yet (stages without past runs in this store)")  # fmt: skip
+    )
     outcomes: list[AssetOutcome] = []
     with task_runner(store, max_concurrency) as runner:
         futures = {
@@ -200,7 +209,8 @@ def edit_library(
         for future in as_completed(list(futures)):
             outcome = _outcome(future, futures[future])
             outcomes.append(outcome)
-            _announce(f"[batch {len(outcomes)}/{len(entries)}] row {outcome.row}: {outcome.line()}")
+            left = _time_left(outcomes, entries, expected, time.perf_counter() - clock, max_concurrency)
+            _announce(f"[batch {len(outcomes)}/{len(entries)}] row {outcome.row}: {outcome.line()}{left}")
             update_progress_artifact(progress, 100.0 * len(outcomes) / len(entries))
     outcomes.sort(key=lambda outcome: outcome.row)
     summary = BatchSummary(
@@ -211,6 +221,36 @@ def edit_library(
     if summary.failed:
         return Failed(message=summary.message, data=BatchFailed(summary))  # type: ignore[return-value]
     return summary
+
+
+def _expected_seconds(entries: list[Any], store: str, base: Any, seed: int) -> dict[int, float | None]:
+    """Per manifest row, the expected seconds of what is left to compute (None: some stage has no history)."""
+    typical = typical_seconds(store)
+    expected: dict[int, float | None] = {}
+    for entry in entries:
+        try:
+            seconds, unknown = remaining_seconds(plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical))
+        except Exception:  # a file the reader will refuse: its own run says why
+            seconds, unknown = 0.0, 0
+        expected[entry.row] = None if unknown else seconds
+    return expected
+
+
+def _time_left(
+    outcomes: list[AssetOutcome], entries: list[Any], expected: dict[int, float | None], elapsed: float, concurrency: int
+) -> str:
+    """`; about 12m left`: from the ledger's history where every remaining asset has one, else from the pace
+    of the assets done so far."""
+    done = {outcome.row for outcome in outcomes}
+    remaining = [entry.row for entry in entries if entry.row not in done]
+    if not remaining:
+        return f"; all done in {duration(elapsed)}"
+    history = [expected[row] for row in remaining]
+    if all(seconds is not None for seconds in history):
+        left = sum(history) / concurrency  # type: ignore[arg-type]
+    else:
+        left = elapsed / len(done) * len(remaining)
+    return f"; about {duration(left)} left"
 
 
 def _announce(line: str) -> None:

@@ -230,6 +230,8 @@ def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
     assert "empty.obj" in payload["assets"][2]["error"]
     progress = [line for line in result.stderr.splitlines() if line.startswith("[batch ")]
     assert len(progress) == 3 and any("row 3" in line and "failed" in line for line in progress)
+    assert all("left" in line for line in progress[:2]) and "all done in" in progress[2]  # and the time left
+    assert any(line.startswith("[batch] 3 assets, ") for line in result.stderr.splitlines())
 
     status = json.loads(run_cli("status", "--store", store, "--json").stdout)
     states = {row["asset_id"]: row["stages"] for row in status["assets"]}
