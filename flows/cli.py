@@ -22,7 +22,7 @@ from flows.config_keys import recorded_tree, unknown_setting
 from flows.local_server import ServerError, ensure_server
 
 # commands that run no flow, so need no Prefect server
-SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdream", "server", "plan"}
+SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdream", "server", "plan", "prune"}
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "dreamedit3d_core" / "presets"  # read, never imported
 
 

@@ -25,7 +25,9 @@ from flows.cli_common import one_line as _one_line  # noqa: E402
 
 app = typer.Typer(
     name="dreamedit3d",
-    help="Text-guided editing of 3D assets: personalise a multi-view diffusion model to one asset, then edit it.",
+    help="Text-guided editing of 3D assets: personalise a multi-view diffusion model to one asset, then edit it. "
+    "Global options: --version (alone), and with any command --debug (the traceback of an unexpected failure), "
+    "--verbose (Prefect's own log lines).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -155,16 +157,27 @@ def edit(
     if dry_run:
         return _plan(asset, edit, store, preset, config, seed, as_json)
     result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
-    outputs = _outputs_text(result.outputs)
-    finals = []
+    emit(as_json, result.summary(), _edit_text(result, output_frame))
+
+
+def _edit_text(result: Any, output_frame: OutputFrame) -> str:
+    """What a person wants after an edit: one line on the run, then each edit's asset, picture and report
+    (each stage's line was on stderr as it ran; every artifact is in --json)."""
+    computed = sum(ref.status == "computed" for ref in result.stages)
+    seconds = sum(ref.seconds for ref in result.stages)
+    lines = [
+        f"asset {result.asset_id}: {len(result.stages)} stages, {computed} computed, "
+        f"{len(result.stages) - computed} cached, {seconds:.1f} s"
+    ]
     mesh = "mesh_source_frame" if output_frame == OutputFrame.source else "mesh"
     for entry in result.outputs.get("edits", []):
-        finals.append(f"edit {entry['prompt']!r}:")
+        lines.append(f"edit {entry['prompt']!r}:")
         for label, name in (("mesh", mesh), ("preview", "mesh_preview"), ("report", "report")):
             if name in entry:
-                finals.append(f"  {label:<8} {_local(entry[name])}")
-    done = "\n".join(["", *finals]) if finals else ""
-    emit(as_json, result.summary(), f"{_stage_table(result)}\noutputs:\n{outputs}{done}")
+                lines.append(f"  {label:<8} {_local(entry[name])}")
+    if not result.outputs.get("edits"):
+        lines.append(_outputs_text(result.outputs))
+    return "\n".join(lines)
 
 
 def _stage_command(stage: str, needs_edit: bool) -> None:
@@ -452,6 +465,27 @@ def verify(
     emit(as_json, payload, str(report))
     if not repair and not report.clean:
         raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
+
+
+@app.command()
+def prune(
+    older_than: Annotated[float, typer.Option("--older-than", help="Days without use after which an artifact goes.")] = 30.0,
+    apply: Annotated[bool, typer.Option("--apply", help="Remove them (without it: only say what would go).")] = False,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Give space back: the files of writes that never committed, and artifacts no run has used (computed or
+    found cached) for --older-than days. Says what and how much first; removes only with --apply."""
+    from storage import ArtifactStore
+    from storage.prune import prune_store
+
+    report = prune_store(ArtifactStore(store), older_than, apply)
+    payload = {
+        "applied": report.applied,
+        "size_bytes": report.size_bytes,
+        "items": [{"what": c.what, "reason": c.reason, "size_bytes": c.size_bytes} for c in report.candidates],
+    }
+    emit(as_json, payload, str(report))
 
 
 ledger_app = typer.Typer(name="ledger", help="The run ledger: one row per stage run.", no_args_is_help=True)

@@ -43,7 +43,8 @@ def run(stage: Stage, call: StageCall, distributed: bool) -> StageRef:
     """Run a stage in this process, or, when distributed, a gpu-pool stage as a run of the gpu deployment."""
     ref = run_stage_remotely(stage, call) if distributed and stage.pool == "gpu" else run_task(stage, call)
     # One line per stage on stderr, so a person can follow a long run; stdout stays for --json.
-    sys.stderr.write(f"[{ref.asset_id}] {ref.stage:<11} {ref.status:<8} {ref.seconds:6.1f} s\n")
+    which = f"  edit {call.edit.prompt!r}" if call.edit is not None else ""
+    sys.stderr.write(f"[{ref.asset_id}] {ref.stage:<11} {ref.status:<8} {ref.seconds:6.1f} s{which}\n")
     sys.stderr.flush()
     return ref
 

@@ -389,3 +389,32 @@ def test_lock_excludes_a_second_holder_until_released(store: ArtifactStore) -> N
         thread.join()
     contender()
     assert len(outcome) == 2 and KEY in outcome[0] and outcome[1] == "acquired"
+
+
+def test_prune_says_what_would_go_then_removes_dead_writes_and_long_unused_artifacts(tmp_path: Path) -> None:
+    from storage.prune import prune_store
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    now = dt.datetime.now(dt.UTC)
+    keys = [artifact_key("render", "1", {"n": n}, {}) for n in range(2)]
+    for key in keys:
+        with store.write(key, stage="render") as writer:
+            writer.file("notes", b"x" * 1000, filename="notes.txt")
+    dead = tmp_path / "store" / "objects" / keys[0] / "20260101T000000-deadbeef0000"
+    dead.mkdir(parents=True)
+    (dead / "partial.bin").write_bytes(b"y" * 500)  # a write killed before its commit
+    later = now + dt.timedelta(days=35)  # keys[0] was used again then (found cached), keys[1] never
+    store.ledger.append(LedgerRecord(asset_id="a", stage="render", key=keys[0], status="cached", start=later,
+                                     end=later, peak_rss_bytes=0))  # fmt: skip
+
+    looked = prune_store(store, unused_days=30, now=now + dt.timedelta(days=40))
+    assert {(c.what, c.size_bytes) for c in looked.candidates} == {
+        (f"objects/{keys[0]}/{dead.name}", 500), (keys[1], 1000)
+    }  # fmt: skip
+    assert "would remove" in str(looked) and dead.exists() and store.is_committed(keys[1])  # a dry run by default
+
+    done = prune_store(store, unused_days=30, now=now + dt.timedelta(days=40), apply=True)
+    assert done.size_bytes == 1500 and not dead.exists()
+    assert store.is_committed(keys[0]) and not store.is_committed(keys[1])
+    assert store.verify().clean
+    assert prune_store(store, unused_days=30, now=now + dt.timedelta(days=40)).candidates == []
