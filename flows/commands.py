@@ -444,6 +444,10 @@ def _status_text(table: list[dict[str, Any]]) -> str:
             text = cell["state"] if cell["seconds"] is None else f"{cell['state']} {cell['seconds']:.1f}s"
             cells.append(f"{text:>12}")
         rows.append(f"{row['asset_id']:<28}" + "".join(cells))
+        for edit in row.get("edits", []):
+            cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
+                     for stage, cell in edit["stages"].items()]  # fmt: skip
+            rows.append(f"  edit {edit['prompt']!r}: " + ", ".join(cells))
     return "\n".join(rows)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from storage import ArtifactStore
@@ -42,5 +43,34 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
                 "key": None if row is None else row["key"],
                 "error": error,
             }
-        table.append({"asset_id": asset_id, "stages": stages})
+        table.append({"asset_id": asset_id, "stages": stages, "edits": _edits(store, rows, asset_id)})
     return table
+
+
+def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> list[dict[str, Any]]:
+    """The asset's edits: per prompt, the state of each per-edit stage (from its latest ledger row per key;
+    the prompt comes from the artifact's metadata, or from the run's details)."""
+    pipeline = pipeline_of(asset_id)
+    per_edit = [stage.name for stage in pipeline.stages if stage.per_edit]
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:  # sorted by end: the last row of a key wins
+        if row["asset_id"] == asset_id and row["stage"] in per_edit:
+            latest[row["key"]] = row
+    edits: dict[str, dict[str, Any]] = {}
+    for key, row in latest.items():
+        prompt = _prompt(store, key, row)
+        if prompt is None:
+            continue  # a failed per-edit run: its asset row shows the failure
+        committed = row["status"] != "failed" and store.is_committed(key)
+        state = "failed" if row["status"] == "failed" else "done" if committed else "missing"
+        cell = {"state": state, "seconds": row["seconds"] if row["status"] == "computed" else None, "key": key,
+                "error": row["error"]}  # fmt: skip
+        edits.setdefault(prompt, {"prompt": prompt, "stages": {}})["stages"][row["stage"]] = cell
+    return sorted(edits.values(), key=lambda edit: edit["prompt"])
+
+
+def _prompt(store: ArtifactStore, key: str, row: dict[str, Any]) -> str | None:
+    if store.is_committed(key):
+        return store.get(key).metadata.get("result", {}).get("prompt")
+    details = json.loads(row["details"]) if row.get("details") else {}
+    return details.get("prompt")

@@ -237,6 +237,9 @@ def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
     states = {row["asset_id"]: row["stages"] for row in status["assets"]}
     chair_id = payload["assets"][0]["asset_id"]
     assert states[chair_id]["finetune"]["state"] == "done" and states[chair_id]["sample"]["state"] == "done"
+    edits = {row["asset_id"]: row["edits"] for row in status["assets"]}[chair_id]  # one row per edit prompt
+    assert [edit["prompt"] for edit in edits] == sorted(CHAIR_EDITS)
+    assert all(edit["stages"]["evaluate"]["state"] == "done" for edit in edits)
     assert states[payload["assets"][2]["asset_id"]]["ingest"]["state"] == "failed"
 
 
