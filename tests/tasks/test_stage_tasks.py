@@ -82,6 +82,7 @@ def test_sample_reconstruct_and_evaluate_give_the_edit(stages: tuple[str, dict[s
     assert metrics["prompt"] == [PROMPT] and metrics["asset_id"] == [refs["ingest"].asset_id]
     report = Path(load(store, refs, a.REPORT)).read_text()
     assert "kept components" in report and "&lt;asset0&gt; main colour" in report  # the named part, escaped
+    assert "kept parts, edited vs source (PSNR, dB)" in report and "higher is better" in report  # in words
 
 
 def test_a_task_called_again_returns_the_committed_artifact(stages: tuple[str, dict[str, StageRef]]) -> None:
