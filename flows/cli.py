@@ -42,11 +42,15 @@ def _option(argv: list[str], name: str) -> str | None:
 
 
 def early_mistake(argv: list[str]) -> str | None:
-    """The first mistake in the arguments that can be found without importing the commands, or None."""
+    """The first mistake in the arguments that can be found without importing the commands, or None.
+    (`world` commands take a config of their own, with `dataset:` and `pretrain:` sections, and
+    `convert-mvdream --config` is MVDream's model file: those commands check them.)"""
+    command = next((argument for argument in argv if not argument.startswith("-")), None)
+    pipeline = command not in ("world", "convert-mvdream")
     preset = _option(argv, "--preset")
     if preset is not None and preset not in preset_names():
         return f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}"
-    config = _option(argv, "--config")
+    config = _option(argv, "--config") if command != "convert-mvdream" else None
     if config is not None:
         path = Path(config)
         if not path.is_file():
@@ -57,10 +61,10 @@ def early_mistake(argv: list[str]) -> str | None:
             return f"{path}: not valid YAML: {' '.join(str(error).split())}"
         if settings is not None and not isinstance(settings, dict):
             return f"{path}: expected a mapping of stage settings at the top level"
-        named = (settings or {}).get("preset")
+        named = (settings or {}).get("preset") if pipeline else None
         if named is not None and named not in preset_names():
             return f"{path}: unknown preset {named!r}; choose one of {', '.join(preset_names())}"
-        unknown = unknown_setting(settings or {}, recorded_tree())
+        unknown = unknown_setting(settings or {}, recorded_tree()) if pipeline else None
         if unknown is not None:
             return f"{path}: {unknown}"
     store = _option(argv, "--store") or os.environ.get("DREAMEDIT3D_STORE")

@@ -47,6 +47,10 @@ def test_mistakes_are_found_without_importing_the_pipeline(tmp_path: Path) -> No
         assert found is not None and expected in found, (argv, found)
         assert heavy == [], heavy
     assert early("edit", "x.glb", "--config", str(tmp_path / "good.yaml"), "--store", str(tmp_path / "new")) == (None, [])
+    (tmp_path / "world.yaml").write_text("pretrain:\n  steps: 3\n")  # the world commands' own config sections
+    assert early("world", "train", "--config", str(tmp_path / "world.yaml")) == (None, [])
+    (tmp_path / "mvdream.yaml").write_text("model:\n  target: ldm.MultiViewLDM\n")  # MVDream's own model file
+    assert early("convert-mvdream", "x.ckpt", "--config", str(tmp_path / "mvdream.yaml"), "--out", "y") == (None, [])
 
 
 def test_the_recorded_setting_names_match_the_config_classes() -> None:
