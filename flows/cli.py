@@ -16,8 +16,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import yaml
 
+from flows.cli_common import UserError, read_settings_file
 from flows.config_keys import recorded_tree, unknown_setting
 from flows.local_server import ServerError, ensure_server
 
@@ -53,14 +53,10 @@ def early_mistake(argv: list[str]) -> str | None:
     config = _option(argv, "--config") if command != "convert-mvdream" else None
     if config is not None:
         path = Path(config)
-        if not path.is_file():
-            return f"config file not found: {path}"
         try:
-            settings = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            return f"{path}: not valid YAML: {' '.join(str(error).split())}"
-        if settings is not None and not isinstance(settings, dict):
-            return f"{path}: expected a mapping of stage settings at the top level"
+            settings = read_settings_file(path)
+        except UserError as error:
+            return str(error)
         named = (settings or {}).get("preset") if pipeline else None
         if named is not None and named not in preset_names():
             return f"{path}: unknown preset {named!r}; choose one of {', '.join(preset_names())}"

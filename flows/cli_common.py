@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 DEFAULT_STORE = "./dreamedit3d-store"
 StoreOption = Annotated[
@@ -19,6 +21,19 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit code 2."""
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """A --config YAML file as a mapping of stage settings ({} for an empty file); UserError otherwise."""
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {one_line(error)}") from None
+    if settings is not None and not isinstance(settings, dict):
+        raise UserError(f"{path}: expected a mapping of stage settings at the top level")
+    return settings or {}
 
 
 def one_line(error: BaseException) -> str:

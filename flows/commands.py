@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, server_note  # noqa: E402
+from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, read_settings_file, server_note  # noqa: E402
 from flows.cli_common import one_line as _one_line  # noqa: E402
 
 app = typer.Typer(
@@ -56,16 +56,7 @@ class OutputFrame(str, Enum):
 def _load_config(preset: str, config_path: Path | None) -> Any:
     from dreamedit3d_core.config import pipeline_config
 
-    overrides: dict[str, Any] = {}
-    if config_path is not None:
-        if not config_path.is_file():
-            raise UserError(f"config file not found: {config_path}")
-        try:
-            overrides = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise UserError(f"{config_path}: not valid YAML: {error}") from None
-        if not isinstance(overrides, dict):
-            raise UserError(f"{config_path}: expected a mapping of stage settings at the top level")
+    overrides = read_settings_file(config_path) if config_path is not None else {}
     try:
         return pipeline_config(preset, overrides)
     except ValidationError as error:

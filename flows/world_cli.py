@@ -8,9 +8,8 @@ from typing import Annotated, Any, Optional
 
 import numpy as np
 import typer
-import yaml
 
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, one_line, server_note
+from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, one_line, read_settings_file, server_note
 
 world_app = typer.Typer(
     name="world",
@@ -29,13 +28,8 @@ WorldConfigOption = Annotated[
 def _sections(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML: {error}") from None
-    unknown = set(loaded) - {"dataset", "pretrain"} if isinstance(loaded, dict) else {"(not a mapping)"}
+    loaded = read_settings_file(path)
+    unknown = set(loaded) - {"dataset", "pretrain"}
     if unknown:
         raise UserError(f"{path}: expected only `dataset:` and `pretrain:` sections, got {sorted(unknown)}")
     return loaded

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import posixpath
 from typing import TYPE_CHECKING
 
-from storage.keys import NAME_PATTERN
-from storage.verify import lock_is_held
+from storage.verify import orphan_attempts
 
 if TYPE_CHECKING:
     from storage.store import ArtifactStore
@@ -61,20 +59,11 @@ def prune_store(
     removals = []
 
     committed = {artifact.key: artifact for artifact in store.list()}
-    for key_entry in store.fs.ls(store.path("objects"), detail=True) if store.fs.exists(store.path("objects")) else []:
-        key = posixpath.basename(key_entry["name"])
-        if key_entry["type"] != "directory" or not NAME_PATTERN.fullmatch(key):
-            continue
-        live = committed[key].record["attempt"] if key in committed else None
-        for entry in store.fs.ls(key_entry["name"], detail=True):
-            attempt = posixpath.basename(entry["name"])
-            if entry["type"] != "directory" or attempt == live:
-                continue
-            if lock_is_held(store.staging_root / key / f"{attempt}.lock"):
-                continue  # being written now
-            size = int(store.fs.du(entry["name"]))
-            candidates.append(PruneCandidate(f"objects/{key}/{attempt}", "a write that never committed", size))
-            removals.append(lambda key=key, attempt=attempt: store.remove_attempt(key, attempt))
+    referenced = {(key, artifact.record["attempt"]) for key, artifact in committed.items()}
+    for key, attempt, why in orphan_attempts(store, referenced):
+        size = int(store.fs.du(store.attempt_path(key, attempt)))
+        candidates.append(PruneCandidate(f"objects/{key}/{attempt}", why, size))
+        removals.append(lambda key=key, attempt=attempt: store.remove_attempt(key, attempt))
 
     last_used: dict[str, dt.datetime] = {}
     for row in store.ledger.read().select(["key", "status", "end"]).to_pylist():

@@ -8,7 +8,7 @@ import hashlib
 import pathlib
 import posixpath
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import filelock
@@ -122,8 +122,9 @@ def _committed_attempt(store: ArtifactStore, key: str) -> str | None:
         return None
 
 
-def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[tuple[str, str]]) -> None:
-    """Attempt folders that no commit record references and no live writer holds are orphans."""
+def orphan_attempts(store: ArtifactStore, referenced: set[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
+    """(key, attempt, why) of each attempt folder that no commit record references (`referenced`: the committed
+    (key, attempt) pairs) and no live writer holds."""
     for key_entry in _ls(store.fs, store.path("objects")):
         key = posixpath.basename(key_entry["name"])
         if not NAME_PATTERN.fullmatch(key):
@@ -136,10 +137,14 @@ def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[
             if lock_is_held(store.staging_root / key / f"{name}.lock") or _committed_attempt(store, key) == name:
                 continue
             if store.is_committed(key):
-                why = "files of an older write, replaced by a newer commit"
+                yield key, name, "files of an older write, replaced by a newer commit"
             else:
-                why = "files of an interrupted or failed write (never committed)"
-            report.found(f"objects/{key}/{name}", why, functools.partial(store.remove_attempt, key, name), "removed")
+                yield key, name, "files of an interrupted or failed write (never committed)"
+
+
+def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[tuple[str, str]]) -> None:
+    for key, name, why in orphan_attempts(store, referenced):
+        report.found(f"objects/{key}/{name}", why, functools.partial(store.remove_attempt, key, name), "removed")
 
 
 def _check_staging(store: ArtifactStore, report: VerifyReport) -> None:

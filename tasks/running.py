@@ -145,15 +145,22 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
     seconds = time.perf_counter() - clock
     result = artifact.metadata.get("result", {})
     _append_ledger(store, stage_plan, status, started, clock, monitor, None, result if status == "computed" else None)
+    return _reference(stage, stage_plan, artifact, status, seconds)
+
+
+def _reference(
+    stage: Stage, stage_plan: StagePlan, artifact: Artifact, status: Literal["computed", "cached"], seconds: float
+) -> StageRef:
+    """The small reference a stage returns for its committed artifact."""
     return StageRef(
         asset_id=stage_plan.asset_id,
         stage=stage.name,
-        key=key,
+        key=stage_plan.key,
         digest=artifact.digest,
         status=status,
         seconds=round(seconds, 3),
         artifacts={noun.name: artifact.uri(noun.name) for noun in stage.makes},
-        metadata=result,
+        metadata=artifact.metadata.get("result", {}),
     )
 
 
@@ -164,17 +171,7 @@ def cached_ref(stage: Stage, call: StageCall) -> StageRef | None:
     store = ArtifactStore(stage_plan.store_uri)
     if not store.is_committed(stage_plan.key):
         return None
-    artifact = store.get(stage_plan.key)
-    return StageRef(
-        asset_id=stage_plan.asset_id,
-        stage=stage.name,
-        key=stage_plan.key,
-        digest=artifact.digest,
-        status="cached",
-        seconds=0.0,
-        artifacts={noun.name: artifact.uri(noun.name) for noun in stage.makes},
-        metadata=artifact.metadata.get("result", {}),
-    )
+    return _reference(stage, stage_plan, store.get(stage_plan.key), "cached", 0.0)
 
 
 def _asset_id_of(stage: Stage, call: StageCall) -> str:
