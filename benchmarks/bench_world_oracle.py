@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dreamedit3d_core.config import pipeline_config  # noqa: E402
 from dreamedit3d_core.evaluate.colour import COLOUR_HUES, colour_share  # noqa: E402
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion  # noqa: E402
-from dreamedit3d_core.mvdiffusion.loading import WORLD_MODEL_DIR  # noqa: E402
+from dreamedit3d_core.mvdiffusion.settings import WORLD_MODEL_DIR  # noqa: E402
 from dreamedit3d_core.mvdiffusion.sampling import sample_views  # noqa: E402
 from dreamedit3d_core.world import DEFAULT_COLOURS, WorldDatasetConfig, canonical_caption, sample_split  # noqa: E402
 

@@ -26,19 +26,18 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dreamedit3d_core.evaluate import EvaluateConfig
-from dreamedit3d_core.evaluate.config import EvaluationViewsConfig
+# Each stage's settings from its own config module: reading a config imports no torch, trimesh or Blender.
+from dreamedit3d_core.evaluate.config import EvaluateConfig, EvaluationViewsConfig
 from dreamedit3d_core.execution import execution_field
-from dreamedit3d_core.ingest import IngestConfig
-from dreamedit3d_core.masks import MaskConfig
-from dreamedit3d_core.merge import MergeConfig
-from dreamedit3d_core.mvdiffusion import SampleConfig
-from dreamedit3d_core.mvdiffusion.loading import ModelConfig
-from dreamedit3d_core.personalize import FinetuneConfig, InvertConfig
-from dreamedit3d_core.pretrain import PretrainConfig
-from dreamedit3d_core.reconstruct import ReconstructConfig
-from dreamedit3d_core.render import RenderConfig
-from dreamedit3d_core.world import WorldDatasetConfig
+from dreamedit3d_core.ingest.config import IngestConfig
+from dreamedit3d_core.masks.config import MaskConfig
+from dreamedit3d_core.merge.config import MergeConfig
+from dreamedit3d_core.mvdiffusion.settings import ModelConfig, SampleConfig
+from dreamedit3d_core.personalize.config import FinetuneConfig, InvertConfig
+from dreamedit3d_core.pretrain.config import PretrainConfig
+from dreamedit3d_core.reconstruct.config import ReconstructConfig
+from dreamedit3d_core.render.config import RenderConfig
+from dreamedit3d_core.world.config import WorldDatasetConfig
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "tiny"

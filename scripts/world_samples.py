@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dreamedit3d_core.config import pipeline_config  # noqa: E402
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion, sample_views  # noqa: E402
-from dreamedit3d_core.mvdiffusion.loading import WORLD_MODEL_DIR  # noqa: E402
+from dreamedit3d_core.mvdiffusion.settings import WORLD_MODEL_DIR  # noqa: E402
 
 
 def main() -> None:

@@ -19,18 +19,9 @@ from collections.abc import Sequence
 from dreamedit3d_core.config import PipelineConfig, WorldTrainingConfig
 from dreamedit3d_core.mvdiffusion.prompts import check_prompt_tokens
 from tasks import artifacts as a
-from tasks.evaluate import evaluate
-from tasks.finetune import finetune
-from tasks.ingest import identify_source, ingest, source_asset_id
-from tasks.invert import invert
-from tasks.mask import mask
-from tasks.merge import merge
+from tasks.ingest import identify_source, source_asset_id
 from tasks.models import base_model_digest
-from tasks.reconstruct import reconstruct
-from tasks.render import render
-from tasks.sample import sample
-from tasks.stage import Pipeline, Stage, StageRef
-from tasks.world import pretrain_world_model, world_dataset
+from tasks.stage import Deferred, Pipeline, Stage, StageRef
 
 
 
@@ -49,7 +40,7 @@ EDIT = Pipeline(
         Stage(
             name="ingest",
             about="read a 3D file, refuse bad input, normalise it (centred, unit sphere, +Z up)",
-            compute=ingest,
+            compute=Deferred("tasks.ingest", "ingest"),
             code_version="3",
             config=("ingest",),
             identify=identify_source,
@@ -59,7 +50,7 @@ EDIT = Pipeline(
         Stage(
             name="render",
             about="Blender renders of the asset from the MVDream orbit: colour, depth, normals, part ids, albedo",
-            compute=render,
+            compute=Deferred("tasks.render", "render"),
             code_version="3",
             reads=("ingest",),
             config=("render",),
@@ -68,7 +59,7 @@ EDIT = Pipeline(
         Stage(
             name="mask",
             about="one mask per component per view, and a token per component",
-            compute=mask,
+            compute=Deferred("tasks.mask", "mask"),
             code_version="4",
             reads=("ingest", "render"),
             config=("mask",),
@@ -78,7 +69,7 @@ EDIT = Pipeline(
         Stage(
             name="invert",
             about="phase 1: one token embedding per component (textual inversion with attention alignment)",
-            compute=invert,
+            compute=Deferred("tasks.invert", "invert"),
             code_version="2",
             reads=("render", "mask"),
             config=("model", "invert"),
@@ -88,7 +79,7 @@ EDIT = Pipeline(
         Stage(
             name="finetune",
             about="phase 2: the multi-view model fine-tuned with the tokens (resumes from checkpoints)",
-            compute=finetune,
+            compute=Deferred("tasks.finetune", "finetune"),
             code_version="2",
             reads=("render", "mask", "invert"),
             config=("model", "finetune"),
@@ -99,7 +90,7 @@ EDIT = Pipeline(
         Stage(
             name="sample",
             about="the views of one edit prompt, sampled from the personalised model",
-            compute=sample,
+            compute=Deferred("tasks.sample", "sample"),
             code_version="3",
             reads=("render", "mask", "finetune"),
             config=("model", "sample"),
@@ -110,7 +101,7 @@ EDIT = Pipeline(
         Stage(
             name="reconstruct",
             about="the paper's last step, optional: the whole object lifted from the edit's views to a new mesh",
-            compute=reconstruct,
+            compute=Deferred("tasks.reconstruct", "reconstruct"),
             code_version="3",
             reads=("render", "sample"),
             config=("reconstruct", "render"),
@@ -121,7 +112,7 @@ EDIT = Pipeline(
         Stage(
             name="merge",
             about="the source asset with only the named components changed: re-textured from the views, or rebuilt",
-            compute=merge,
+            compute=Deferred("tasks.merge", "merge"),
             code_version="2",
             reads=("ingest", "render", "mask", "sample"),
             config=("merge", "reconstruct", "render"),
@@ -131,7 +122,7 @@ EDIT = Pipeline(
         Stage(
             name="evaluate",
             about="the edit against its source: metrics and an HTML report",
-            compute=evaluate,
+            compute=Deferred("tasks.evaluate", "evaluate"),
             code_version="8",
             reads=("ingest", "render", "mask", "invert", "finetune", "sample", "merge"),
             reads_if_run=("reconstruct",),
@@ -150,7 +141,7 @@ WORLD = Pipeline(
         Stage(
             name="world_dataset",
             about="render the procedural parts world's training and held-out objects",
-            compute=world_dataset,
+            compute=Deferred("tasks.world", "world_dataset"),
             code_version="2",
             config=("dataset",),
             makes=(a.WORLD_IMAGES, a.WORLD_OBJECTS, a.WORLD_CAMERAS, a.WORLD_PREVIEW),
@@ -158,7 +149,7 @@ WORLD = Pipeline(
         Stage(
             name="pretrain",
             about="train the small multi-view world model from scratch (resumes from checkpoints)",
-            compute=pretrain_world_model,
+            compute=Deferred("tasks.world", "pretrain_world_model"),
             code_version="2",
             reads=("world_dataset",),
             config=("pretrain", "model_seed", "device"),

@@ -91,7 +91,21 @@ def _defining_module(package: str, name: str, read: ReadSource) -> str:
     for node in _parse(read(module.path)).body:
         if isinstance(node, ast.ImportFrom) and node.module and any(alias.name == name for alias in node.names):
             return _defining_module(node.module, name, read)
+        exports = _lazy_exports(node)
+        if name in exports:
+            return _defining_module(f"{package}.{exports[name]}", name, read)
     return package
+
+
+def _lazy_exports(node: ast.stmt) -> dict[str, str]:
+    """Name -> submodule of a package's `... = lazy_exports(__name__, {"submodule": ("name", ...)})` (a literal)."""
+    if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+        return {}
+    call = node.value
+    if not (isinstance(call.func, ast.Name) and call.func.id == "lazy_exports" and len(call.args) == 2):
+        return {}
+    mapping = ast.literal_eval(call.args[1])
+    return {name: submodule for submodule, names in mapping.items() for name in names}
 
 
 def _sibling_files(module: Module, read: ReadSource) -> set[Path]:
@@ -153,7 +167,7 @@ def current(read: ReadSource = _read) -> dict[str, dict]:
     from tasks.catalog import all_stages
 
     return {
-        stage.name: {"code_version": stage.code_version, "sources": stage_sources(stage.compute.__module__, read)}
+        stage.name: {"code_version": stage.code_version, "sources": stage_sources(stage.compute_module, read)}
         for stage in all_stages()
     }
 

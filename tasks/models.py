@@ -6,7 +6,7 @@ import hashlib
 import json
 
 from dreamedit3d_core.execution import key_settings
-from dreamedit3d_core.mvdiffusion.loading import ModelConfig, model_folder
+from dreamedit3d_core.mvdiffusion.settings import ModelConfig, model_folder
 from storage import file_digest
 
 

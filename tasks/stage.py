@@ -10,6 +10,7 @@ section or upstream artifact, so no key can leave out what a stage used.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +26,18 @@ if TYPE_CHECKING:
     from tasks.running import StageInputs, StageOutputs
 
 Compute = Callable[["StageInputs", "StageOutputs"], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A compute function named by its module, imported at its first call: declaring the stages (and so
+    checking a config, planning a run or serving a fully cached one) imports no torch, trimesh or Blender."""
+
+    module: str  # e.g. "tasks.invert"
+    name: str  # e.g. "invert"
+
+    def __call__(self, inputs: StageInputs, outputs: StageOutputs) -> Mapping[str, Any] | None:
+        return getattr(importlib.import_module(self.module), self.name)(inputs, outputs)
 
 
 class StageRef(BaseModel):
@@ -63,7 +76,7 @@ class Stage:
     `edit_asset`'s order, `status`, the GPU deployment) is derived from this."""
 
     name: str  # a verb: the Prefect task, the CLI command and the ledger's stage are named after it
-    compute: Compute  # reads through StageInputs, calls dreamedit3d_core, saves through StageOutputs
+    compute: Compute | Deferred  # reads through StageInputs, calls dreamedit3d_core, saves through StageOutputs
     code_version: str  # bump when the artifact would change; tests/tasks/test_code_versions.py checks
     makes: tuple[Noun, ...]  # its artifacts, every one saved by every run
     reads: tuple[str, ...] = ()  # upstream stages whose artifacts it loads
@@ -85,6 +98,11 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"Stage({self.name!r})"
+
+    @property
+    def compute_module(self) -> str:
+        """The module that holds the compute function (code versions follow its imports)."""
+        return self.compute.module if isinstance(self.compute, Deferred) else self.compute.__module__
 
 
 @dataclass(eq=False)

@@ -9,56 +9,17 @@ clip_scores(source_images, edited_images, source_prompt, edit_prompt, ClipConfig
 turntable_strip(images), write_gif(images, path)
 """
 
-from dreamedit3d_core.evaluate.clip_score import (
-    ClipScorer,
-    ClipScores,
-    clip_scores,
-    directional_similarity,
-    text_image_similarity,
-)
-from dreamedit3d_core.evaluate.config import ClipConfig, EvaluateConfig
-from dreamedit3d_core.evaluate.consistency import (
-    ConsistencyResult,
-    FidelityResult,
-    multiview_consistency,
-    reconstruction_fidelity,
-)
-from dreamedit3d_core.evaluate.edit import Metrics, edit_metrics
-from dreamedit3d_core.evaluate.image_metrics import (
-    masked_psnr,
-    masked_ssim,
-    on_white,
-    per_view_iou,
-    silhouette,
-    silhouette_iou,
-)
-from dreamedit3d_core.evaluate.mesh_metrics import SurfaceDistance, point_distance, sample_surface, surface_distance
-from dreamedit3d_core.evaluate.turntable import turntable_strip, write_gif
+from dreamedit3d_core.lazy import lazy_exports
 
-__all__ = [
-    "ClipConfig",
-    "ClipScorer",
-    "ClipScores",
-    "ConsistencyResult",
-    "EvaluateConfig",
-    "FidelityResult",
-    "Metrics",
-    "SurfaceDistance",
-    "clip_scores",
-    "directional_similarity",
-    "edit_metrics",
-    "masked_psnr",
-    "masked_ssim",
-    "multiview_consistency",
-    "on_white",
-    "per_view_iou",
-    "point_distance",
-    "reconstruction_fidelity",
-    "sample_surface",
-    "silhouette",
-    "silhouette_iou",
-    "surface_distance",
-    "text_image_similarity",
-    "turntable_strip",
-    "write_gif",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "clip_score": ("ClipScorer", "ClipScores", "clip_scores", "directional_similarity", "text_image_similarity"),
+        "config": ("ClipConfig", "EvaluateConfig"),
+        "consistency": ("ConsistencyResult", "FidelityResult", "multiview_consistency", "reconstruction_fidelity"),
+        "edit": ("Metrics", "edit_metrics"),
+        "image_metrics": ("masked_psnr", "masked_ssim", "on_white", "per_view_iou", "silhouette", "silhouette_iou"),
+        "mesh_metrics": ("SurfaceDistance", "point_distance", "sample_surface", "surface_distance"),
+        "turntable": ("turntable_strip", "write_gif"),
+    },
+)

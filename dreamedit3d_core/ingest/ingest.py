@@ -12,16 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
-from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.ingest.asset import AssetError, IngestedAsset, Material, Part
+from dreamedit3d_core.ingest.config import DEFAULT_UP_AXIS, SUPPORTED_SUFFIXES, IngestConfig
 from dreamedit3d_core.ingest.gltf import read_gltf
-from dreamedit3d_core.ingest.limits import IngestLimits, check_count
+from dreamedit3d_core.ingest.limits import check_count
 from dreamedit3d_core.ingest.obj import read_obj
 from dreamedit3d_core.ingest.ply import read_ply
 from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
@@ -30,9 +28,6 @@ from dreamedit3d_core.ingest.stl import read_stl
 
 logger = logging.getLogger(__name__)
 
-UpAxis = Literal["auto", "+x", "-x", "+y", "-y", "+z", "-z"]
-DEFAULT_UP_AXIS: dict[str, str] = {".glb": "+y", ".gltf": "+y", ".obj": "+y", ".ply": "+y", ".stl": "+y"}
-SUPPORTED_SUFFIXES = tuple(DEFAULT_UP_AXIS)
 
 # rotations taking each up axis onto +Z with a right-handed turn about a horizontal axis;
 # "+y" is MVDream's / glTF's: (x, y, z) -> (x, -z, y), so glTF's front (+Z) faces -Y (azimuth 0)
@@ -44,16 +39,6 @@ _UP_ROTATIONS = {
     "+x": np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
     "-x": np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]),
 }
-
-
-class IngestConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    up_axis: UpAxis = "auto"  # the file's up axis; "auto" = DEFAULT_UP_AXIS for its format
-    normalize: bool = True  # centre and scale to the unit bounding sphere (off: keep coordinates, only rotate)
-    degenerate_area: float = Field(1e-12, ge=0.0)  # faces below this * (bbox diagonal)^2 are dropped
-    limits: IngestLimits = execution_field(default_factory=IngestLimits)  # sizes checked before allocating
-    timeout_s: float = execution_field(600.0, gt=0)  # wall clock for reading one asset (the ingest stage)
 
 
 def up_rotation(up_axis: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamedit3d_core.ingest.asset import AssetError, IngestedAsset
-from dreamedit3d_core.ingest.ingest import IngestConfig, ingest_asset
+from dreamedit3d_core.ingest.config import IngestConfig
 from dreamedit3d_core.ingest.sources import SourceFile
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ def _peak_rss_bytes() -> int:
 
 
 def main(argv: list[str]) -> int:
+    from dreamedit3d_core.ingest.ingest import ingest_asset  # the readers (trimesh) only in the child
+
     path, out_dir, config_json = Path(argv[0]), Path(argv[1]), argv[2]
     opened: list[SourceFile] = []
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dreamedit3d_core.ingest.gltf import gltf_references
+from dreamedit3d_core.ingest.gltf_document import gltf_references
 from dreamedit3d_core.ingest.obj import obj_references
 from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
 

@@ -5,7 +5,12 @@
     result.asset.to_glb(frame="source")   # the same in the source file's own frame
 """
 
-from dreamedit3d_core.merge.config import MergeConfig
-from dreamedit3d_core.merge.merge import MergeResult, edit_glbs, edited_components, merge_edit
+from dreamedit3d_core.lazy import lazy_exports
 
-__all__ = ["MergeConfig", "MergeResult", "edit_glbs", "edited_components", "merge_edit"]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "config": ("MergeConfig",),
+        "merge": ("MergeResult", "edit_glbs", "edited_components", "merge_edit"),
+    },
+)

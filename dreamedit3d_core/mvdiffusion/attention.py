@@ -11,7 +11,7 @@ compute its probabilities explicitly and hand them over with their gradients.
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers.models.attention_processor import (
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     from dreamedit3d_core.mvdiffusion.recorder import CrossAttentionRecorder
 
-AttentionBackend = Literal["auto", "sdpa", "xformers", "stock"]
-ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "xformers", "stock")
+from dreamedit3d_core.mvdiffusion.settings import ATTENTION_BACKENDS, AttentionBackend
+
 
 
 def xformers_available() -> bool:

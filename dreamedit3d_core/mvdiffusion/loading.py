@@ -4,54 +4,10 @@ through the same `MultiViewDiffusion.from_pretrained`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, model_validator
 
-from dreamedit3d_core.execution import execution_field
-from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion, PerformanceConfig
-
-
-# The small model we trained on the procedural parts world (`dreamedit3d world train`), shipped in the package.
-WORLD_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "world_small"
-
-
-class ModelConfig(BaseModel):
-    """`tiny`: random tiny weights built in code (no download, seconds on a CPU; edits are noise).
-    `world`: our small model trained on the procedural parts world: the shipped weights, or `path` for a
-    world model trained with `dreamedit3d world train`.
-    `pretrained`: a diffusers-layout folder, e.g. written by `dreamedit3d convert-mvdream`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    source: Literal["tiny", "world", "pretrained"] = "tiny"
-    path: str | None = None
-    seed: int = 0  # random init of the tiny model
-    # how the model runs, not which weights it has (bf16, compiled or checkpointed, it is the same model)
-    device: Literal["auto", "cpu", "cuda"] = execution_field("auto")
-    performance: PerformanceConfig = execution_field(default_factory=PerformanceConfig)
-
-    @model_validator(mode="after")
-    def _pretrained_needs_a_path(self) -> ModelConfig:
-        if self.source == "pretrained" and not self.path:
-            raise ValueError(
-                "model.path must name a converted MVDream folder when model.source is 'pretrained' "
-                "(convert the official checkpoint with `dreamedit3d convert-mvdream`)"
-            )
-        return self
-
-
-def model_folder(config: ModelConfig) -> Path | None:
-    """The weights folder the config names (None for the tiny model built in code)."""
-    if config.source == "tiny":
-        return None
-    if config.source == "world" and not config.path:
-        return WORLD_MODEL_DIR
-    if not config.path:
-        raise ValueError("model.source is 'pretrained' but model.path is not set (a converted MVDream folder)")
-    return Path(config.path).expanduser()
+from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion
+from dreamedit3d_core.mvdiffusion.settings import ModelConfig, model_folder
 
 
 def resolve_device(device: str) -> torch.device:

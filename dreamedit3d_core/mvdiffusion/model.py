@@ -13,16 +13,15 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from pydantic import BaseModel, ConfigDict
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from dreamedit3d_core.mvdiffusion.attention import AttentionBackend, attach_multiview_processors
+from dreamedit3d_core.mvdiffusion.attention import attach_multiview_processors
 from dreamedit3d_core.mvdiffusion.config import CONFIG_NAME, MultiViewDiffusionConfig
+from dreamedit3d_core.mvdiffusion.settings import AttentionBackend, PerformanceConfig
 from dreamedit3d_core.mvdiffusion.pixel_autoencoder import PixelUnshuffleAutoencoder
 from dreamedit3d_core.mvdiffusion.vocabulary import PROMPT_WORDS, build_word_tokenizer
 
@@ -36,18 +35,6 @@ SDPA_KERNELS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "math": SDPBackend.MATH,
 }
-
-
-class PerformanceConfig(BaseModel):
-    """Speed and memory options; the defaults are the exact float32 path."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    gradient_checkpointing: bool = False
-    attention: AttentionBackend = "auto"  # auto: xformers on CUDA when installed, else PyTorch SDPA
-    sdpa_kernels: tuple[Literal["flash", "efficient", "cudnn", "math"], ...] = ()  # empty: PyTorch chooses
-    compile: bool = False
 
 
 def ddim_scheduler(config: MultiViewDiffusionConfig) -> DDIMScheduler:

@@ -13,43 +13,11 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
-from pydantic import BaseModel, ConfigDict, Field
 
 from dreamedit3d_core.mvdiffusion.local_edit import LocalEdit, edit_region
 from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion
 from dreamedit3d_core.mvdiffusion.prompts import plain_prompt
-
-DEFAULT_NEGATIVE_PROMPT = (
-    "ugly, blurry, pixelated obscure, unnatural colors, poor lighting, dull, unclear, cropped, lowres, "
-    "low quality, artifacts, duplicate"
-)
-
-
-class SampleConfig(BaseModel):
-    """DDIM settings: MVDream/Break-a-Scene use 50 steps and guidance 7.5 with a negative prompt."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    steps: int = Field(50, ge=1, le=1000)
-    guidance_scale: float = Field(7.5, ge=0.0)
-    eta: float = Field(0.0, ge=0.0)
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-    prompt_suffix: str = ""  # MVDream's own demo appends ", 3d asset"
-    # not the paper's recipe: change only the edited component (`local_edit.py`): outside its masks (grown by
-    # `local_edit_grow` latent cells) the views are the plain prompt's, from the same noise. The sample stage
-    # passes the masks; sampling costs a second branch (twice the batch).
-    local_edit: bool = False
-    local_edit_grow: int = Field(1, ge=0)
-
-
-class EditConfig(BaseModel):
-    """What one edit samples: the prompt, its seed and how many samples (each V views)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(min_length=1)
-    seed: int = 0
-    samples: int = Field(1, ge=1, le=16)
+from dreamedit3d_core.mvdiffusion.settings import EditConfig, SampleConfig
 
 
 class SamplingCancelled(RuntimeError):

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dreamedit3d_core.execution import execution_field
-from dreamedit3d_core.mvdiffusion.sampling import DEFAULT_NEGATIVE_PROMPT
+from dreamedit3d_core.mvdiffusion.settings import DEFAULT_NEGATIVE_PROMPT
 
 MixedPrecision = Literal["auto", "no", "bf16"]
 MaskedMean = Literal["image", "mask"]

@@ -7,41 +7,19 @@
 `ReconstructConfig.method`: "visual_hull" (weight-free default) or "lgm" (LGM, weights from a local file).
 """
 
-from dreamedit3d_core.reconstruct.base import Reconstructor
-from dreamedit3d_core.reconstruct.config import (
-    ForegroundConfig,
-    LGMReconstructConfig,
-    ReconstructConfig,
-    TextureConfig,
-)
-from dreamedit3d_core.reconstruct.hull import CarveField, carve
-from dreamedit3d_core.reconstruct.mesh import GLB_FRAME, ReconstructedMesh
-from dreamedit3d_core.reconstruct.raycast import MeshRender, RayHits, cast_rays, render_meshes
-from dreamedit3d_core.reconstruct.stage import make_reconstructor, reconstruct, reconstruct_views
-from dreamedit3d_core.reconstruct.surface import EmptyReconstructionError
-from dreamedit3d_core.reconstruct.views import check_views, foreground_masks, rgb_on_white
-from dreamedit3d_core.reconstruct.visual_hull import VisualHullReconstructor
+from dreamedit3d_core.lazy import lazy_exports
 
-__all__ = [
-    "GLB_FRAME",
-    "CarveField",
-    "EmptyReconstructionError",
-    "ForegroundConfig",
-    "LGMReconstructConfig",
-    "MeshRender",
-    "RayHits",
-    "ReconstructConfig",
-    "ReconstructedMesh",
-    "Reconstructor",
-    "TextureConfig",
-    "VisualHullReconstructor",
-    "carve",
-    "cast_rays",
-    "check_views",
-    "foreground_masks",
-    "make_reconstructor",
-    "reconstruct",
-    "reconstruct_views",
-    "render_meshes",
-    "rgb_on_white",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "base": ("Reconstructor",),
+        "config": ("ForegroundConfig", "LGMReconstructConfig", "ReconstructConfig", "TextureConfig"),
+        "hull": ("CarveField", "carve"),
+        "mesh": ("GLB_FRAME", "ReconstructedMesh"),
+        "raycast": ("MeshRender", "RayHits", "cast_rays", "render_meshes"),
+        "stage": ("make_reconstructor", "reconstruct", "reconstruct_views"),
+        "surface": ("EmptyReconstructionError",),
+        "views": ("check_views", "foreground_masks", "rgb_on_white"),
+        "visual_hull": ("VisualHullReconstructor",),
+    },
+)

@@ -7,29 +7,15 @@ cube and a cone in blue"), held-out objects never appear in training (`sample_sp
 renders thousands of them in few Blender processes, exactly as the pipeline sees their GLB after ingest.
 """
 
-from dreamedit3d_core.world.assets import to_asset, world_asset, write_world_asset
-from dreamedit3d_core.world.captions import WORLD_WORDS, canonical_caption, caption, tokenizer_words
-from dreamedit3d_core.world.config import COLOUR_WORDS, DEFAULT_COLOURS, SHAPES, WorldConfig, WorldDatasetConfig
-from dreamedit3d_core.world.objects import WorldObject, WorldPart, object_key, sample_object, sample_split
-from dreamedit3d_core.world.render import render_world
+from dreamedit3d_core.lazy import lazy_exports
 
-__all__ = [
-    "COLOUR_WORDS",
-    "DEFAULT_COLOURS",
-    "SHAPES",
-    "WORLD_WORDS",
-    "WorldConfig",
-    "WorldDatasetConfig",
-    "WorldObject",
-    "WorldPart",
-    "canonical_caption",
-    "caption",
-    "object_key",
-    "render_world",
-    "sample_object",
-    "sample_split",
-    "to_asset",
-    "tokenizer_words",
-    "world_asset",
-    "write_world_asset",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "assets": ("to_asset", "world_asset", "write_world_asset"),
+        "captions": ("WORLD_WORDS", "canonical_caption", "caption", "tokenizer_words"),
+        "config": ("COLOUR_WORDS", "DEFAULT_COLOURS", "SHAPES", "WorldConfig", "WorldDatasetConfig"),
+        "objects": ("WorldObject", "WorldPart", "object_key", "sample_object", "sample_split"),
+        "render": ("render_world",),
+    },
+)

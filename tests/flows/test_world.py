@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from dreamedit3d_core.ingest import ingest_asset
-from dreamedit3d_core.mvdiffusion.loading import ModelConfig, load_base_model
+from dreamedit3d_core.mvdiffusion.loading import load_base_model
+from dreamedit3d_core.mvdiffusion.settings import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 

@@ -9,7 +9,8 @@ import torch
 
 from dreamedit3d_core.evaluate.colour import colour_share
 from dreamedit3d_core.mvdiffusion import SampleConfig, sample_views
-from dreamedit3d_core.mvdiffusion.loading import WORLD_MODEL_DIR, ModelConfig, load_base_model
+from dreamedit3d_core.mvdiffusion.loading import load_base_model
+from dreamedit3d_core.mvdiffusion.settings import WORLD_MODEL_DIR, ModelConfig
 from dreamedit3d_core.render import RenderConfig
 
 
