@@ -22,6 +22,11 @@ def lazy_exports(
 ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """`__all__`, `__getattr__` and `__dir__` for `package`, whose names live in the submodules `exports` lists."""
     where = {name: f"{package}.{module}" for module, names in exports.items() for name in names}
+    # A name that is also a submodule's name (`ingest.source_files`, the function of `source_files.py`) is bound
+    # now: importing that submodule later would otherwise set the package attribute to the module.
+    for name, module in where.items():
+        if module == f"{package}.{name}":
+            setattr(sys.modules[package], name, getattr(importlib.import_module(module), name))
 
     def __getattr__(name: str) -> Any:
         try:

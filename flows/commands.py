@@ -8,6 +8,7 @@ object on stdout; progress and messages go to stderr). User mistakes give a one-
 from __future__ import annotations
 
 import difflib
+import shlex
 import signal
 import sys
 from enum import Enum
@@ -390,6 +391,7 @@ def batch(
         max_concurrency=max_concurrency,
         distributed=distributed,
         seed=seed,
+        command=shlex.join(["dreamedit3d", *sys.argv[1:]]),
         return_state=True,
     )
     summary = batch_summary(state)

@@ -9,7 +9,7 @@ after a crash computes only what is missing.
 
 At the end, the batch summary is
 - a `batch` artifact in the store (key from the manifest's digest and the start time) holding `summary`
-  (Parquet, one row per asset) and `index` (`index.html`, each asset's previews and outputs);
+  (Parquet, one row per asset) and `index` (`index.html`, the gallery: source and edits in 3D, metrics, retries);
 - a Prefect table artifact `edit-library-summary` and a link artifact to the HTML index;
 - the flow's return value, and its final state: Completed, or Failed with "k of n assets failed" whose
   data is `BatchFailed` carrying the same summary (the CLI reads it with `batch_summary(state)`).
@@ -163,11 +163,13 @@ def edit_library(
     max_concurrency: int = 2,
     distributed: bool = False,
     seed: int = 0,
+    command: str | None = None,
 ) -> BatchSummary:
     """Every asset of `manifest` (CSV, Parquet or YAML) with its edits; at most `max_concurrency` at once.
 
     `preset` and `overrides` (the mapping a `--config` YAML holds) give the batch's config; each row's
     overrides are merged on top. `distributed`: the GPU stages run as deployments on the `gpu` pool.
+    `command`: the command line that started the batch, shown in the gallery as the way to retry failures.
     The whole manifest is validated before any work. Ends Failed ("k of n assets failed") when any asset
     failed, with the summary still attached (see `batch_summary`).
     """
@@ -216,7 +218,7 @@ def edit_library(
     summary = BatchSummary(
         manifest=manifest, store=store, started=started, seconds=time.perf_counter() - clock, assets=outcomes
     )
-    summary = _publish(summary, preset, distributed)
+    summary = _publish(summary, preset, distributed, command, base.evaluate.report_3d)
     logger.info("%s; summary %s; index %s", summary.message, summary.summary_uri, summary.index_uri)
     if summary.failed:
         return Failed(message=summary.message, data=BatchFailed(summary))  # type: ignore[return-value]
@@ -259,15 +261,16 @@ def _announce(line: str) -> None:
     sys.stderr.flush()
 
 
-def _publish(summary: BatchSummary, preset: str, distributed: bool) -> BatchSummary:
-    """Write the summary table and HTML index to the store; add the Prefect table and link artifacts."""
+def _publish(summary: BatchSummary, preset: str, distributed: bool, command: str | None, viewer_3d: bool) -> BatchSummary:
+    """Write the summary table and the gallery (HTML index) to the store; add the Prefect table and link artifacts."""
     store = ArtifactStore(summary.store)
     config = {"started": summary.started.isoformat(), "preset": preset, "distributed": distributed}
     key = artifact_key("batch", BATCH_CODE_VERSION, config, {"manifest": file_digest(summary.manifest)})
     metadata = {"manifest": summary.manifest, "completed": summary.completed, "failed": summary.failed, **config}
     with store.write(key, stage="batch", metadata=metadata) as writer:
         writer.table("summary", summary_table(summary))
-        writer.file("index", html_index(summary).encode(), filename="index.html")
+        gallery = html_index(summary, preset=preset, command=command, viewer_3d=viewer_3d)
+        writer.file("index", gallery.encode(), filename="index.html")
     assert writer.artifact is not None
     summary = summary.model_copy(
         update={"summary_uri": writer.artifact.uri("summary"), "index_uri": writer.artifact.uri("index")}
@@ -288,7 +291,7 @@ def _publish(summary: BatchSummary, preset: str, distributed: bool) -> BatchSumm
         ],
         description=f"{summary.message}: {Path(summary.manifest).name} -> {summary.store}",
     )
-    create_link_artifact(link=str(summary.index_uri), link_text="HTML index of the batch", description=summary.message)
+    create_link_artifact(link=str(summary.index_uri), link_text="the batch's gallery (HTML)", description=summary.message)
     return summary
 
 

@@ -10,11 +10,12 @@ from tasks.catalog import pipeline_of
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
-    """One row per asset: for each stage of its pipeline (tasks/catalog.py) `done`, `failed` or `missing`, with
+    """One row per asset: for each stage of its pipeline (tasks/catalog.py) `done`, `failed`, `missing` or `not run`, with
     compute seconds. The pseudo-asset "world" lists the world model's stages instead of an edit's.
 
     A stage is `done` when its latest ledger row succeeded and that artifact is still committed,
-    `failed` when its latest row failed, `missing` otherwise (never run, or its artifact was removed).
+    `failed` when its latest row failed, `missing` when its artifact was removed since, `not run` when it never
+    ran (an optional stage such as `reconstruct` that is off, or one a run has not reached).
     """
     store = ArtifactStore(store_uri)
     rows = store.ledger.read().to_pylist()
@@ -32,7 +33,7 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
         for stage in pipeline_of(asset_id).stage_names:
             row = latest.get((asset_id, stage))
             if row is None:
-                state, error = "missing", None
+                state, error = "not run", None
             elif row["status"] == "failed":
                 state, error = "failed", row["error"]
             else:

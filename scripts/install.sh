@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs DreamEdit3D into .venv/ in the project root, with the exact versions in requirements.lock,
 # plus the system libraries it needs. Safe to run again: it does nothing when nothing changed.
-# `--test` adds what only the tests need: pytest and import-linter, and the Khronos glTF validator (npm).
+# `--test` adds what only the tests need: pytest, import-linter and Playwright, the Khronos glTF validator (npm),
+# and Debian's Chromium (the gallery and report tests open the pages in it).
 # Messages go to stderr, so that a command run after it (scripts/demo.sh --json) keeps stdout to itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,17 @@ if [ "$mode" = test ] && [ ! -d .tools/node_modules/gltf-validator ]; then
   mkdir -p .tools
   npm install --silent --no-audit --no-fund --prefix .tools gltf-validator@2.0.0-dev.3.10 >/dev/null
 fi
+
+# Chromium (Debian's package), driven by Playwright, opens the gallery and the reports in the tests.
+if [ "$mode" = test ] && ! command -v chromium >/dev/null; then
+  echo "[install] chromium missing: installing it with apt-get"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+# Google's <model-viewer> (npm tarball, integrity-checked), inlined into reports and galleries for their 3D
+# views; without it they show pictures. The tests need it.
+if [ "$mode" = test ]; then "$PYTHON" scripts/fetch_viewer.py --required; else "$PYTHON" scripts/fetch_viewer.py; fi
 
 stamp=".venv/.dreamedit3d-installed"
 want="$mode-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)"

@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dreamedit3d_core.config import PipelineConfig, WorldTrainingConfig
+from dreamedit3d_core.evaluate.config import EvaluateConfig
+from dreamedit3d_core.evaluate.page import viewer_version
+from dreamedit3d_core.execution import key_settings
 from dreamedit3d_core.mvdiffusion.prompts import check_prompt_tokens
 from tasks import artifacts as a
 from tasks.ingest import identify_source, source_asset_id
@@ -32,10 +35,16 @@ def check_edit_tokens(masks: StageRef, edits: Sequence[str]) -> None:
         check_prompt_tokens(prompt, masks.metadata["tokens"], described)
 
 
+def evaluate_key(evaluate: EvaluateConfig) -> dict:
+    """The report inlines the vendored 3D viewer: which one (None: not installed, pictures instead) is in the key,
+    so installing it later remakes the reports."""
+    return {**key_settings(evaluate), "viewer": viewer_version() if evaluate.report_3d else None}
+
+
 EDIT = Pipeline(
     name="edit",
     config_class=PipelineConfig,
-    section_keys={"model": lambda model: {"base_model": base_model_digest(model)}},
+    section_keys={"model": lambda model: {"base_model": base_model_digest(model)}, "evaluate": evaluate_key},
     stages=(
         Stage(
             name="ingest",
@@ -123,7 +132,7 @@ EDIT = Pipeline(
             name="evaluate",
             about="the edit against its source: metrics and an HTML report",
             compute=Deferred("tasks.evaluate", "evaluate"),
-            code_version="8",
+            code_version="9",
             reads=("ingest", "render", "mask", "invert", "finetune", "sample", "merge"),
             reads_if_run=("reconstruct",),
             config=("evaluate", "evaluation_views", "render"),

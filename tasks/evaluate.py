@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dreamedit3d_core.evaluate.evaluation import evaluate_edit
+from dreamedit3d_core.evaluate.page import viewer_script
 from tasks.artifacts import (
     ASSET,
     ATTENTION_ISOLATION,
@@ -26,6 +27,7 @@ from tasks.running import StageInputs, StageOutputs
 def evaluate(inputs: StageInputs, outputs: StageOutputs) -> dict:
     views = inputs.load(VIEWS)
     isolation = [inputs.load(ATTENTION_ISOLATION), inputs.load(FINETUNE_ATTENTION_ISOLATION)]
+    config = inputs.settings("evaluate")
     result = evaluate_edit(
         title=inputs.asset_id,
         prompt=views.prompt,
@@ -35,13 +37,14 @@ def evaluate(inputs: StageInputs, outputs: StageOutputs) -> dict:
         cameras=inputs.load(CAMERAS),
         components=inputs.load(COMPONENTS),
         isolation_tables=[rows(table) for table in isolation],
-        config=inputs.settings("evaluate"),
+        config=config,
         views_config=inputs.settings("evaluation_views"),
         render_config=inputs.settings("render"),
         masks_preview=inputs.load(MASKS_PREVIEW),
         mesh_preview=inputs.load(MESH_PREVIEW),
         merge_rows=rows(inputs.load(MERGE_REPORT)),
         reconstruction_glb=inputs.load(RECONSTRUCTION) if inputs.ran("reconstruct") else None,
+        viewer_js=viewer_script() if config.report_3d else None,
     )
     outputs.save(METRICS, [{"asset_id": inputs.asset_id, **result.metrics}])
     outputs.save(COMPONENT_COLOURS, result.component_colours)

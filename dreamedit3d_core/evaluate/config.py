@@ -35,6 +35,9 @@ class EvaluateConfig(BaseModel):
     # masks and silhouettes from RGBA: alpha above this is foreground (0-1)
     alpha_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     clip: ClipConfig = Field(default_factory=ClipConfig)
+    # the report shows source and edit side by side in an interactive 3D viewer (the <model-viewer> that
+    # scripts/install.sh vendors; without it, pictures); off keeps reports small (no ~1 MB script, no meshes)
+    report_3d: bool = True
 
 
 class EvaluationViewsConfig(BaseModel):

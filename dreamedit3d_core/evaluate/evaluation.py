@@ -109,13 +109,15 @@ def evaluate_edit(
     mesh_preview: bytes,
     merge_rows: Sequence[Mapping[str, Any]] = (),
     reconstruction_glb: Path | None = None,
+    viewer_js: str | None = None,
 ) -> EditEvaluation:
     """One edit against its source asset.
 
     `sampled_views` (V, H, W, 3) uint8 were sampled at `cameras` (the render stage's, any image size);
     `components` is the mask stage's table (`token`, `part_ids`); `isolation_tables` are the attention
     isolation rows of each personalisation phase; `merge_rows` the merge stage's report; the previews go into
-    the report as they are."""
+    the report as they are. `viewer_js` (the <model-viewer> bundle, see page.py) puts source and edit side by
+    side in 3D; without it the report shows them as pictures."""
     tokens, part_lists = list(components["token"]), components["part_ids"]
     cameras = cameras.resized(int(sampled_views.shape[1]))
     evaluation = evaluation_render_config(render_config, views_config)
@@ -155,18 +157,25 @@ def evaluate_edit(
     for rows in isolation_tables:
         metrics.update(isolation_summary(rows))
     sections = [
-        ("source, rendered from the evaluation cameras", turntable_strip(source.rgb_white)),
+        ("before: the source, rendered from the evaluation cameras", turntable_strip(source.rgb_white)),
+        ("after: the edited asset, same cameras", turntable_strip(edited.rgb_white)),
+        ("sampled views of the edit (what the model drew)", turntable_strip(sampled_views)),
         ("components (masks of the training views)", masks_preview),
-        ("sampled views of the edit", turntable_strip(sampled_views)),
-        ("the edited asset, same cameras", turntable_strip(edited.rgb_white)),
         ("turntable of the edited asset", mesh_preview),
     ]
     colour_rows = component_colour_shares(source.part_id, source.rgb_white, edited.rgba, part_lists, tokens)
     all_colour_rows = [{"output": "mesh", **row} for row in colour_rows]
+    before_after = [
+        ("before: the source asset", (asset_dir / "asset.glb").read_bytes(), turntable_strip(source.rgb_white)),
+        (f"after: {prompt}", Path(mesh_glb).read_bytes(), mesh_preview),
+    ]
     if reconstruction_glb is not None:
         reconstruction = render_mesh_file(reconstruction_glb, evaluation.camera_set(), evaluation, GLB_FRAME)
         metrics.update(_reconstruction_metrics(source, reconstruction, part_lists, tokens, phrases, edited_indices))
         sections.append(("the full reconstruction (the paper's output), same cameras", turntable_strip(reconstruction.rgb_white)))
+        before_after.append(
+            ("the full reconstruction (the paper's output)", Path(reconstruction_glb).read_bytes(), turntable_strip(reconstruction.rgb_white))
+        )
         shares = component_colour_shares(source.part_id, source.rgb_white, reconstruction.rgba, part_lists, tokens)
         all_colour_rows += [{"output": "reconstruction", **row} for row in shares]
     kept = [token for index, token in enumerate(tokens) if index not in edited_indices]
@@ -179,6 +188,8 @@ def evaluate_edit(
             *(_merge_note(row) for row in merge_rows if row.get("edited")),
             *(f"{token} main colour, source -> result: {change}" for token, change in main_colours(colour_rows).items()),
         ],
+        before_after=before_after,
+        viewer_js=viewer_js,
     )
     return EditEvaluation(metrics={"prompt": prompt, **metrics}, component_colours=all_colour_rows, report=report)
 

@@ -1,22 +1,14 @@
-"""A self-contained HTML report (images inlined as PNG data URLs): open it anywhere, send it as one file."""
+"""The per-edit report: one self-contained HTML page (see page.py): before and after in 3D, the pictures, the
+metrics in words. Open it anywhere, send it as one file."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PIL import Image
 
-
-def png_data_url(image: np.ndarray | bytes) -> str:
-    if isinstance(image, np.ndarray):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        image = buffer.getvalue()
-    return "data:image/png;base64," + base64.b64encode(image).decode("ascii")
+from dreamedit3d_core.evaluate.page import VIEWER_MISSING, figure, model_viewer, page, side_by_side
 
 
 # What each metric measures and what good looks like, in words, for the report's readers.
@@ -37,7 +29,21 @@ METRIC_MEANINGS: dict[str, tuple[str, str]] = {
     "clip_text_image": ("CLIP: the edited views match the prompt", "higher is better"),
     "clip_directional": ("CLIP: the change from source to edit follows the prompt", "higher is better"),
     "reconstruction_preserved_psnr": ("kept parts on the full reconstruction vs source (PSNR, dB)", "higher is better"),
+    "edit_colour": ("the colour the prompt asks for", ""),
+    "edited_colour_share": ("share of the edited parts now in the asked colour",
+                            "closer to 1 means the colour change took; near 0 means it did not"),
+    "edited_colour_share_before": ("share of the edited parts in the asked colour before the edit",
+                                   "for comparison: usually near 0"),
+    "isolation_before_invert": ("tokens' attention inside their own part, before phase 1 (share)",
+                                "higher is better: each token looks at its own part"),
+    "isolation_after_invert": ("tokens' attention inside their own part, after phase 1 (share)",
+                               "higher than before phase 1 is good"),
+    "isolation_before_finetune": ("tokens' attention inside their own part, before phase 2 (share)", ""),
+    "isolation_after_finetune": ("tokens' attention inside their own part, after phase 2 (share)",
+                                 "higher is better; low values mean an edit may leak onto other parts"),
 }
+# The few numbers a person checks first, in this order (the gallery shows these; the report shows all).
+HEADLINE_METRICS = ("edited_colour_share", "preserved_psnr", "edited_silhouette_iou", "f_score", "consistency_psnr")
 
 
 def html_report(
@@ -45,34 +51,42 @@ def html_report(
     figures: Sequence[tuple[str, np.ndarray | bytes]],
     metrics: Mapping[str, object],
     notes: Sequence[str] = (),
+    *,
+    before_after: Sequence[tuple[str, bytes, np.ndarray | bytes]] = (),
+    viewer_js: str | None = None,
 ) -> str:
-    """Figures (caption, image) top to bottom, then the metrics as a table, then notes."""
+    """Before and after side by side (per side: a title, its GLB, and a picture shown when there is no 3D
+    viewer), then the figures (caption, image) top to bottom, the metrics in words, and the notes."""
+    cards = [
+        (side, model_viewer(side, glb, f"viewer-{index}") if viewer_js else figure(side, picture))
+        for index, (side, glb, picture) in enumerate(before_after)
+    ]
+    note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    body = ""
+    if cards:
+        hint = "drag to turn, scroll to zoom" if viewer_js else VIEWER_MISSING
+        body += f"<h2>Before and after</h2><p class=note>{html.escape(hint)}</p>{side_by_side(cards)}\n"
+    body += "\n".join(figure(caption, image) for caption, image in figures)
+    body += f"\n<h2>Metrics</h2>{metrics_table(metrics)}\n"
+    if note_items:
+        body += f"<h2>Notes</h2><ul>{note_items}</ul>\n"
+    return page(title, body, viewer_js, uses_viewer=bool(cards))
+
+
+def metrics_table(metrics: Mapping[str, object], names: Sequence[str] | None = None) -> str:
+    """Metrics in words: what each measures, its value, what good looks like (only `names`, when given)."""
+    chosen = [name for name in (names if names is not None else metrics) if name in metrics]
     rows = "\n".join(
         f"<tr><th>{html.escape(METRIC_MEANINGS.get(str(name), (str(name), ''))[0])}</th>"
-        f"<td>{html.escape(_format(value))}</td><td class=good>{html.escape(METRIC_MEANINGS.get(str(name), ('', ''))[1])}</td>"
+        f"<td>{html.escape(_format(metrics[name]))}</td>"
+        f"<td class=good>{html.escape(METRIC_MEANINGS.get(str(name), ('', ''))[1])}</td>"
         f"<td><code>{html.escape(str(name))}</code></td></tr>"
-        for name, value in metrics.items()
+        for name in chosen
     )
-    blocks = "\n".join(
-        f'<figure><img src="{png_data_url(image)}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
-        "</figcaption></figure>"
-        for caption, image in figures
+    return (
+        "<table><tr><th>what it measures</th><th>value</th><th>what good looks like</th><th>name</th></tr>\n"
+        f"{rows}</table>"
     )
-    note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; image-rendering: pixelated; border: 1px solid #ddd; }}
-table {{ border-collapse: collapse; }} td.good {{ color: #555; }} th, td {{ padding: 0.3em 0.8em; border-bottom: 1px solid #eee; text-align: left; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{blocks}
-<h2>Metrics</h2><table><tr><th>what it measures</th><th>value</th><th>what good looks like</th><th>name</th></tr>
-{rows}</table>
-{f"<h2>Notes</h2><ul>{note_items}</ul>" if note_items else ""}
-</body></html>
-"""
 
 
 def _format(value: object) -> str:

@@ -42,3 +42,14 @@ def test_config_catalog_and_cli_import_no_heavy_library() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "", f"imported: {result.stdout.strip()}"
+
+
+def test_a_name_shared_with_its_submodule_is_the_function_not_the_module() -> None:
+    """`from dreamedit3d_core.ingest import source_files` is the function, whatever was imported before."""
+    code = (
+        "import dreamedit3d_core.ingest.source_files\n"
+        "from dreamedit3d_core.ingest import source_files\n"
+        "print(callable(source_files) and source_files.__name__ == 'source_files')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "True"

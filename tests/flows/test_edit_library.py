@@ -128,11 +128,14 @@ def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(firs
     assert json.loads(table[0]["outputs"]) == summary.assets[0].outputs
 
     page = Path(summary.index_uri.removeprefix("file://")).read_text()
+    assert 'src="file:' not in page  # meshes and pictures inlined: the page works copied anywhere
+    assert page.count("<model-viewer ") == 2 + 3  # each source and each edit in 3D
     for asset in summary.assets[:2]:
         for edit in asset.outputs["edits"]:
-            assert f'src="{edit["views_preview"]}"' in page
-        assert f'href="{asset.outputs["masks"]}"' in page
-    assert "no geometry" in page
+            assert f"<h3>{edit['prompt'].replace('<', '&lt;').replace('>', '&gt;')}</h3>" in page
+    assert "no geometry" in page  # the failure's error, and the command that retries it
+    assert f"dreamedit3d batch {summary.manifest} --store {summary.store} --preset tiny" in page
+    assert "share of the edited parts now in the asked colour" in page  # metrics in words
 
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
@@ -159,6 +162,30 @@ def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(firs
     assert [row["status"] for row in rows] == ["completed", "completed", "failed"]
     assert float(by_type["progress"].data) == 100.0
     assert "index.html" in by_type["markdown"].data  # the link to the HTML index
+
+
+def test_the_gallery_and_a_report_open_from_a_copied_folder_in_chromium_with_every_3d_viewer_drawing(
+    first_batch: tuple[State, str], tmp_path: Path
+) -> None:
+    from tests.flows.browser import open_page
+
+    summary = batch_summary(first_batch[0])
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copy(str(summary.index_uri).removeprefix("file://"), copied / "index.html")
+    shutil.copy(summary.assets[0].outputs["edits"][0]["report"].removeprefix("file://"), copied / "report.html")
+
+    gallery = open_page(copied / "index.html", tmp_path)
+    assert gallery.errors == [] and gallery.outside == []
+    assert len(gallery.viewers) == 5, gallery.viewers  # 2 sources + 3 edits, all loaded
+    assert all(share > 0.02 for share in gallery.viewers.values()), gallery.viewers  # each draws its asset
+    assert gallery.images >= 3 and gallery.broken_images == 0  # sampled views, components
+
+    report = open_page(copied / "report.html", tmp_path)
+    assert report.errors == [] and report.outside == []
+    assert sorted(report.viewers) == ["viewer-0", "viewer-1"], report.viewers  # before and after
+    assert all(share > 0.02 for share in report.viewers.values()), report.viewers
+    assert report.broken_images == 0
 
 
 def test_a_rerun_computes_nothing_and_a_lost_artifact_alone_is_recomputed(
