@@ -514,7 +514,10 @@ def run(debug: bool) -> None:
     interrupted: list[int] = []
 
     def on_interrupt(signum: int, frame: object) -> None:
+        from tasks import interruption
+
         interrupted.append(signum)
+        interruption.request()  # stages check it too: the exception below can be lost on its way out
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_interrupt)

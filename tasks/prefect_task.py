@@ -19,6 +19,7 @@ from prefect import Task, task
 from prefect.cache_policies import CachePolicy
 
 from storage import ArtifactStore
+from tasks import interruption
 from tasks.running import run_stage
 from tasks.stage import Stage, StageCall, StageRef, plan
 
@@ -58,7 +59,10 @@ def is_machine_fault(error: BaseException) -> bool:
 
 
 def is_transient(task: Task, task_run: Any, state: Any) -> bool:
-    """Retry only faults of the machine; a user's mistake (a bad file, a bad setting) is tried once."""
+    """Retry only faults of the machine; a user's mistake (a bad file, a bad setting) is tried once, and nothing
+    is retried after Ctrl-C (a child that died of the same SIGINT looks like a machine fault)."""
+    if interruption.requested():
+        return False
     try:
         state.result(raise_on_failure=True)
     except Exception as error:
@@ -88,7 +92,10 @@ def prefect_task(stage: Stage) -> Task:
 
 
 def run_task(stage: Stage, call: StageCall) -> StageRef:
-    """Run a stage's task in this process; a result Prefect served from its cache is reported `cached`."""
+    """Run a stage's task in this process; a result Prefect served from its cache is reported `cached`.
+    After Ctrl-C no stage starts, and none returns as if nothing happened."""
+    interruption.check()
     state = prefect_task(stage)(call, return_state=True)
+    interruption.check()
     ref: StageRef = state.result()
     return ref.as_cached() if state.name == "Cached" else ref

@@ -47,11 +47,15 @@ def progress_line(description: str, step: int, total: int, elapsed: float, *extr
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter | None:
-    """The Prefect run's logger inside a flow or task run, else None."""
+    """The Prefect run's logger inside a flow run (a task run of one included), else None: a task run without a
+    flow run (a stage run on its own) has no run log to send lines to."""
     try:
+        from prefect.context import FlowRunContext
         from prefect.exceptions import MissingContextError
         from prefect.logging import get_run_logger
     except ImportError:
+        return None
+    if FlowRunContext.get() is None:
         return None
     try:
         return get_run_logger()
