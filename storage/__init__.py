@@ -30,8 +30,9 @@ store raises StoreError.
 Concurrency: `compute` checks the commit record, takes the key's lock, checks again, and only then runs the stage.
 Locks are flock-based across processes on local roots, process-wide for memory://, and absent for other
 protocols (two processes may both compute; the last identical commit wins, safely, since attempts never share
-files). On remote roots, verify cannot tell another machine's upload in progress from an orphan: run
-`verify(repair=True)` there while nothing writes.
+files). On remote roots an uncommitted attempt counts as another machine's upload in progress until its newest
+file is older than the write lease (`DREAMEDIT3D_WRITE_LEASE_S`, 1 hour), by the object store's own times, so
+`verify` and `prune` decide the same way on every host and never remove a live upload.
 """
 
 from storage.artifact import Artifact

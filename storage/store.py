@@ -68,6 +68,11 @@ class ArtifactStore:
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root_uri!r})"
 
+    @property
+    def shared_remote(self) -> bool:
+        """An object store other machines may be writing to (not a local folder, not this process's memory://)."""
+        return not self.is_local and not isinstance(self.fs, MemoryFileSystem)
+
     # -- paths -------------------------------------------------------------------------------------------
 
     def path(self, *parts: str) -> str:

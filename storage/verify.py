@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import hashlib
+import os
 import pathlib
 import posixpath
 import shutil
@@ -136,10 +138,34 @@ def orphan_attempts(store: ArtifactStore, referenced: set[tuple[str, str]]) -> I
             # Order matters: a writer releases its lock only after its commit record is in place.
             if lock_is_held(store.staging_root / key / f"{name}.lock") or _committed_attempt(store, key) == name:
                 continue
+            if store.shared_remote and _written_within_lease(store, entry["name"]):
+                continue  # another machine may be uploading it right now
             if store.is_committed(key):
                 yield key, name, "files of an older write, replaced by a newer commit"
             else:
                 yield key, name, "files of an interrupted or failed write (never committed)"
+
+
+def write_lease_s() -> float:
+    """How long an uncommitted attempt on a remote root counts as another machine's write in progress, after
+    its newest file was written (`DREAMEDIT3D_WRITE_LEASE_S`, 1 hour by default)."""
+    return float(os.environ.get("DREAMEDIT3D_WRITE_LEASE_S", "3600"))
+
+
+def _written_within_lease(store: ArtifactStore, path: str) -> bool:
+    """Whether any file of the attempt folder `path` was written less than the lease ago, by the object store's
+    own clock (its modification times), so that every host decides the same way."""
+    newest = None
+    for info in store.fs.find(path, detail=True).values():
+        modified = info.get("LastModified") or info.get("last_modified") or info.get("mtime") or info.get("created")
+        if isinstance(modified, (int, float)):
+            modified = dt.datetime.fromtimestamp(modified, dt.UTC)
+        if isinstance(modified, dt.datetime):
+            modified = modified if modified.tzinfo else modified.replace(tzinfo=dt.UTC)
+            newest = modified if newest is None else max(newest, modified)
+    if newest is None:
+        return True  # no time to go by: never take it for dead
+    return (dt.datetime.now(dt.UTC) - newest).total_seconds() < write_lease_s()
 
 
 def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[tuple[str, str]]) -> None:

@@ -65,6 +65,20 @@ def test_commits_reads_and_verify_on_s3(s3_endpoint: str) -> None:
     assert not store.is_committed(KEY)  # removed, so the next run recomputes it
 
 
+def test_verify_leaves_an_upload_in_progress_and_removes_one_whose_lease_lapsed(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ArtifactStore(f"s3://{bucket(s3_endpoint)}/store")
+    uploading = store.attempt_path(KEY, "20261203T010203-0123456789ab")
+    store.fs.pipe(f"{uploading}/renders.zarr/zarr.json", b"{}")  # another machine's upload, not yet committed
+    assert store.verify(repair=True).clean and store.fs.exists(uploading)  # the same on every host: left alone
+
+    monkeypatch.setenv("DREAMEDIT3D_WRITE_LEASE_S", "0")  # its lease has lapsed: a dead write
+    report = store.verify(repair=True)
+    assert [problem for _, problem, _ in report.problems] == ["files of an interrupted or failed write (never committed)"]
+    assert not store.fs.exists(uploading)
+
+
 def test_edit_status_verify_and_plan_on_s3_as_a_user_runs_them(s3_endpoint: str, tmp_path: Path) -> None:
     root = f"s3://{bucket(s3_endpoint)}/store"
     chair = tmp_path / "chair.glb"
