@@ -292,13 +292,62 @@ class ArtifactStore:
         return Ledger(self.fs, self.path("ledger"), local=self.is_local)
 
     def scratch_dir(self, key: str) -> pathlib.Path:
-        """A local folder for in-stage checkpoints of `key`, kept across crashes until clear_scratch(key)."""
+        """A local folder for in-stage checkpoints of `key`, kept across crashes until clear_scratch(key).
+
+        On a shared object store the checkpoints also live in the store (`scratch/<key>/`, see `push_scratch`),
+        so that a stage killed on one machine resumes on another: an empty local folder is filled from there."""
         folder = self.scratch_root / check_name(key, "artifact key")
         folder.mkdir(parents=True, exist_ok=True)
+        if self.shared_remote and not any(entry for entry in folder.iterdir() if not entry.name.startswith(".")):
+            self.pull_scratch(key, folder)
         return folder
 
     def clear_scratch(self, key: str) -> None:
         shutil.rmtree(self.scratch_root / check_name(key, "artifact key"), ignore_errors=True)
+        if self.shared_remote:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.path("scratch", key), recursive=True)
+
+    # Scratch entries are the top-level subfolders of a scratch folder whose names do not start with "." (a
+    # checkpoint is written under a dot-name and renamed when complete). In the store, `<entry>.done` is
+    # written after an entry's files, so a half-uploaded entry is never taken.
+
+    def push_scratch(self, key: str) -> list[str]:
+        """Upload the complete local scratch entries of `key` the store does not have yet; drop the store's
+        entries that are gone locally (older checkpoints). Returns the names uploaded."""
+        folder, remote = self.scratch_root / check_name(key, "artifact key"), self.path("scratch", key)
+        local = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
+        stored = self._scratch_entries(key)
+        uploaded = []
+        for name in (name for name in local if name not in stored):
+            for path in sorted(p for p in (folder / name).rglob("*") if p.is_file()):
+                self.fs.put_file(str(path), f"{remote}/{name}/{path.relative_to(folder / name).as_posix()}")
+            self.fs.pipe_file(f"{remote}/{name}.done", b"")
+            uploaded.append(name)
+        for name in (name for name in stored if name not in local):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(f"{remote}/{name}.done")
+                self.fs.rm(f"{remote}/{name}", recursive=True)
+        return uploaded
+
+    def pull_scratch(self, key: str, folder: pathlib.Path) -> list[str]:
+        """Download the store's complete scratch entries of `key` into `folder`; returns their names."""
+        remote = self.path("scratch", key)
+        names = sorted(self._scratch_entries(key))
+        for name in names:
+            staging = folder / f".pull-{name}"
+            shutil.rmtree(staging, ignore_errors=True)
+            self.fs.get(f"{remote}/{name}/", str(staging), recursive=True)
+            staging.replace(folder / name)
+        return names
+
+    def _scratch_entries(self, key: str) -> set[str]:
+        remote = self.path("scratch", key)
+        try:
+            names = [posixpath.basename(entry) for entry in self.fs.ls(remote, detail=False)]
+        except FileNotFoundError:
+            return set()
+        return {name.removesuffix(".done") for name in names if name.endswith(".done")}
 
     # -- stores of older versions ------------------------------------------------------------------------
 

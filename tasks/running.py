@@ -128,7 +128,8 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
     def compute(writer: ArtifactWriter) -> None:
         scratch = store.scratch_dir(key) if stage.checkpoints else None
         outputs = StageOutputs(stage, writer)
-        extra = stage.compute(StageInputs(stage, call, store, stage_plan.asset_id, scratch), outputs)
+        with ScratchSync(store, key, enabled=stage.checkpoints and store.shared_remote):
+            extra = stage.compute(StageInputs(stage, call, store, stage_plan.asset_id, scratch), outputs)
         outputs.check_complete()
         if extra:
             writer.metadata.update({"result": dict(extra)})
@@ -186,6 +187,39 @@ def _asset_id_of(stage: Stage, call: StageCall) -> str:
         except OSError:
             return Path(call.source).stem
     return "unknown"
+
+
+class ScratchSync:
+    """On a shared object store, uploads a stage's new checkpoints from its local scratch folder every
+    `interval` seconds (and once more when the stage fails), so another worker can resume from them."""
+
+    def __init__(self, store: ArtifactStore, key: str, enabled: bool, interval: float | None = None) -> None:
+        self.store, self.key, self.enabled = store, key, enabled
+        self.interval = interval if interval is not None else float(os.environ.get("DREAMEDIT3D_CHECKPOINT_SYNC_S", "10"))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _push(self) -> None:
+        try:
+            self.store.push_scratch(self.key)
+        except OSError as error:  # the next push tries again; the stage itself goes on
+            sys.stderr.write(f"warning: could not upload checkpoints of {self.key}: {error}\n")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._push()
+
+    def __enter__(self) -> ScratchSync:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+            if kind is not None:
+                self._push()
 
 
 class PeakMemory:

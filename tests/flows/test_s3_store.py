@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -110,3 +112,39 @@ def test_a_batch_writes_its_gallery_to_s3(s3_endpoint: str, tmp_path: Path) -> N
     assert summary["completed"] == 1 and summary["index"].startswith(root)
     page = fsspec.open(summary["index"], "rb").open().read().decode()
     assert page.count("<model-viewer ") == 2 and 'src="s3:' not in page  # inlined: opens anywhere
+
+
+def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_endpoint: str, tmp_path: Path) -> None:
+    from tasks.running import ScratchSync
+
+    root = f"s3://{bucket(s3_endpoint)}/store"
+    key = "finetune-" + "1" * 32
+    worker_a = ArtifactStore(root, cache_dir=tmp_path / "machine-a")
+    scratch = worker_a.scratch_dir(key)
+    with ScratchSync(worker_a, key, enabled=worker_a.shared_remote, interval=0.05):
+        (scratch / ".tmp-step-000004-99").mkdir()  # a checkpoint being written: never uploaded
+        (scratch / "step-000002").mkdir()
+        (scratch / "step-000002" / "weights.safetensors").write_bytes(b"w2")
+        (scratch / "step-000002" / "state.json").write_text('{"step": 2}')
+        deadline = 100
+        while not worker_a.fs.exists(f"{worker_a.path('scratch', key)}/step-000002.done") and deadline:
+            deadline -= 1
+            time.sleep(0.05)
+    assert deadline, "the checkpoint was never uploaded"
+
+    # The first worker is preempted; another machine (its own local cache) finds the checkpoint in the store.
+    worker_b = ArtifactStore(root, cache_dir=tmp_path / "machine-b")
+    resumed = worker_b.scratch_dir(key)
+    assert sorted(p.name for p in resumed.iterdir()) == ["step-000002"]
+    assert (resumed / "step-000002" / "weights.safetensors").read_bytes() == b"w2"
+
+    # It writes a newer checkpoint and drops the older one: the store follows.
+    (resumed / "step-000004").mkdir()
+    (resumed / "step-000004" / "state.json").write_text('{"step": 4}')
+    shutil.rmtree(resumed / "step-000002")
+    assert worker_b.push_scratch(key) == ["step-000004"]
+    worker_c = ArtifactStore(root, cache_dir=tmp_path / "machine-c")
+    assert sorted(p.name for p in worker_c.scratch_dir(key).iterdir()) == ["step-000004"]
+
+    worker_b.clear_scratch(key)  # committed: the checkpoints go, here and in the store
+    assert not worker_b.fs.exists(worker_b.path("scratch", key))
