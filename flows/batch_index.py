@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from dreamedit3d_core.evaluate.page import VIEWER_MISSING, figure, model_viewer, page, side_by_side, viewer_script
+from dreamedit3d_core.evaluate.page import VIEWER_MISSING, figure, page, side_by_side, view, viewer_script
 from dreamedit3d_core.evaluate.report import HEADLINE_METRICS, metrics_table
 from flows.batch_models import AssetOutcome, BatchSummary
 from storage import ArtifactStore
@@ -61,11 +61,11 @@ def _asset_section(store: ArtifactStore, outcome: AssetOutcome, viewer_js: str |
         )
     outputs = outcome.outputs
     source_glb = _read(store, f"{outputs['asset']}/asset.glb") if "asset" in outputs else None
-    cards = [("source", _view(f"row-{outcome.row}-source", "source", source_glb, _read(store, outputs.get("renders_preview")), viewer_js))]
+    cards = [("source", view(f"row-{outcome.row}-source", "source", source_glb, _read(store, outputs.get("renders_preview")), viewer_js))]
     details = []
     for index, edit in enumerate(outputs.get("edits", [])):
         prompt = edit["prompt"]
-        viewer = _view(
+        viewer = view(
             f"row-{outcome.row}-edit-{index}", prompt, _read(store, edit.get("mesh")), _read(store, edit.get("mesh_preview")), viewer_js
         )
         cards.append((f"edit: {prompt}", viewer))
@@ -85,15 +85,6 @@ def _asset_section(store: ArtifactStore, outcome: AssetOutcome, viewer_js: str |
         + (figure(f"components: {tokens}" if tokens else "components", masks, width=480) if masks else "")
         + "".join(details) + "</section>"
     )
-
-
-def _view(element_id: str, label: str, glb: bytes | None, picture: bytes | None, viewer_js: str | None) -> str:
-    """A 3D viewer of the GLB when there is one and the viewer is installed, else its picture."""
-    if glb is not None and viewer_js is not None:
-        return model_viewer(label, glb, element_id)
-    if picture is not None:
-        return figure(label, picture)
-    return "<p class=note>nothing to show</p>"
 
 
 def _read(store: ArtifactStore, uri: str | None) -> bytes | None:

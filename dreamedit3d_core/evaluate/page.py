@@ -91,6 +91,15 @@ def model_viewer(label: str, glb: bytes, element_id: str) -> str:
     )
 
 
+def view(element_id: str, label: str, glb: bytes | None, picture: np.ndarray | bytes | None, viewer_js: str | None) -> str:
+    """A 3D viewer of the GLB when there is one and the viewer is installed, else its picture."""
+    if glb is not None and viewer_js is not None:
+        return model_viewer(label, glb, element_id)
+    if picture is not None:
+        return figure(label, picture)
+    return "<p class=note>nothing to show</p>"
+
+
 def side_by_side(cards: Sequence[tuple[str, str]]) -> str:
     """Cards (title, inner HTML) in a row that wraps."""
     return '<div class="pair">' + "".join(

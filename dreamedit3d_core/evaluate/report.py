@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from dreamedit3d_core.evaluate.page import VIEWER_MISSING, figure, model_viewer, page, side_by_side
+from dreamedit3d_core.evaluate.page import VIEWER_MISSING, figure, page, side_by_side, view
 
 
 # What each metric measures and what good looks like, in words, for the report's readers.
@@ -57,10 +57,7 @@ def html_report(
 ) -> str:
     """Before and after side by side (per side: a title, its GLB, and a picture shown when there is no 3D
     viewer), then the figures (caption, image) top to bottom, the metrics in words, and the notes."""
-    cards = [
-        (side, model_viewer(side, glb, f"viewer-{index}") if viewer_js else figure(side, picture))
-        for index, (side, glb, picture) in enumerate(before_after)
-    ]
+    cards = [(side, view(f"viewer-{index}", side, glb, picture, viewer_js)) for index, (side, glb, picture) in enumerate(before_after)]
     note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
     body = ""
     if cards:

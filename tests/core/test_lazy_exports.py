@@ -33,6 +33,12 @@ def test_every_exported_name_resolves(package: str) -> None:
         module.not_a_name  # noqa: B018
 
 
+def python_output(code: str) -> str:
+    """What a fresh interpreter prints running `code` (imports are per process)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    return result.stdout.strip()
+
+
 def test_config_catalog_and_cli_import_no_heavy_library() -> None:
     """What a cached edit, `plan` and every config check import: no torch, diffusers, trimesh or bpy."""
     code = (
@@ -40,8 +46,8 @@ def test_config_catalog_and_cli_import_no_heavy_library() -> None:
         "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'trimesh', 'bpy', 'open3d') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert result.stdout.strip() == "", f"imported: {result.stdout.strip()}"
+    imported = python_output(code)
+    assert imported == "", f"imported: {imported}"
 
 
 def test_a_name_shared_with_its_submodule_is_the_function_not_the_module() -> None:
@@ -51,5 +57,4 @@ def test_a_name_shared_with_its_submodule_is_the_function_not_the_module() -> No
         "from dreamedit3d_core.ingest import source_files\n"
         "print(callable(source_files) and source_files.__name__ == 'source_files')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert result.stdout.strip() == "True"
+    assert python_output(code) == "True"
