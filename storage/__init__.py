@@ -11,8 +11,9 @@ Layout under the root (a local folder or any fsspec URL: file://, memory://, s3:
     objects/<key>/<attempt>.lock      local roots: held (flock) by the live writer of that attempt
     commits/<key>.json                the commit record, written last; its presence is what makes <key> committed
     locks/<key>.lock                  local roots: compute lock, held while a process computes <key>
+    locks/<key>.lease                 s3:// roots: compute lock across machines, a lease kept by heartbeats
     ledger/part-<time>-<id>.parquet   run ledger, one file per append
-    scratch/<key>/                    local roots: in-stage checkpoints (remote roots: in the local cache)
+    scratch/<key>/                    in-stage checkpoints (remote roots: in the local cache, uploaded here)
 
 Stores written by older versions keep their commit records in manifests/: opening one moves that folder to
 commits/ once (local roots: one atomic rename).
@@ -39,7 +40,7 @@ from storage.artifact import Artifact
 from storage.commit import StoreError
 from storage.keys import artifact_key, file_digest
 from storage.ledger import Ledger, LedgerRecord
-from storage.store import ArtifactStore
+from storage.store import ArtifactStore, default_cache_dir
 from storage.verify import VerifyReport
 from storage.writer import ArtifactWriter
 
@@ -52,5 +53,6 @@ __all__ = [
     "StoreError",
     "VerifyReport",
     "artifact_key",
+    "default_cache_dir",
     "file_digest",
 ]

@@ -23,6 +23,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from storage.artifact import Artifact
 from storage.commit import FOLDER, LEGACY_FOLDER, StoreError, parse_commit
 from storage.keys import check_name, file_digest
+from storage.leases import LeaseInfo, S3Leases, supports_leases
 from storage.ledger import Ledger
 from storage.verify import VerifyReport, verify_store
 from storage.writer import ArtifactWriter
@@ -30,6 +31,11 @@ from storage.writer import ArtifactWriter
 # memory:// lives in this process only, so a process-wide lock per (root, key) is exact there.
 _MEMORY_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _MEMORY_LOCKS_GUARD = threading.Lock()
+
+
+def default_cache_dir() -> pathlib.Path:
+    """This machine's cache for remote data: $DREAMEDIT3D_CACHE, or ~/.cache/dreamedit3d."""
+    return pathlib.Path(os.environ.get("DREAMEDIT3D_CACHE") or "~/.cache/dreamedit3d").expanduser()
 
 
 class ArtifactStore:
@@ -56,7 +62,7 @@ class ArtifactStore:
         if not self.root:
             raise ValueError(f"store root {root!r} is the top of its filesystem: give a folder")
         self.root_uri = self.fs.unstrip_protocol(self.root)
-        cache = pathlib.Path(cache_dir or os.environ.get("DREAMEDIT3D_CACHE") or "~/.cache/dreamedit3d").expanduser()
+        cache = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.cache_dir = cache.resolve() / hashlib.sha256(self.root_uri.encode()).hexdigest()[:16]
         # Writes are prepared on local disk: in place for local roots, in the cache (then uploaded) otherwise.
         self.staging_root = pathlib.Path(self.root, "objects") if self.is_local else self.cache_dir / "staging"
@@ -89,7 +95,10 @@ class ArtifactStore:
     # -- reading -----------------------------------------------------------------------------------------
 
     def is_committed(self, key: str) -> bool:
-        return self.fs.exists(self.commit_path(key))
+        path = self.commit_path(key)
+        if not self.is_local:
+            self.fs.invalidate_cache(path)  # another machine may have committed since this process last listed
+        return self.fs.exists(path)
 
     def read_commit(self, key: str) -> dict[str, Any]:
         try:
@@ -183,12 +192,18 @@ class ArtifactStore:
     def remove_dead_attempts(self, key: str) -> list[str]:
         """Remove the files of earlier writes of `key` that died before committing (e.g. a SIGKILLed run).
 
-        A write is dead when its liveness lock is free. Called under the key's lock before a new write, so
+        A write is dead when its liveness lock is free (local roots), or on S3 roots, whose key lease the caller
+        holds, always. Called under the key's lock before a new write, so
         that re-running a killed stage leaves the store as clean as if it had never been interrupted.
         """
         from storage.verify import lock_is_held
 
-        if not self.is_local or not self.fs.exists(self.path("objects", key)):
+        # Local roots: a write is alive while its flock is held. S3 roots: the caller holds the key's lease, so
+        # no other live writer can be uploading an attempt of this key. Elsewhere nothing can tell.
+        if not (self.is_local or self.leases is not None):
+            return []
+        self.fs.invalidate_cache(self.path("objects", key))
+        if not self.fs.exists(self.path("objects", key)):
             return []
         committed = self.read_commit(key)["attempt"] if self.is_committed(key) else None
         removed = []
@@ -197,7 +212,7 @@ class ArtifactStore:
             if entry["type"] != "directory" or name == committed:
                 continue
             lock_path = self.staging_root / key / f"{name}.lock"
-            if not lock_is_held(lock_path, remove_if_free=True):
+            if not self.is_local or not lock_is_held(lock_path, remove_if_free=True):
                 self.remove_attempt(key, name)
                 removed.append(name)
         return removed
@@ -213,12 +228,17 @@ class ArtifactStore:
                 os.rmdir(self.path("objects", key))
 
     @contextlib.contextmanager
-    def lock(self, key: str, timeout: float | None = None) -> Iterator[None]:
+    def lock(
+        self, key: str, timeout: float | None = None, owner: Mapping[str, Any] | None = None
+    ) -> Iterator[None]:
         """Exclusive right to compute `key`.
 
         Local roots: a file lock (flock) under locks/, across processes; the kernel frees it if its holder dies.
-        memory://: a lock in this process. Other protocols: no lock; two processes may both compute and the
-        last (identical) commit wins, which is safe because attempts never share files.
+        memory://: a lock in this process. s3://: a lease object under locks/, taken with conditional writes and
+        kept by a heartbeat, across machines; a holder that stops beating loses it after the lease
+        (`storage.leases`). `owner` (e.g. the Prefect flow run) is recorded in the lease for others to read.
+        Other protocols: no lock; two processes may both compute and the last (identical) commit wins, which
+        is safe because attempts never share files.
         """
         check_name(key, "artifact key")
         wait = -1 if timeout is None else timeout
@@ -244,8 +264,21 @@ class ArtifactStore:
                 yield
             finally:
                 memory_lock.release()
+        elif self.leases is not None:
+            with self.leases.hold(key, timeout=timeout, owner=owner):
+                yield
         else:
             yield
+
+    @property
+    def leases(self) -> S3Leases | None:
+        """The cross-machine locks of an S3 root (None for other roots)."""
+        return S3Leases(self.fs, self.path("locks")) if supports_leases(self.fs) else None
+
+    def lock_info(self, key: str) -> LeaseInfo | None:
+        """Who holds the cross-machine lock of `key` and whether it lapsed (S3 roots; None elsewhere or if free)."""
+        leases = self.leases
+        return None if leases is None else leases.info(check_name(key, "artifact key"))
 
     def compute(
         self,
@@ -255,11 +288,12 @@ class ArtifactStore:
         metadata: Mapping[str, Any] | None = None,
         fn: Callable[[ArtifactWriter], None],
         lock_timeout: float | None = None,
+        owner: Mapping[str, Any] | None = None,
     ) -> tuple[Artifact, str]:
         """The artifact of `key` and "cached", or, after running `fn(writer)` under the key's lock, "computed"."""
         if self.is_committed(key):
             return self.get(key), "cached"
-        with self.lock(key, lock_timeout):
+        with self.lock(key, lock_timeout, owner):
             if self.is_committed(key):  # another process finished while we waited
                 return self.get(key), "cached"
             self.remove_dead_attempts(key)

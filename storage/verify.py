@@ -197,6 +197,14 @@ def _check_leftovers(store: ArtifactStore, report: VerifyReport) -> None:
             if not lock_is_held(lock_path):
                 fix = functools.partial(lock_is_held, lock_path, remove_if_free=True)
                 report.found(str(lock_path), "stale lock left by a crashed process", fix, "removed")
+    leases = store.leases
+    if leases is not None:
+        for key, lease in leases.list():
+            if lease.lapsed:
+                fix = functools.partial(leases.remove, key, lease.etag)
+                holder = f"{lease.holder.get('host', '?')} (pid {lease.holder.get('pid', '?')})"
+                problem = f"lock of {holder}, silent for {lease.age_s:.0f} s (lease {lease.lease_s:.0f} s)"
+                report.found(leases.path(key), problem, fix, "removed")
     for entry in _ls(store.fs, store.path("ledger")):
         if posixpath.basename(entry["name"]).startswith("."):
             fix = functools.partial(store.fs.rm_file, entry["name"])

@@ -137,7 +137,8 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
     status: Literal["computed", "cached"] = "cached"
     try:
         with monitor:
-            artifact, status = store.compute(key, stage=stage.name, metadata=metadata, fn=compute)
+            owner = {"stage": stage.name, "run_id": _flow_run_id()}  # read by a caller waiting on a remote run
+            artifact, status = store.compute(key, stage=stage.name, metadata=metadata, fn=compute, owner=owner)
     except BaseException as error:
         _append_ledger(store, stage_plan, "failed", started, clock, monitor, error)
         raise
