@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import time
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from storage import ArtifactStore
+from tasks import interruption
 from tasks.catalog import all_stages, find_stage
 from tasks.prefect_task import run_task
 from tasks.running import run_stage
@@ -27,6 +30,7 @@ from tasks.stage import Stage, StageCall, StageRef, plan
 STAGE_FLOW = "run-stage"
 # Seconds between two looks at a remote run's state: a GPU stage takes far longer, so this is all latency.
 POLL_SECONDS = 1.0
+ATTEMPTS_ENV = "DREAMEDIT3D_REMOTE_ATTEMPTS"
 WORKER_ENV = "DREAMEDIT3D_WORKER"  # optional worker label, logged by every run so the UI shows who ran it
 
 
@@ -44,6 +48,11 @@ def remote_pools() -> list[str]:
     return sorted({stage.pool for stage in all_stages() if stage.pool != "cpu"})
 
 
+def remote_attempts() -> int:
+    """How many runs a GPU stage gets when its workers are lost (`DREAMEDIT3D_REMOTE_ATTEMPTS`, 3)."""
+    return max(1, int(os.environ.get(ATTEMPTS_ENV, "3")))
+
+
 def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
     """Run one stage as a run of its pool's deployment, wait for it, and return its `StageRef`.
 
@@ -52,6 +61,12 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
     other code (or settings) than this flow, which is refused. The reference is the run's persisted result
     when this process can read it (same host, or shared result storage); otherwise it is rebuilt from the
     store: the artifact is committed, so the stage returns it at once without computing.
+
+    A run that crashed (its worker was lost) is started again, up to `remote_attempts()` runs in all; another
+    worker picks it up, waits for the lost holder's lock to lapse and resumes from the stage's checkpoints. A
+    run whose worker dies while holding the key's lock on a shared store is seen here as soon as that lock
+    lapses (`wait_for_stage_run`); one that dies before is seen when Prefect marks it Crashed (its zombie
+    detection, docs/scaling.md). A run that failed (the stage's own error) is not started again.
     """
     from prefect.deployments import run_deployment
 
@@ -59,15 +74,25 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
     store = ArtifactStore(expected.store_uri)
     if store.is_committed(expected.key):  # nothing to compute: no remote run, the task returns it here as cached
         return run_task(stage, call)
-    flow_run = run_deployment(
-        deployment_name(stage.pool),
-        parameters={"stage": stage.name, "call": call.model_dump(mode="json")},
-        timeout=None,
-        poll_interval=POLL_SECONDS,
-    )
-    state = flow_run.state
-    if state is None or not state.is_completed():
+    attempts = remote_attempts()
+    for attempt in range(1, attempts + 1):
+        flow_run = run_deployment(
+            deployment_name(stage.pool),
+            parameters={"stage": stage.name, "call": call.model_dump(mode="json")},
+            timeout=0,  # started here, waited for below, where a lost worker can be told from a slow one
+        )
+        state = wait_for_stage_run(flow_run.id, store, expected.key)
+        if state is not None and state.is_completed():
+            break
         ended = "no state" if state is None else f"{state.name}: {state.message or 'no message'}"
+        if state is not None and state.is_crashed() and attempt < attempts and not interruption.requested():
+            line = (
+                f"[{expected.asset_id}] {stage.name}: run {flow_run.name} crashed ({ended}); "
+                f"starting it again (run {attempt + 1} of {attempts})"
+            )
+            get_run_logger().warning(line)
+            sys.stderr.write(line + "\n")  # the terminal of a `batch --distributed` shows it too
+            continue
         raise RemoteStageError(
             f"stage {stage.name!r} of {expected.asset_id} did not complete on the {stage.pool} pool "
             f"(flow run {flow_run.name!r}, {flow_run.id}): {ended}"
@@ -86,6 +111,31 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
     if ref is None:
         ref = ref_from_store(stage, call, str(flow_run.id), store)
     return ref
+
+
+def wait_for_stage_run(flow_run_id: Any, store: ArtifactStore, key: str) -> Any:
+    """The final state of a stage run. While it is Running, the key's lock in the store (S3 leases) says whether
+    its worker is alive: a run whose lease lapsed lost its worker, and is marked Crashed here."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        while True:
+            flow_run = client.read_flow_run(flow_run_id)
+            state = flow_run.state
+            if state is not None and state.is_final():
+                return state
+            if state is not None and state.is_running():
+                lease = store.lock_info(key)
+                if lease is not None and lease.lapsed and lease.holder.get("run_id") == str(flow_run_id):
+                    who = f"{lease.holder.get('host', '?')} (pid {lease.holder.get('pid', '?')})"
+                    crashed = Crashed(
+                        message=f"its worker was lost: {who} stopped renewing the lock of {key} "
+                        f"{lease.age_s:.0f} s ago (lease {lease.lease_s:.0f} s)"
+                    )
+                    client.set_flow_run_state(flow_run_id, crashed, force=True)
+                    return crashed
+            time.sleep(POLL_SECONDS)
 
 
 def _persisted_result(state: Any) -> StageRef | None:

@@ -140,20 +140,23 @@ class Deployment:
 
         return SyncPrefectClient(self.url)
 
-    def start_worker(self, pool: str) -> None:
+    def start_worker(self, pool: str, label: str | None = None, **env: str) -> None:
+        """A worker on `pool`, named `<label>-worker` (label: the pool's name unless given), with extra `env`."""
+        label = label or pool
         # --limit 1 on the gpu pool: one flow run at a time per worker, i.e. per GPU.
         limit = ["--limit", "1"] if pool == "gpu" else []
         self.start(
-            f"worker-{pool}",
-            [PREFECT, "worker", "start", "--pool", pool, "--name", f"{pool}-worker", *limit],
-            DREAMEDIT3D_WORKER=pool,
+            f"worker-{label}",
+            [PREFECT, "worker", "start", "--pool", pool, "--name", f"{label}-worker", *limit],
+            DREAMEDIT3D_WORKER=label,
+            **env,
         )
         with self.client() as client:
             poll(
                 lambda: [w.name for w in client.read_workers_for_work_pool(pool) if w.status.value == "ONLINE"],
-                lambda online: f"{pool}-worker" in online,
+                lambda online: f"{label}-worker" in online,
                 180,
-                f"the {pool} worker to come online ({self.log(f'worker-{pool}')})",
+                f"the {label} worker to come online ({self.log(f'worker-{label}')})",
             )
 
 
@@ -327,7 +330,8 @@ def test_a_worker_killed_in_a_gpu_stage_fails_that_asset_and_the_rerun_resumes(
     store = tmp_path / "store"
     config = _fast_yaml(tmp_path, SLOW_STAGE)
     command = [*CLI, "batch", str(library / "chair.yaml"), "--store", str(store), "--config", str(config)]
-    batch = deployment.start("batch-1", [*command, "--distributed", "--json"])
+    # One run per GPU stage: a crashed run is not started again (DREAMEDIT3D_REMOTE_ATTEMPTS, 3 by default).
+    batch = deployment.start("batch-1", [*command, "--distributed", "--json"], DREAMEDIT3D_REMOTE_ATTEMPTS="1")
     with deployment.client() as client:
         # Wait for the stage's first in-stage checkpoint, then kill the gpu worker and its flow run.
         def checkpointed() -> bool:
@@ -377,3 +381,88 @@ def test_a_worker_killed_in_a_gpu_stage_fails_that_asset_and_the_rerun_resumes(
     if stage == "finetune":  # in-stage checkpoints: the rerun went on from where the killed worker was
         assert json.loads(resumed["details"])["resumed_from_step"] > 0
     assert ArtifactStore(str(store)).verify().clean
+
+
+def test_two_gpu_workers_share_an_s3_store_and_a_batch_survives_losing_one_in_the_middle_of_finetune(
+    deployment: Deployment, s3_endpoint: str, shared_assets: Path, tmp_path: Path
+) -> None:
+    """What issue 20's "Done when" asks: a loopback S3 server, the Prefect server, two gpu workers as separate
+    processes with separate local caches, a 3-asset batch whose manifest and assets are in the bucket. One
+    worker is killed (SIGKILL, worker and flow run) once its finetune has a checkpoint in the store. The
+    batch waits for nobody: the lost worker's lock lapses, its run is marked Crashed and started again, the
+    other worker takes the lock over and resumes phase 2 from the checkpoint. Every key is computed once."""
+    import boto3
+    import fsspec
+
+    name = f"studio-{os.getpid()}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    fs = fsspec.filesystem("s3")
+    make_example_asset(tmp_path / "chair.glb")
+    for source, target in [
+        (tmp_path / "chair.glb", "lib/chair/chair.glb"),
+        (shared_assets / "good" / "nested.glb", "lib/nested.glb"),
+        (shared_assets / "good" / "two_objects.obj", "lib/two_objects.obj"),
+    ]:
+        fs.put_file(str(source), f"{name}/{target}")
+    edits = ["a photo of <asset0> in gold", "a photo of <asset0> in blue", "a photo of <asset1> in red"]
+    rows = "\n".join(f"{asset},{edit}" for asset, edit in zip(["chair/chair.glb", "nested.glb", "two_objects.obj"], edits, strict=True))
+    fs.pipe_file(f"{name}/lib/manifest.csv", f"asset,edits\n{rows}\n".encode())
+    root = f"s3://{name}/store"
+
+    # The module's gpu worker makes way for two "machines": each its own cache, the same bucket and server.
+    deployment.stop("worker-gpu", signal.SIGTERM)
+    s3 = {key: os.environ[key] for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    timing = {"DREAMEDIT3D_LOCK_LEASE_S": "6", "DREAMEDIT3D_CHECKPOINT_SYNC_S": "1"}
+    for label in ("gpu-a", "gpu-b"):
+        deployment.start_worker("gpu", label, DREAMEDIT3D_CACHE=str(tmp_path / label), **s3, **timing)
+    config = _fast_yaml(tmp_path, SLOW_STAGE)
+    command = [*CLI, "batch", f"s3://{name}/lib/manifest.csv", "--store", root, "--config", str(config)]
+    batch = deployment.start(
+        "batch-s3", [*command, "--distributed", "--max-concurrency", "3", "--json"],
+        DREAMEDIT3D_CACHE=str(tmp_path / "flows"), **s3, **timing,
+    )  # fmt: skip
+    try:
+        # Wait for a finetune checkpoint in the store, and kill the machine whose run holds that finetune's lock.
+        def checkpoint() -> str | None:
+            assert batch.poll() is None, f"the batch ended early:\n{deployment.log('batch-s3')}"
+            done = fs.glob(f"{name}/store/scratch/finetune-*/step-*.done", refresh=True)
+            return done[0].split("/")[3] if done else None
+
+        key = poll(checkpoint, bool, 900, "a finetune checkpoint in the store")
+        holder = ArtifactStore(root).lock_info(key)
+        assert holder is not None and not holder.lapsed
+        lost = next(
+            label
+            for label in ("gpu-a", "gpu-b")
+            if holder.holder["pid"] in {p.pid for p in psutil.Process(deployment.processes[f"worker-{label}"].pid).children(recursive=True)}
+        )
+        survivor = "gpu-b" if lost == "gpu-a" else "gpu-a"
+        deployment.stop(f"worker-{lost}", signal.SIGKILL)
+        assert (tmp_path / lost).is_dir()  # it had started phase 2 in its own cache
+
+        batch.wait(timeout=900)
+        assert batch.returncode == 0, deployment.log("batch-s3") + deployment.log(f"worker-{survivor}")
+    finally:
+        if "batch-s3" in deployment.processes:
+            deployment.stop("batch-s3")
+    payload = json.loads((deployment.logs / "batch-s3.out").read_text())
+    assert [asset["status"] for asset in payload["assets"]] == ["completed"] * 3
+    said = (deployment.logs / "batch-s3.log").read_text()
+    assert "finetune: run finetune crashed (Crashed: its worker was lost" in said and "starting it again (run 2 of 3)" in said
+
+    store = ArtifactStore(root)
+    rows = store.ledger.read().to_pylist()
+    computed = [row for row in rows if row["status"] == "computed"]
+    assert set(Counter(row["key"] for row in computed).values()) == {1}  # every key computed once
+    assert len({row["asset_id"] for row in computed}) == 3
+    (resumed,) = [row for row in computed if row["key"] == key]
+    assert json.loads(resumed["details"])["resumed_from_step"] > 0  # phase 2 went on from the lost one's checkpoint
+    with deployment.client() as client:
+        runs = client.read_flow_runs()
+        stage_runs = [run for run in runs if run.name == "finetune" and run.parameters.get("call", {}).get("store") == root]
+        assert sorted(run.state.type.value for run in stage_runs).count("CRASHED") == 1
+        (crashed,) = [run for run in stage_runs if run.state.is_crashed()]
+        assert "its worker was lost" in (crashed.state.message or "")
+        assert f"worker {survivor}" in poll(partial(flow_run_logs, client, resumed["run_id"]), lambda t: "worker" in t, 60, "logs")
+    assert store.lock_info(key) is None
+    assert store.verify().clean
