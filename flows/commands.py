@@ -231,16 +231,26 @@ def _plan_text(planned: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def _plan(target: Path, edits: list[str], store: str, preset: str, config_path: Path | None, seed: int, as_json: bool) -> None:
+def _plan(location: str, edits: list[str], store: str, preset: str, config_path: Path | None, seed: int, as_json: bool) -> None:
     from dataclasses import asdict
 
     from flows.planning import plan_asset, remaining_seconds, typical_seconds
+    from flows.sources import is_url, local_location
 
-    if not target.exists():
+    location = local_location(location)
+    target = Path(location)
+    remote_manifest = is_url(location) and target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml")
+    if not remote_manifest and not target.exists():
         raise UserError(f"asset file not found: {target}")
     base = _load_config(preset, config_path)
     typical = typical_seconds(store)
-    if target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml"):
+    if remote_manifest:
+        from flows.manifest import read_manifest
+
+        planned = []
+        for entry in read_manifest(location, base):
+            planned += plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical)
+    elif target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml"):
         from flows.manifest import read_manifest
 
         planned = []
@@ -255,7 +265,7 @@ def _plan(target: Path, edits: list[str], store: str, preset: str, config_path: 
 
 @app.command()
 def plan(
-    target: Annotated[Path, typer.Argument(help="A 3D file, or a batch manifest (CSV, Parquet, YAML).")],
+    target: Annotated[str, typer.Argument(help="A 3D file, or a batch manifest (CSV, Parquet, YAML; a path or a URL).")],
     edit: EditOption = [],
     store: StoreOption = DEFAULT_STORE,
     preset: PresetOption = "tiny",
@@ -361,7 +371,9 @@ def convert_mvdream(
 
 @app.command()
 def batch(
-    manifest: Annotated[Path, typer.Argument(help="CSV, Parquet or YAML: per row an asset, its edits, overrides.")],
+    manifest: Annotated[
+        str, typer.Argument(help="CSV, Parquet or YAML (a path or a URL such as s3://bucket/library/manifest.csv): per row an asset, its edits, overrides.")
+    ],
     store: StoreOption = DEFAULT_STORE,
     preset: PresetOption = "tiny",
     config: ConfigOption = None,
@@ -375,6 +387,7 @@ def batch(
     """Edit every asset of MANIFEST; committed stages are reused. Exit 1 when any asset failed."""
     from flows.edit_library import absolute_store, batch_summary, edit_library
     from flows.manifest import read_manifest
+    from flows.sources import is_url, local_location
 
     base = _load_config(preset, config)
     read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
@@ -384,7 +397,7 @@ def batch(
         raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
     server_note()
     state = edit_library(
-        manifest=str(manifest.resolve()),
+        manifest=manifest if is_url(local_location(manifest)) else str(Path(local_location(manifest)).resolve()),
         store=absolute_store(store),
         preset=base.preset,
         overrides=base.model_dump(mode="json", exclude={"preset"}),

@@ -46,6 +46,7 @@ from flows.deployments import WORKER_ENV
 from flows.edit_asset import edit_asset
 from flows.manifest import ManifestEntry, read_manifest
 from flows.planning import plan_asset, remaining_seconds, typical_seconds
+from flows.sources import RemoteLibrary, is_url, local_location
 from flows.worker_pool import task_runner
 from storage import ArtifactStore, artifact_key, file_digest
 from tasks.progress import duration
@@ -178,7 +179,7 @@ def edit_library(
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     store = absolute_store(store)
-    manifest = str(Path(manifest).expanduser().resolve())
+    manifest = manifest if is_url(local_location(manifest)) else str(Path(local_location(manifest)).expanduser().resolve())
     base = pipeline_config(preset, overrides)
     entries = read_manifest(manifest, base)
     if distributed:
@@ -265,7 +266,9 @@ def _publish(summary: BatchSummary, preset: str, distributed: bool, command: str
     """Write the summary table and the gallery (HTML index) to the store; add the Prefect table and link artifacts."""
     store = ArtifactStore(summary.store)
     config = {"started": summary.started.isoformat(), "preset": preset, "distributed": distributed}
-    key = artifact_key("batch", BATCH_CODE_VERSION, config, {"manifest": file_digest(summary.manifest)})
+    manifest = local_location(summary.manifest)
+    local_copy = RemoteLibrary(manifest).fetch_manifest() if is_url(manifest) else manifest
+    key = artifact_key("batch", BATCH_CODE_VERSION, config, {"manifest": file_digest(local_copy)})
     metadata = {"manifest": summary.manifest, "completed": summary.completed, "failed": summary.failed, **config}
     with store.write(key, stage="batch", metadata=metadata) as writer:
         writer.table("summary", summary_table(summary))

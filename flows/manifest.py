@@ -6,6 +6,8 @@ edit kind).
 Execution and security settings (executables, devices, timeouts, limits, weights) come only from the
 operator's config. The whole manifest is validated before any work starts; every error names its row.
 Relative paths cannot escape the manifest's folder, and neither can any file an asset references.
+A manifest may sit at a URL (s3://bucket/library/manifest.csv, file://...): the same rules hold there, and its
+assets are copied to this machine's cache first (flows/sources.py).
 
 CSV: columns `asset`, `edits` (prompts separated by `|`), optional `overrides` (a JSON object).
 Parquet: the same columns; `edits` may also be a list column.
@@ -26,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dreamedit3d_core.config import PipelineConfig, merge
 from dreamedit3d_core.ingest import AssetError, source_files
+from flows.sources import RemoteLibrary, is_url, local_location
 
 
 _EXTRA_FIELDS = "\x00extra"  # where csv.DictReader puts the fields of a row longer than the header
@@ -91,7 +94,19 @@ class ManifestEntry(BaseModel):
 
 
 def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]:
-    """Parse and validate a manifest; raise ManifestError naming every bad row at once."""
+    """Parse and validate a manifest (a local path, or a URL: see flows/sources.py); raise ManifestError naming
+    every bad row at once. The entries of a manifest at a URL name local copies of their assets."""
+    location = local_location(path)
+    library = None
+    path = location
+    if is_url(location):
+        library = RemoteLibrary(location)
+        try:
+            path = library.fetch_manifest()
+        except FileNotFoundError as error:
+            raise ManifestError(str(error)) from None
+        except (OSError, ValueError) as error:
+            raise ManifestError(f"manifest {location} could not be read: {error}") from None
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
@@ -109,15 +124,17 @@ def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]
     entries, errors = [], []
     for number, row in enumerate(rows, start=1):
         try:
-            entries.append(_entry(path, number, row, base))
+            entries.append(_entry(path, number, row, base, library))
         except (ManifestError, ValidationError, ValueError) as error:
             errors.append(f"row {number}: {' '.join(str(error).split())}")
     if errors:
-        raise ManifestError(f"{path}: {len(errors)} bad row(s): " + "; ".join(errors))
+        raise ManifestError(f"{location if library else path}: {len(errors)} bad row(s): " + "; ".join(errors))
     return entries
 
 
-def _entry(manifest: Path, number: int, row: dict[str, Any], base: PipelineConfig) -> ManifestEntry:
+def _entry(
+    manifest: Path, number: int, row: dict[str, Any], base: PipelineConfig, library: RemoteLibrary | None = None
+) -> ManifestEntry:
     if row.get(_EXTRA_FIELDS):
         raise ManifestError(f"more fields than the header has columns: {row[_EXTRA_FIELDS]}")
     unknown = set(row) - {"asset", "edits", "overrides", _EXTRA_FIELDS}
@@ -141,7 +158,8 @@ def _entry(manifest: Path, number: int, row: dict[str, Any], base: PipelineConfi
     if not isinstance(overrides, dict):
         raise ManifestError("overrides must be a mapping of stage settings")
     check_asset_settings(overrides)
-    entry = ManifestEntry(row=number, asset=_resolve_asset(manifest, asset), edits=edits, overrides=overrides)
+    resolved = _resolve_asset(manifest, asset) if library is None else _fetch_asset(library, asset)
+    entry = ManifestEntry(row=number, asset=resolved, edits=edits, overrides=overrides)
     entry.config(base)  # validate the merged config now, not when the asset's turn comes
     return entry
 
@@ -149,9 +167,10 @@ def _entry(manifest: Path, number: int, row: dict[str, Any], base: PipelineConfi
 def _resolve_asset(manifest: Path, asset: str) -> str:
     parsed = urlparse(asset)
     if parsed.scheme and len(parsed.scheme) > 1:  # a URL (a one-letter scheme is a Windows drive)
-        if parsed.scheme != "file":
-            raise ManifestError(f"asset {asset!r}: only local files are supported for now (got a {parsed.scheme}:// URL)")
-        raise ManifestError(f"asset {asset!r}: a file:// URL is an absolute path; give a path relative to the manifest")
+        raise ManifestError(
+            f"asset {asset!r}: give a path relative to the manifest's folder, not a {parsed.scheme}:// URL "
+            "(a library in a bucket: put the manifest there too, and give its URL)"
+        )
     root = manifest.parent.resolve()
     candidate = Path(asset)
     if candidate.is_absolute():
@@ -166,6 +185,20 @@ def _resolve_asset(manifest: Path, asset: str) -> str:
     except AssetError as error:
         raise ManifestError(f"asset {asset!r}: {error}") from None
     return str(resolved)
+
+
+def _fetch_asset(library: RemoteLibrary, asset: str) -> str:
+    """The local copy of an asset of a manifest at a URL (with the files it references)."""
+    try:
+        return str(library.asset(asset))
+    except ValueError as error:
+        raise ManifestError(f"asset {asset!r}: {error}") from None
+    except FileNotFoundError as error:
+        raise ManifestError(f"asset {asset!r} {error}") from None
+    except AssetError as error:
+        raise ManifestError(f"asset {asset!r}: {error}") from None
+    except OSError as error:
+        raise ManifestError(f"asset {asset!r} could not be copied from {library.folder_url}: {error}") from None
 
 
 def _csv_rows(path: Path) -> list[dict[str, Any]]:

@@ -111,7 +111,7 @@ def test_paths_that_leave_the_manifest_folder_are_refused_naming_each_row(librar
     assert f"row 3: asset '{outside}': use a path relative to the manifest's folder" in message
     assert "row 4: asset 'sub/../../outside.glb' escapes" in message
     assert "row 5: asset 'link.glb' escapes" in message  # a symlink is followed before the check
-    assert f"row 6: asset 'file://{outside}': a file:// URL is an absolute path" in message
+    assert f"row 6: asset 'file://{outside}': give a path relative to the manifest's folder, not a file:// URL" in message
 
 
 def test_missing_files_and_urls_are_refused_naming_the_row(library: Path) -> None:
@@ -131,7 +131,7 @@ def test_missing_files_and_urls_are_refused_naming_the_row(library: Path) -> Non
     message = str(error.value)
     assert "3 bad row(s)" in message
     assert "row 2: asset 'sub/missing.glb' not found" in message
-    assert "row 3: asset 'https://example.com/chair.glb': only local files" in message
+    assert "row 3: asset 'https://example.com/chair.glb': give a path relative to the manifest's folder, not a https:// URL" in message
     assert "row 4: no asset given" in message
 
 

@@ -148,3 +148,66 @@ def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_en
 
     worker_b.clear_scratch(key)  # committed: the checkpoints go, here and in the store
     assert not worker_b.fs.exists(worker_b.path("scratch", key))
+
+
+def test_a_manifest_in_a_bucket_copies_each_asset_with_exactly_the_files_it_references(
+    s3_endpoint: str, shared_assets: Path, tmp_path: Path
+) -> None:
+    from dreamedit3d_core.config import pipeline_config
+    from flows.manifest import ManifestError, read_manifest
+
+    name = bucket(s3_endpoint)
+    fs = fsspec.filesystem("s3")
+    good = shared_assets / "good"
+    for source, target in [
+        ("fuze.obj", "lib/fuze/fuze.obj"),  # OBJ -> MTL -> texture: three rounds of references
+        ("fuze.obj.mtl", "lib/fuze/fuze.obj.mtl"),
+        ("fuze uv.jpg", "lib/fuze/fuze uv.jpg"),
+        ("TestScene.gltf", "lib/scene/TestScene.gltf"),
+        ("TestScene.bin", "lib/scene/TestScene.bin"),
+        ("Duck.glb", "lib/scene/unused.png"),  # beside an asset, referenced by nobody: never copied
+        ("nested.glb", "lib/nested.glb"),
+        ("nested.glb", "outside.glb"),
+    ]:
+        fs.put_file(str(good / source), f"{name}/{target}")
+    fs.pipe_file(f"{name}/lib/manifest.csv", b"asset,edits\nfuze/fuze.obj,a\nscene/TestScene.gltf,b\nnested.glb,c\n")
+    fs.pipe_file(f"{name}/lib/bad.csv", b"asset,edits\n../outside.glb,a\ns3://x/nested.glb,b\nnone.glb,c\n")
+    base = pipeline_config("tiny")
+    cache = tmp_path / "cache"
+    os.environ["DREAMEDIT3D_CACHE"] = str(cache)
+    try:
+        entries = read_manifest(f"s3://{name}/lib/manifest.csv", base)
+        copies = [Path(entry.asset) for entry in entries]
+        root = copies[2].parent
+        assert [c.relative_to(root).as_posix() for c in copies] == ["fuze/fuze.obj", "scene/TestScene.gltf", "nested.glb"]
+        assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) == [
+            "fuze/fuze uv.jpg", "fuze/fuze.obj", "fuze/fuze.obj.mtl", "manifest.csv",
+            "nested.glb", "scene/TestScene.bin", "scene/TestScene.gltf",
+        ]  # fmt: skip
+        assert (root / "fuze" / "fuze uv.jpg").read_bytes() == (good / "fuze uv.jpg").read_bytes()
+
+        # The same path rules as a local manifest, every bad row named.
+        with pytest.raises(ManifestError) as refused:
+            read_manifest(f"s3://{name}/lib/bad.csv", base)
+        message = str(refused.value)
+        assert "3 bad row(s)" in message and "row 1: asset '../outside.glb': escapes the manifest's folder" in message
+        assert "row 2" in message and "not a URL" in message
+        assert f"row 3: asset 'none.glb' not found (looked for s3://{name}/lib/none.glb)" in message
+        with pytest.raises(ManifestError, match="manifest not found"):
+            read_manifest(f"s3://{name}/lib/missing.csv", base)
+
+        # A changed asset is copied again; an unchanged one is not.
+        before = (root / "fuze" / "fuze.obj").stat().st_mtime_ns
+        fs.put_file(str(good / "Duck.glb"), f"{name}/lib/nested.glb")
+        read_manifest(f"s3://{name}/lib/manifest.csv", base)
+        assert (root / "nested.glb").read_bytes() == (good / "Duck.glb").read_bytes()
+        assert (root / "fuze" / "fuze.obj").stat().st_mtime_ns == before
+    finally:
+        os.environ.pop("DREAMEDIT3D_CACHE", None)
+
+    # file:// names a local manifest, read in place.
+    (tmp_path / "local").mkdir()
+    shutil.copy(good / "nested.glb", tmp_path / "local" / "nested.glb")
+    (tmp_path / "local" / "manifest.csv").write_text("asset,edits\nnested.glb,a\n")
+    (entry,) = read_manifest(f"file://{tmp_path}/local/manifest.csv", base)
+    assert entry.asset == str(tmp_path / "local" / "nested.glb")
