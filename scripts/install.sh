@@ -10,17 +10,19 @@ exec 3>&1 1>&2  # everything below writes to stderr
 mode=user
 [ "${1:-}" = "--test" ] && mode=test
 
+# The runtime system libraries: open3d links libusb and libEGL; bpy (Blender as a module) needs the X/GL client
+# libraries even headless. docker/Dockerfile installs the same packages (scripts/check_image.py keeps them equal).
+runtime_libraries=(libusb-1.0.so.0 libGL.so.1 libEGL.so.1 libXi.so.6 libXrender.so.1 libxkbcommon.so.0 libSM.so.6 libXxf86vm.so.1)
+runtime_packages=(libusb-1.0-0 libgl1 libegl1 libxi6 libxrender1 libxkbcommon0 libsm6 libxxf86vm1)
 need_apt=()
-# open3d imports libusb; bpy (Blender as a module) needs these X/GL client libraries even headless.
-for lib in libusb-1.0.so.0 libGL.so.1 libXi.so.6 libXrender.so.1 libxkbcommon.so.0 libSM.so.6 libXxf86vm.so.1; do
+for lib in "${runtime_libraries[@]}"; do
   ldconfig -p | grep -q "$lib" || need_apt+=("$lib")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[install] system libraries missing (${need_apt[*]}): installing with apt-get"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    libusb-1.0-0 libgl1 libxi6 libxrender1 libxkbcommon0 libsm6 libxxf86vm1 >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${runtime_packages[@]}" >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3.11}

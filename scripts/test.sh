@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything into .venv (system libraries too), then runs the whole test suite.
+# Installs everything into .venv (system libraries too), checks the worker image's dependency set, then runs the
+# whole test suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/storage -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
+# The worker image (docker/Dockerfile) cannot be built here: check it against install.sh and requirements.lock, and
+# resolve its dependency set against PyPI for its platform, installing nothing (docs/container.md; under a minute).
+# Only for the whole suite (no arguments), as CI runs it.
+[ $# -eq 0 ] && .venv/bin/python scripts/check_image.py
 export PREFECT_HOME="${PREFECT_HOME:-$(mktemp -d /tmp/dreamedit3d-prefect.XXXXXX)}"
 exec .venv/bin/python -m pytest "$@"
