@@ -81,13 +81,13 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
             parameters={"stage": stage.name, "call": call.model_dump(mode="json")},
             timeout=0,  # started here, waited for below, where a lost worker can be told from a slow one
         )
-        state = wait_for_stage_run(flow_run.id, store, expected.key)
+        state, run_name = wait_for_stage_run(flow_run.id, store, expected.key)
         if state is not None and state.is_completed():
             break
         ended = "no state" if state is None else f"{state.name}: {state.message or 'no message'}"
         if state is not None and state.is_crashed() and attempt < attempts and not interruption.requested():
             line = (
-                f"[{expected.asset_id}] {stage.name}: run {flow_run.name} crashed ({ended}); "
+                f"[{expected.asset_id}] {stage.name}: run {run_name} crashed ({ended}); "
                 f"starting it again (run {attempt + 1} of {attempts})"
             )
             get_run_logger().warning(line)
@@ -95,7 +95,7 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
             continue
         raise RemoteStageError(
             f"stage {stage.name!r} of {expected.asset_id} did not complete on the {stage.pool} pool "
-            f"(flow run {flow_run.name!r}, {flow_run.id}): {ended}"
+            f"(flow run {run_name!r}, {flow_run.id}): {ended}"
         )
     ref = _persisted_result(state)
     if ref is not None and ref.key != expected.key:
@@ -105,7 +105,7 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
         )
     if not store.is_committed(expected.key):
         raise RemoteStageError(
-            f"stage {stage.name!r} of {expected.asset_id}: flow run {flow_run.name!r} completed but "
+            f"stage {stage.name!r} of {expected.asset_id}: flow run {run_name!r} completed but "
             f"{expected.key} is not committed in {store.root_uri}; do the workers use the same store?"
         )
     if ref is None:
@@ -113,8 +113,8 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
     return ref
 
 
-def wait_for_stage_run(flow_run_id: Any, store: ArtifactStore, key: str) -> Any:
-    """The final state of a stage run. While it is Running, the key's lock in the store (S3 leases) says whether
+def wait_for_stage_run(flow_run_id: Any, store: ArtifactStore, key: str) -> tuple[Any, str]:
+    """The final state of a stage run, and its name (given when it starts, after the stage). While it is Running, the key's lock in the store (S3 leases) says whether
     its worker is alive: a run whose lease lapsed lost its worker, and is marked Crashed here."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
@@ -124,7 +124,7 @@ def wait_for_stage_run(flow_run_id: Any, store: ArtifactStore, key: str) -> Any:
             flow_run = client.read_flow_run(flow_run_id)
             state = flow_run.state
             if state is not None and state.is_final():
-                return state
+                return state, flow_run.name
             if state is not None and state.is_running():
                 lease = store.lock_info(key)
                 if lease is not None and lease.lapsed and lease.holder.get("run_id") == str(flow_run_id):
@@ -134,7 +134,7 @@ def wait_for_stage_run(flow_run_id: Any, store: ArtifactStore, key: str) -> Any:
                         f"{lease.age_s:.0f} s ago (lease {lease.lease_s:.0f} s)"
                     )
                     client.set_flow_run_state(flow_run_id, crashed, force=True)
-                    return crashed
+                    return crashed, flow_run.name
             time.sleep(POLL_SECONDS)
 
 
