@@ -104,6 +104,12 @@ class S3Leases:
             lease_s=float(holder.get("lease_s", DEFAULT_LEASE_S)) if isinstance(holder, dict) else DEFAULT_LEASE_S,
         )
 
+    def now(self) -> dt.datetime:
+        """The object store's own time (the `Date` of a response), to age its objects without this host's clock."""
+        bucket = self.fs.split_path(self.folder)[0]
+        response = self.fs.call_s3("head_bucket", Bucket=bucket)
+        return email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
+
     def list(self) -> Iterator[tuple[str, LeaseInfo]]:
         """Every lease in the folder, by key."""
         try:

@@ -165,7 +165,8 @@ def _written_within_lease(store: ArtifactStore, path: str) -> bool:
             newest = modified if newest is None else max(newest, modified)
     if newest is None:
         return True  # no time to go by: never take it for dead
-    return (dt.datetime.now(dt.UTC) - newest).total_seconds() < write_lease_s()
+    now = store.leases.now() if store.leases is not None else dt.datetime.now(dt.UTC)
+    return (now - newest).total_seconds() < write_lease_s()
 
 
 def _check_attempts(store: ArtifactStore, report: VerifyReport, referenced: set[tuple[str, str]]) -> None:
