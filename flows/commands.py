@@ -239,22 +239,16 @@ def _plan(location: str, edits: list[str], store: str, preset: str, config_path:
 
     location = local_location(location)
     target = Path(location)
-    remote_manifest = is_url(location) and target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml")
-    if not remote_manifest and not target.exists():
+    is_manifest = target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml")
+    if not (is_manifest and is_url(location)) and not target.exists():  # a manifest at a URL says so itself
         raise UserError(f"asset file not found: {target}")
     base = _load_config(preset, config_path)
     typical = typical_seconds(store)
-    if remote_manifest:
+    if is_manifest:
         from flows.manifest import read_manifest
 
         planned = []
         for entry in read_manifest(location, base):
-            planned += plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical)
-    elif target.suffix.lower() in (".csv", ".parquet", ".yaml", ".yml"):
-        from flows.manifest import read_manifest
-
-        planned = []
-        for entry in read_manifest(target, base):
             planned += plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical)
     else:
         planned = plan_asset(str(target.resolve()), edits, store, base, seed, typical)
@@ -387,7 +381,7 @@ def batch(
     """Edit every asset of MANIFEST; committed stages are reused. Exit 1 when any asset failed."""
     from flows.edit_library import absolute_store, batch_summary, edit_library
     from flows.manifest import read_manifest
-    from flows.sources import is_url, local_location
+    from flows.sources import absolute_location
 
     base = _load_config(preset, config)
     read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
@@ -397,7 +391,7 @@ def batch(
         raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
     server_note()
     state = edit_library(
-        manifest=manifest if is_url(local_location(manifest)) else str(Path(local_location(manifest)).resolve()),
+        manifest=absolute_location(manifest),
         store=absolute_store(store),
         preset=base.preset,
         overrides=base.model_dump(mode="json", exclude={"preset"}),

@@ -82,10 +82,10 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
             timeout=0,  # started here, waited for below, where a lost worker can be told from a slow one
         )
         state, run_name = wait_for_stage_run(flow_run.id, store, expected.key)
-        if state is not None and state.is_completed():
+        if state.is_completed():
             break
-        ended = "no state" if state is None else f"{state.name}: {state.message or 'no message'}"
-        if state is not None and state.is_crashed() and attempt < attempts and not interruption.requested():
+        ended = f"{state.name}: {state.message or 'no message'}"
+        if state.is_crashed() and attempt < attempts and not interruption.requested():
             line = (
                 f"[{expected.asset_id}] {stage.name}: run {run_name} crashed ({ended}); "
                 f"starting it again (run {attempt + 1} of {attempts})"
@@ -114,8 +114,9 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
 
 
 def wait_for_stage_run(flow_run_id: Any, store: ArtifactStore, key: str) -> tuple[Any, str]:
-    """The final state of a stage run, and its name (given when it starts, after the stage). While it is Running, the key's lock in the store (S3 leases) says whether
-    its worker is alive: a run whose lease lapsed lost its worker, and is marked Crashed here."""
+    """The final state of a stage run, and its name (given when it starts: the stage's). While it is Running,
+    the key's lock in the store (S3 leases) says whether its worker is alive: a run whose lease lapsed lost
+    its worker, and is marked Crashed here."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 

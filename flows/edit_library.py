@@ -46,7 +46,7 @@ from flows.deployments import WORKER_ENV
 from flows.edit_asset import edit_asset
 from flows.manifest import ManifestEntry, read_manifest
 from flows.planning import plan_asset, remaining_seconds, typical_seconds
-from flows.sources import RemoteLibrary, is_url, local_location
+from flows.sources import RemoteLibrary, absolute_location, is_url, local_location
 from flows.worker_pool import task_runner
 from storage import ArtifactStore, artifact_key, file_digest
 from tasks.progress import duration
@@ -179,7 +179,7 @@ def edit_library(
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     store = absolute_store(store)
-    manifest = manifest if is_url(local_location(manifest)) else str(Path(local_location(manifest)).expanduser().resolve())
+    manifest = absolute_location(manifest)
     base = pipeline_config(preset, overrides)
     entries = read_manifest(manifest, base)
     if distributed:

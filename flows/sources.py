@@ -20,7 +20,6 @@ import json
 import os
 import pathlib
 import posixpath
-import shutil
 import tempfile
 from typing import Any
 from urllib.parse import urlparse
@@ -47,6 +46,12 @@ def local_location(location: str | os.PathLike[str]) -> str:
     if text.startswith("file://"):
         return fsspec.core.url_to_fs(text)[1]
     return text
+
+
+def absolute_location(location: str | os.PathLike[str]) -> str:
+    """A URL unchanged, a local path (or file:// URL) as an absolute path: the same file from any folder."""
+    local = local_location(location)
+    return local if is_url(local) else str(pathlib.Path(local).expanduser().resolve())
 
 
 class RemoteLibrary:
@@ -98,6 +103,7 @@ class RemoteLibrary:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.touch()
                     placeholders.add(target)
+                    self._checksums.pop(name, None)  # the placeholder is not the file: never take it for a copy
             fetched: set[str] = set()
             while True:
                 named = {
@@ -109,7 +115,7 @@ class RemoteLibrary:
                     break
                 for name in new:
                     placeholders.discard(self.root / name)
-                    self._download(name, neighbours[name], replace_placeholder=True)
+                    self._download(name, neighbours[name])
                     fetched.add(name)
         finally:
             for target in placeholders:
@@ -128,12 +134,10 @@ class RemoteLibrary:
             }
         return self._listing
 
-    def _download(self, relative: str, info: dict[str, Any], replace_placeholder: bool = False) -> pathlib.Path:
+    def _download(self, relative: str, info: dict[str, Any]) -> pathlib.Path:
         target = self.root / relative
         checksum = str(info.get("ETag") or info.get("etag") or self.fs.checksum(f"{self.folder}/{relative}"))
-        if target.is_file() and self._checksums.get(relative) == checksum and not (
-            replace_placeholder and target.stat().st_size == 0 and info.get("size", 0) != 0
-        ):
+        if target.is_file() and self._checksums.get(relative) == checksum:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp = tempfile.mkstemp(prefix=".download-", dir=target.parent)
@@ -152,10 +156,6 @@ class RemoteLibrary:
         temp.write_text(json.dumps(self._checksums, indent=1, sort_keys=True))
         os.replace(temp, self._checksums_path)
 
-    def clear(self) -> None:
-        """Remove this machine's copy (the next run downloads again)."""
-        shutil.rmtree(self.root, ignore_errors=True)
-
 
 def checked_relative(relative: str) -> str:
     """A path relative to the manifest's folder, normalised; refuses absolute paths, URLs and `..` leaving it."""
@@ -170,4 +170,4 @@ def checked_relative(relative: str) -> str:
     return normal
 
 
-__all__ = ["RemoteLibrary", "checked_relative", "is_url", "local_location"]
+__all__ = ["RemoteLibrary", "absolute_location", "checked_relative", "is_url", "local_location"]

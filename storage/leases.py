@@ -44,10 +44,6 @@ def lease_seconds() -> float:
     return value
 
 
-class LeaseLost(RuntimeError):
-    """The holder's lease lapsed (no heartbeat reached the store in time) and another writer took it over."""
-
-
 @dataclass(frozen=True)
 class LeaseInfo:
     """Who holds a lease, and whether it has lapsed, as the object store sees it now."""
@@ -93,22 +89,21 @@ class S3Leases:
         try:
             holder = json.loads(body)
         except ValueError:
-            holder = {}
-        now = email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
+            holder = None
+        holder = holder if isinstance(holder, dict) else {}  # an unreadable record still ages, by the default lease
         modified = response["LastModified"]
         modified = modified if modified.tzinfo else modified.replace(tzinfo=dt.UTC)
         return LeaseInfo(
-            holder=holder if isinstance(holder, dict) else {},
+            holder=holder,
             etag=response["ETag"],
-            age_s=(now - modified).total_seconds(),
-            lease_s=float(holder.get("lease_s", DEFAULT_LEASE_S)) if isinstance(holder, dict) else DEFAULT_LEASE_S,
+            age_s=(_server_time(response) - modified).total_seconds(),
+            lease_s=float(holder.get("lease_s", DEFAULT_LEASE_S)),
         )
 
     def now(self) -> dt.datetime:
         """The object store's own time (the `Date` of a response), to age its objects without this host's clock."""
         bucket = self.fs.split_path(self.folder)[0]
-        response = self.fs.call_s3("head_bucket", Bucket=bucket)
-        return email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
+        return _server_time(self.fs.call_s3("head_bucket", Bucket=bucket))
 
     def list(self) -> Iterator[tuple[str, LeaseInfo]]:
         """Every lease in the folder, by key."""
@@ -250,6 +245,11 @@ class _Heartbeat:
         self._stop.set()
         self._thread.join()
         return None if self.lost else self.etag
+
+
+def _server_time(response: Mapping[str, Any]) -> dt.datetime:
+    """When the object store answered, by its own clock (the response's `Date` header)."""
+    return email.utils.parsedate_to_datetime(response["ResponseMetadata"]["HTTPHeaders"]["date"])
 
 
 async def _get_object(fs: Any, bucket: str, name: str) -> tuple[dict[str, Any], bytes]:

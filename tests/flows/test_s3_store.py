@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import fsspec
@@ -26,15 +25,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "render-" + "0" * 32
 
 
-def bucket(s3_endpoint: str) -> str:
-    """A fresh bucket on the test server."""
-    import boto3
-
-    name = f"lib-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
-
-
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=600)
     if check and result.returncode != 0:
@@ -42,8 +32,8 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_commits_reads_and_verify_on_s3(s3_endpoint: str) -> None:
-    store = ArtifactStore(f"s3://{bucket(s3_endpoint)}/store")
+def test_commits_reads_and_verify_on_s3(s3_bucket: str) -> None:
+    store = ArtifactStore(f"s3://{s3_bucket}/store")
 
     def render(writer) -> None:  # noqa: ANN001
         writer.array("renders", "rgb", np.arange(24, dtype=np.uint8).reshape(2, 3, 4), dims=("view", "y", "x"))
@@ -68,9 +58,9 @@ def test_commits_reads_and_verify_on_s3(s3_endpoint: str) -> None:
 
 
 def test_verify_leaves_an_upload_in_progress_and_removes_one_whose_lease_lapsed(
-    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = ArtifactStore(f"s3://{bucket(s3_endpoint)}/store")
+    store = ArtifactStore(f"s3://{s3_bucket}/store")
     uploading = store.attempt_path(KEY, "20261203T010203-0123456789ab")
     store.fs.pipe(f"{uploading}/renders.zarr/zarr.json", b"{}")  # another machine's upload, not yet committed
     assert store.verify(repair=True).clean and store.fs.exists(uploading)  # the same on every host: left alone
@@ -81,8 +71,8 @@ def test_verify_leaves_an_upload_in_progress_and_removes_one_whose_lease_lapsed(
     assert not store.fs.exists(uploading)
 
 
-def test_edit_status_verify_and_plan_on_s3_as_a_user_runs_them(s3_endpoint: str, tmp_path: Path) -> None:
-    root = f"s3://{bucket(s3_endpoint)}/store"
+def test_edit_status_verify_and_plan_on_s3_as_a_user_runs_them(s3_bucket: str, tmp_path: Path) -> None:
+    root = f"s3://{s3_bucket}/store"
     chair = tmp_path / "chair.glb"
     run_cli("example", str(chair))
     args = ["edit", str(chair), "--edit", "a photo of <asset0> in gold", "--store", root, "--json"]
@@ -104,8 +94,8 @@ def test_edit_status_verify_and_plan_on_s3_as_a_user_runs_them(s3_endpoint: str,
     assert "0 of 8 stages to compute" in plan
 
 
-def test_a_batch_writes_its_gallery_to_s3(s3_endpoint: str, tmp_path: Path) -> None:
-    root = f"s3://{bucket(s3_endpoint)}/store"
+def test_a_batch_writes_its_gallery_to_s3(s3_bucket: str, tmp_path: Path) -> None:
+    root = f"s3://{s3_bucket}/store"
     run_cli("example", str(tmp_path / "chair.glb"))
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump([{"asset": "chair.glb", "edits": ["a photo of <asset1> in red"]}]))
     summary = json.loads(run_cli("batch", str(tmp_path / "manifest.yaml"), "--store", root, "--json").stdout)
@@ -114,10 +104,10 @@ def test_a_batch_writes_its_gallery_to_s3(s3_endpoint: str, tmp_path: Path) -> N
     assert page.count("<model-viewer ") == 2 and 'src="s3:' not in page  # inlined: opens anywhere
 
 
-def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_endpoint: str, tmp_path: Path) -> None:
+def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_bucket: str, tmp_path: Path) -> None:
     from tasks.running import ScratchSync
 
-    root = f"s3://{bucket(s3_endpoint)}/store"
+    root = f"s3://{s3_bucket}/store"
     key = "finetune-" + "1" * 32
     worker_a = ArtifactStore(root, cache_dir=tmp_path / "machine-a")
     scratch = worker_a.scratch_dir(key)
@@ -151,12 +141,12 @@ def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_en
 
 
 def test_a_manifest_in_a_bucket_copies_each_asset_with_exactly_the_files_it_references(
-    s3_endpoint: str, shared_assets: Path, tmp_path: Path
+    s3_bucket: str, shared_assets: Path, tmp_path: Path
 ) -> None:
     from dreamedit3d_core.config import pipeline_config
     from flows.manifest import ManifestError, read_manifest
 
-    name = bucket(s3_endpoint)
+    name = s3_bucket
     fs = fsspec.filesystem("s3")
     good = shared_assets / "good"
     for source, target in [

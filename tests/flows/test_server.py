@@ -384,18 +384,16 @@ def test_a_worker_killed_in_a_gpu_stage_fails_that_asset_and_the_rerun_resumes(
 
 
 def test_two_gpu_workers_share_an_s3_store_and_a_batch_survives_losing_one_in_the_middle_of_finetune(
-    deployment: Deployment, s3_endpoint: str, shared_assets: Path, tmp_path: Path
+    deployment: Deployment, s3_bucket: str, shared_assets: Path, tmp_path: Path
 ) -> None:
     """What issue 20's "Done when" asks: a loopback S3 server, the Prefect server, two gpu workers as separate
     processes with separate local caches, a 3-asset batch whose manifest and assets are in the bucket. One
     worker is killed (SIGKILL, worker and flow run) once its finetune has a checkpoint in the store. The
     batch waits for nobody: the lost worker's lock lapses, its run is marked Crashed and started again, the
     other worker takes the lock over and resumes phase 2 from the checkpoint. Every key is computed once."""
-    import boto3
     import fsspec
 
-    name = f"studio-{os.getpid()}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    name = s3_bucket
     fs = fsspec.filesystem("s3")
     make_example_asset(tmp_path / "chair.glb")
     for source, target in [

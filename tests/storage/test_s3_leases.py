@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 from storage import ArtifactStore
@@ -42,14 +41,6 @@ WRITER = textwrap.dedent(
 )
 
 
-def bucket(s3_endpoint: str) -> str:
-    import boto3
-
-    name = f"locks-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    return name
-
-
 def machine(root: str, tmp_path: Path, name: str, hold: float, lease: float, key: str = KEY) -> subprocess.Popen[str]:
     env = {**os.environ, "DREAMEDIT3D_LOCK_LEASE_S": str(lease)}
     return subprocess.Popen(
@@ -76,9 +67,9 @@ def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-u
 
 
 def test_two_machines_compute_a_key_once_and_a_live_holder_keeps_its_lock_past_the_lease(
-    s3_endpoint: str, tmp_path: Path
+    s3_bucket: str, tmp_path: Path
 ) -> None:
-    root = f"s3://{bucket(s3_endpoint)}/store"
+    root = f"s3://{s3_bucket}/store"
     # A holds the key for 3 leases: only its heartbeat keeps B from taking the lock over.
     first = machine(root, tmp_path, "a", hold=7.0, lease=2.0)
     wait_for(lambda: any(e["event"] == "start" for e in events(tmp_path)), 60, "the first machine to start computing")
@@ -95,8 +86,8 @@ def test_two_machines_compute_a_key_once_and_a_live_holder_keeps_its_lock_past_t
     assert store.verify().clean
 
 
-def test_a_killed_holders_lock_lapses_and_the_waiting_machine_computes(s3_endpoint: str, tmp_path: Path) -> None:
-    root = f"s3://{bucket(s3_endpoint)}/store"
+def test_a_killed_holders_lock_lapses_and_the_waiting_machine_computes(s3_bucket: str, tmp_path: Path) -> None:
+    root = f"s3://{s3_bucket}/store"
     first = machine(root, tmp_path, "a", hold=600.0, lease=3.0)
     wait_for(lambda: any(e["event"] == "start" for e in events(tmp_path)), 60, "the first machine to start computing")
     store = ArtifactStore(root)
@@ -117,8 +108,8 @@ def test_a_killed_holders_lock_lapses_and_the_waiting_machine_computes(s3_endpoi
     assert store.verify().clean
 
 
-def test_verify_removes_the_lock_of_a_machine_that_stopped(s3_endpoint: str) -> None:
-    root = f"s3://{bucket(s3_endpoint)}/store"
+def test_verify_removes_the_lock_of_a_machine_that_stopped(s3_bucket: str) -> None:
+    root = f"s3://{s3_bucket}/store"
     store = ArtifactStore(root)
     leases = store.leases
     assert leases is not None
