@@ -1,12 +1,11 @@
 """Check the worker image's dependency set without building the image (CI has no Docker daemon).
 
-    .venv/bin/python scripts/check_image.py              # what scripts/test.sh runs, before pytest
-    .venv/bin/python scripts/check_image.py --no-sizes   # without the download sizes (a HEAD request per wheel)
+    .venv/bin/python scripts/check_image.py   # what scripts/test.sh runs, before pytest
 
 1. docker/Dockerfile against the repository: its apt-get install list equals `runtime_packages` of
    scripts/install.sh, every `pip install` takes requirements.lock as constraints, and the image installs the
    project's [project.dependencies] (then the project itself), nothing else; its Python is pyproject's.
-2. That set resolved against PyPI for the image's platform, installing nothing: `pip install --dry-run
+2. That set resolved against PyPI for the image's platform, downloading no wheel: `uv pip compile
    --only-binary=:all:` for CPython 3.11 on manylinux x86_64 up to the glibc of the base image's Debian, with
    requirements.lock as constraints. Success proves that every package the image installs exists as a wheel for
    that platform and that the set is consistent; then every resolved package must be pinned by the lock at the
@@ -20,10 +19,7 @@ the package the lock does not pin, the apt package only one side has) on any fai
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -33,7 +29,6 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,10 +40,10 @@ GLIBC_OF_DEBIAN = {"bullseye": 31, "bookworm": 36, "trixie": 41}  # glibc 2.N of
 LOCK = "requirements.lock"
 DEPENDENCIES_FROM_PYPROJECT = "['project']['dependencies']"  # how the Dockerfile writes them to a file
 NOT_IN_LOCKS = {"pip", "setuptools", "wheel"}  # `pip freeze` omits them
-# The resolver: pip 23.2 (the venv's, Python 3.11's own) downloads every wheel of a dry run after resolving it
-# (3.8 GB here); newer pips read only the wheels' metadata files (PEP 658). Kept in .tools/, checked by its digest.
-RESOLVER_PIP = ("26.3", "f3b60b20ffaadd4415ed7957212a38ac63fa4c5fa375bd0f4a797777940fad13")
-KEPT_PIP_SETTINGS = {"PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "PIP_CACHE_DIR"}
+# The resolver, `uv pip compile`, reads only the wheels' metadata (PEP 658 files, else a range request into each
+# wheel); `pip install --dry-run` downloads every wheel it resolves (3.6 GB of temporary files here, more than a CI
+# machine's disk held once). uv also evaluates environment markers for the target platform, not for its host.
+KEPT_UV_SETTINGS = {"UV_HTTP_TIMEOUT", "UV_HTTP_RETRIES", "UV_CONCURRENT_DOWNLOADS", "UV_INSECURE_HOST"}
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}
 
 
@@ -99,7 +94,7 @@ class ImagePlan:
 @dataclass
 class Resolution:
     packages: dict[str, str]  # normalised name -> version
-    urls: dict[str, str]  # normalised name -> the wheel's URL
+    sizes: dict[str, int | None]  # normalised name -> its wheel's size in bytes
     seconds: float
 
 
@@ -302,88 +297,94 @@ def read_lock(path: Path) -> dict[str, str]:
     return pins
 
 
-def platform_arguments(plan: ImagePlan) -> list[str]:
-    """The platform tags the image's pip accepts: manylinux up to the image's glibc, their legacy names, linux."""
-    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(plan.glibc_minor, 4, -1)]
-    tags += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
-    python = plan.python.replace(".", "")
-    arguments = [f"--platform={tag}" for tag in tags]
-    return arguments + [f"--python-version={plan.python}", "--implementation=cp", f"--abi=cp{python}"]
-
-
-def pip_environment() -> dict[str, str]:
-    """No pip configuration of this machine (extra indexes, find-links, constraints) may change the answer."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("PIP_") or key in KEPT_PIP_SETTINGS}
-    return environment | {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-
-
-def resolver_pip(index: list[str]) -> list[str]:
-    """pip RESOLVER_PIP[0] as a wheel in .tools/ (pip runs from its own wheel), fetched once and digest-checked."""
-    version, digest = RESOLVER_PIP
-    wheel = PROJECT_ROOT / ".tools" / f"pip-{version}-py3-none-any.whl"
-    def verified() -> bool:
-        return wheel.is_file() and hashlib.sha256(wheel.read_bytes()).hexdigest() == digest
-
-    if not verified():
-        wheel.parent.mkdir(exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", *index]
-        command += ["--dest", str(wheel.parent), f"pip=={version}"]
-        fetched = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=pip_environment())
-        if not verified():
-            raise ImageCheckError(f"could not fetch the resolver, pip {version} (sha256 {digest}): {fetched.stderr.strip()}")
-    return [sys.executable, str(wheel / "pip")]
-
-
-def run_pip(pip: list[str], arguments: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory(prefix="check-image-") as target:
-        # --target: older pips take platform options only with it; --dry-run writes nothing there
-        command = [*pip, "install", "--dry-run", "--no-cache-dir", "--ignore-installed", "--only-binary=:all:", "--target", target, *arguments]
-        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, env=pip_environment())
-
-
-def missing_pins(pip: list[str], output: str, pins: dict[str, str], plan: ImagePlan, index: list[str]) -> list[str]:
-    """The pins pip's error names, each tried alone (no dependencies): which of them has no wheel here."""
-    named = re.findall(r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==|>=|<=|~=|!=|<|>)", output)
-    found: list[str] = []
-    for name in sorted({normalise(name) for name in named} & set(pins)):
-        alone = run_pip(pip, [*platform_arguments(plan), *index, "--no-deps", "--quiet", f"{name}=={pins[name]}"], 120)
-        if alone.returncode != 0:
-            versions = re.search(r"\(from versions: ([^)]*)\)", alone.stderr)
-            available = versions.group(1).split(", ") if versions else ["none"]
-            shown = ", ".join((["..."] if len(available) > 6 else []) + available[-6:])
-            where = platform_label(plan)
-            found.append(f"{LOCK} pins {name}=={pins[name]}: no wheel of it for {where} (versions with one: {shown})")
-    return found
-
-
 def platform_label(plan: ImagePlan) -> str:
     return f"cp{plan.python.replace('.', '')} manylinux_2_{plan.glibc_minor}_x86_64"
 
 
-def resolve(root: Path, plan: ImagePlan, index: list[str], pip: list[str], timeout: float = 600) -> Resolution:
+def uv_command() -> list[str]:
+    """The resolver: uv from the test install (pinned in requirements.lock)."""
+    try:
+        from uv import find_uv_bin
+    except ImportError as error:
+        raise ImageCheckError(f"uv is not installed here; `bash scripts/install.sh --test` installs it ({error})") from None
+    return [find_uv_bin()]
+
+
+def uv_environment() -> dict[str, str]:
+    """No uv configuration of this machine (indexes, find-links, constraints) may change the answer."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("UV_") or key in KEPT_UV_SETTINGS}
+
+
+def image_python(plan: ImagePlan) -> str:
+    """The image's Python for environment markers: `python:3.11-...` tags follow 3.11's newest patch release, so at
+    least this host's 3.11.N (the one the lock was frozen on); uv would take a bare 3.11 as 3.11.0, where markers
+    such as redis's `async-timeout; python_full_version < "3.11.3"` add packages the image never installs."""
+    host = sys.version_info
+    return f"{plan.python}.{host.micro}" if f"{host.major}.{host.minor}" == plan.python else plan.python
+
+
+def run_uv(uv: list[str], plan: ImagePlan, arguments: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`uv pip compile` for the image's platform: its interpreter, manylinux up to its glibc, wheels only."""
+    platform_options = [f"--python-version={image_python(plan)}", f"--python-platform=x86_64-manylinux_2_{plan.glibc_minor}"]
+    command = [*uv, "pip", "compile", "--quiet", "--no-config", "--no-cache", "--native-tls", "--only-binary=:all:"]
+    command += [*platform_options, *arguments]
+    try:
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, env=uv_environment())
+    except subprocess.TimeoutExpired:
+        raise ImageCheckError(f"uv did not resolve within {timeout:.0f} s: {shlex.join(command)}") from None
+
+
+def missing_pins(uv: list[str], output: str, pins: dict[str, str], plan: ImagePlan, index: list[str]) -> list[str]:
+    """The pins uv's error names, each tried alone (no dependencies): which of them has no wheel here."""
+    named = re.findall(r"(?<![\w.-])([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==|>=|<=|~=|!=|<|>)", output)
+    found: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="check-image-") as folder:
+        for name in sorted({normalise(name) for name in named} & set(pins)):
+            requirement = Path(folder) / "one.txt"
+            requirement.write_text(f"{name}=={pins[name]}\n")
+            if run_uv(uv, plan, [*index, "--no-deps", str(requirement)], 120).returncode == 0:
+                continue
+            requirement.write_text(f"{name}\n")
+            newest = run_uv(uv, plan, [*index, "--no-deps", "--no-header", "--no-annotate", str(requirement)], 120)
+            has_one = newest.stdout.strip().partition("==")[2] if newest.returncode == 0 else ""
+            found.append(
+                f"{LOCK} pins {name}=={pins[name]}: no wheel of it for {platform_label(plan)} "
+                f"(newest with one: {has_one or 'none'})"
+            )
+    return found
+
+
+def wheel_size(wheel: dict[str, object]) -> int | None:
+    """A pylock.toml wheel entry's size: recorded by the index, else the local file's."""
+    if isinstance(wheel.get("size"), int):
+        return int(wheel["size"])  # type: ignore[arg-type]
+    location = str(wheel.get("path") or wheel.get("url") or "")
+    if location.startswith("file://"):
+        location = urllib.request.url2pathname(location[len("file://") :])
+    return Path(location).stat().st_size if location and Path(location).is_file() else None
+
+
+def resolve(root: Path, plan: ImagePlan, index: list[str], uv: list[str], timeout: float = 600) -> Resolution:
     """Part 2: the image's dependency set resolved for its platform, without installing; pins checked."""
     dependencies = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
     pins = read_lock(root / LOCK)
     with tempfile.TemporaryDirectory(prefix="check-image-") as folder:
         requirements = Path(folder) / "dependencies.txt"
         requirements.write_text("\n".join(dependencies) + "\n")
-        report = Path(folder) / "report.json"
+        lock = Path(folder) / "pylock.toml"  # PEP 751: each package with the one wheel this platform installs
         started = time.perf_counter()
-        arguments = [*platform_arguments(plan), *index, "-c", str(root / LOCK), "-r", str(requirements)]
-        result = run_pip(pip, [*arguments, "--report", str(report)], timeout)
+        result = run_uv(uv, plan, [*index, "-c", str(root / LOCK), "-o", str(lock), str(requirements)], timeout)
         seconds = time.perf_counter() - started
         if result.returncode != 0:
-            conflict = result.stdout.partition("The conflict is caused by")
-            said = result.stderr + "".join(conflict[1:]).partition("To fix this")[0]
-            errors = [line.strip() for line in said.splitlines() if line.strip() and "WARNING" not in line]
-            missing = missing_pins(pip, said, pins, plan, index)
+            errors = [line.strip(" ×╰─▶") for line in result.stderr.splitlines() if line.strip(" ×╰─▶")]
+            missing = missing_pins(uv, result.stderr, pins, plan, index)
             raise ImageCheckError(
                 f"the image's dependency set does not resolve for {platform_label(plan)}:\n  "
-                + "\n  ".join(missing + ["pip said:"] + errors[:20])
+                + "\n  ".join(missing + ["uv said:"] + errors[:20])
             )
-        installs = json.loads(report.read_text())["install"]
-    packages = {normalise(item["metadata"]["name"]): item["metadata"]["version"] for item in installs}
-    urls = {normalise(item["metadata"]["name"]): item["download_info"]["url"] for item in installs}
+        resolved = tomllib.loads(lock.read_text()).get("packages", [])
+    packages = {normalise(item["name"]): item["version"] for item in resolved}
+    sizes = {normalise(item["name"]): wheel_size(item["wheels"][0]) if item.get("wheels") else None for item in resolved}
     problems = [
         f"{name}=={version} is in the image but {LOCK} does not pin it" if name not in pins
         else f"{name}: the image gets {version}, {LOCK} pins {pins[name]}"
@@ -392,60 +393,38 @@ def resolve(root: Path, plan: ImagePlan, index: list[str], pip: list[str], timeo
     ]
     if problems:
         raise ImageCheckError("the image's dependency set and requirements.lock differ:\n  " + "\n  ".join(problems))
-    return Resolution(packages, urls, seconds)
+    return Resolution(packages, sizes, seconds)
 
 
-def download_size(url: str) -> int | None:
-    if url.startswith("file://"):
-        return Path(urllib.request.url2pathname(url[len("file://") :])).stat().st_size
-    for attempt in range(3):  # an index may refuse some of many requests at once for a moment
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60) as response:  # noqa: S310
-                return int(response.headers["Content-Length"])
-        except (OSError, KeyError, ValueError):
-            time.sleep(1 + attempt)
-    return None
-
-
-def total_download(urls: list[str]) -> str:
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        sizes = list(pool.map(download_size, urls))
-    known = sum(size for size in sizes if size is not None)
-    unknown = sum(size is None for size in sizes)
+def total_download(sizes: dict[str, int | None]) -> str:
+    known = sum(size for size in sizes.values() if size is not None)
+    unknown = sum(size is None for size in sizes.values())
     return f"{known / 1e9:.2f} GB" + (f" ({unknown} sizes unknown)" if unknown else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index-url", default=PYPI, help=f"the package index to resolve against (default {PYPI})")
-    parser.add_argument("--no-sizes", action="store_true", help="skip the download sizes (a HEAD request per wheel)")
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)  # for the tests
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the table is written")
     parser.add_argument("--find-links", help=argparse.SUPPRESS)  # the tests' local wheels, instead of an index
-    parser.add_argument("--pip", help=argparse.SUPPRESS)  # the tests' pip command, instead of RESOLVER_PIP
     args = parser.parse_args(argv)
     index = ["--no-index", f"--find-links={args.find_links}"] if args.find_links else [f"--index-url={args.index_url}"]
     where = args.find_links or args.index_url
     started = time.perf_counter()
     try:
         plans = check_consistency(args.root)
-        host = (sys.implementation.name, f"{sys.version_info[0]}.{sys.version_info[1]}", sys.platform, platform.machine())
-        for plan in plans.values():
-            if host != ("cpython", plan.python, "linux", "x86_64"):
-                raise ImageCheckError(
-                    f"pip evaluates environment markers on the interpreter that runs it: run this check with CPython "
-                    f"{plan.python} on Linux x86_64 (.venv/bin/python), not {' '.join(host)}"
-                )
-        pip = resolver_pip([f"--index-url={args.index_url}"]) if args.pip is None else shlex.split(args.pip)
-        resolver = f"pip {RESOLVER_PIP[0]}" if args.pip is None else args.pip
+        uv = uv_command()
+        version = subprocess.run([*uv, "--version"], check=False, capture_output=True, text=True).stdout.split()
+        resolver = " ".join(version[:2]) or "uv"
         groups: dict[ImagePlan, list[str]] = {}
         for variant, plan in plans.items():
             groups.setdefault(plan, []).append(variant)
         rows = []
         for plan, variants in groups.items():
-            resolution = resolve(args.root, plan, index, pip)
-            size = "-" if args.no_sizes else total_download(list(resolution.urls.values()))
+            resolution = resolve(args.root, plan, index, uv)
             unpinned = sorted(f"{name} {version}" for name, version in resolution.packages.items() if name in NOT_IN_LOCKS)
+            size = total_download(resolution.sizes)
             rows.append((", ".join(variants), plan, len(resolution.packages), size, resolution.seconds, unpinned))
     except ImageCheckError as error:
         sys.stderr.write(f"check_image: FAILED: {error}\n")
@@ -455,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         "# The worker image's dependency set",
         "",
         f"Written by scripts/check_image.py: docker/Dockerfile checked against scripts/install.sh and {LOCK}, and its",
-        f"dependency set resolved by {resolver} (`pip install --dry-run`) against {where},",
-        f"installing nothing ({seconds:.1f} s in all).",
+        f"dependency set resolved by {resolver} (`uv pip compile`, wheel metadata only) against {where},",
+        f"downloading and installing no wheel ({seconds:.1f} s in all).",
         "",
         "| variant | base image | platform | packages resolved | download size | seconds to resolve |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
 # The worker image (docker/Dockerfile) cannot be built here: check it against install.sh and requirements.lock, and
-# resolve its dependency set against PyPI for its platform, installing nothing (docs/container.md; under a minute).
+# resolve its dependency set against PyPI for its platform with uv, downloading no wheel (docs/container.md; seconds).
 # Only for the whole suite (no arguments), as CI runs it.
 [ $# -eq 0 ] && .venv/bin/python scripts/check_image.py
 export PREFECT_HOME="${PREFECT_HOME:-$(mktemp -d /tmp/dreamedit3d-prefect.XXXXXX)}"

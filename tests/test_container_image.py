@@ -1,6 +1,6 @@
 """scripts/check_image.py, the CI check of the worker image (docker/Dockerfile) that no CI machine can build.
 
-Offline: the resolution runs on wheels made here (pip's --find-links), not on PyPI; scripts/test.sh runs the
+Offline: the resolution runs on wheels made here (uv's --find-links), not on PyPI; scripts/test.sh runs the
 check itself against PyPI before pytest.
 """
 
@@ -31,7 +31,7 @@ def copy_repository(tmp_path: Path) -> Path:
 
 
 def make_wheel(folder: Path, name: str, version: str, requires: list[str]) -> None:
-    """A pure-Python wheel with only its metadata, enough for pip to resolve it."""
+    """A pure-Python wheel with only its metadata, enough for a resolver."""
     dist_info = f"{name}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
@@ -62,8 +62,7 @@ def small_project(tmp_path: Path, lock: str) -> tuple[Path, Path]:
 
 
 def run_check(root: Path, wheels: Path, results: Path) -> int:
-    pip = f"{sys.executable} -m pip"
-    return check_image.main(["--root", str(root), "--find-links", str(wheels), "--pip", pip, "--results", str(results)])
+    return check_image.main(["--root", str(root), "--find-links", str(wheels), "--results", str(results)])
 
 
 def test_the_image_installs_install_sh_libraries_and_the_locked_project() -> None:
@@ -109,7 +108,7 @@ def test_a_pin_without_a_wheel_is_named(tmp_path: Path, capsys: pytest.CaptureFi
     assert run_check(root, wheels, tmp_path / "results.md") == 1
     error = capsys.readouterr().err
     assert "requirements.lock pins beta==2.0: no wheel of it for cp311 manylinux_2_36_x86_64" in error
-    assert "(versions with one: 1.0)" in error
+    assert "(newest with one: 1.0)" in error
     assert not (tmp_path / "results.md").exists()
 
 
