@@ -389,7 +389,7 @@ def resolve(root: Path, plan: ImagePlan, index: list[str], uv: list[str], timeou
         f"{name}=={version} is in the image but {LOCK} does not pin it" if name not in pins
         else f"{name}: the image gets {version}, {LOCK} pins {pins[name]}"
         for name, version in sorted(packages.items())
-        if name not in NOT_IN_LOCKS and pins.get(name) != version
+        if pins.get(name) != version and (name in pins or name not in NOT_IN_LOCKS)
     ]
     if problems:
         raise ImageCheckError("the image's dependency set and requirements.lock differ:\n  " + "\n  ".join(problems))
@@ -414,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         plans = check_consistency(args.root)
+        pins = read_lock(args.root / LOCK)
         uv = uv_command()
         version = subprocess.run([*uv, "--version"], check=False, capture_output=True, text=True).stdout.split()
         resolver = " ".join(version[:2]) or "uv"
@@ -423,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for plan, variants in groups.items():
             resolution = resolve(args.root, plan, index, uv)
-            unpinned = sorted(f"{name} {version}" for name, version in resolution.packages.items() if name in NOT_IN_LOCKS)
+            unpinned = sorted(f"{name} {version}" for name, version in resolution.packages.items() if name not in pins)
             size = total_download(resolution.sizes)
             rows.append((", ".join(variants), plan, len(resolution.packages), size, resolution.seconds, unpinned))
     except ImageCheckError as error:
