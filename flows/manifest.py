@@ -191,12 +191,10 @@ def _fetch_asset(library: RemoteLibrary, asset: str) -> str:
     """The local copy of an asset of a manifest at a URL (with the files it references)."""
     try:
         return str(library.asset(asset))
-    except ValueError as error:
+    except ValueError as error:  # a path leaving the folder, or an AssetError of the reader
         raise ManifestError(f"asset {asset!r}: {error}") from None
     except FileNotFoundError as error:
         raise ManifestError(f"asset {asset!r} {error}") from None
-    except AssetError as error:
-        raise ManifestError(f"asset {asset!r}: {error}") from None
     except OSError as error:
         raise ManifestError(f"asset {asset!r} could not be copied from {library.folder_url}: {error}") from None
 

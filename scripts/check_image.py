@@ -95,6 +95,7 @@ class ImagePlan:
 class Resolution:
     packages: dict[str, str]  # normalised name -> version
     sizes: dict[str, int | None]  # normalised name -> its wheel's size in bytes
+    unpinned: list[str]  # "name version" of the NOT_IN_LOCKS packages the lock leaves out
     seconds: float
 
 
@@ -355,13 +356,13 @@ def missing_pins(uv: list[str], output: str, pins: dict[str, str], plan: ImagePl
 
 
 def wheel_size(wheel: dict[str, object]) -> int | None:
-    """A pylock.toml wheel entry's size: recorded by the index, else the local file's."""
+    """A pylock.toml wheel's size: as the index recorded it, else (a --find-links wheel, a file:// URL) the file's."""
+    url = str(wheel.get("url", ""))
     if isinstance(wheel.get("size"), int):
         return int(wheel["size"])  # type: ignore[arg-type]
-    location = str(wheel.get("path") or wheel.get("url") or "")
-    if location.startswith("file://"):
-        location = urllib.request.url2pathname(location[len("file://") :])
-    return Path(location).stat().st_size if location and Path(location).is_file() else None
+    if url.startswith("file://"):
+        return Path(urllib.request.url2pathname(url[len("file://") :])).stat().st_size
+    return None
 
 
 def resolve(root: Path, plan: ImagePlan, index: list[str], uv: list[str], timeout: float = 600) -> Resolution:
@@ -393,7 +394,8 @@ def resolve(root: Path, plan: ImagePlan, index: list[str], uv: list[str], timeou
     ]
     if problems:
         raise ImageCheckError("the image's dependency set and requirements.lock differ:\n  " + "\n  ".join(problems))
-    return Resolution(packages, sizes, seconds)
+    unpinned = sorted(f"{name} {version}" for name, version in packages.items() if name not in pins)
+    return Resolution(packages, sizes, unpinned, seconds)
 
 
 def total_download(sizes: dict[str, int | None]) -> str:
@@ -414,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         plans = check_consistency(args.root)
-        pins = read_lock(args.root / LOCK)
         uv = uv_command()
         version = subprocess.run([*uv, "--version"], check=False, capture_output=True, text=True).stdout.split()
         resolver = " ".join(version[:2]) or "uv"
@@ -424,9 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for plan, variants in groups.items():
             resolution = resolve(args.root, plan, index, uv)
-            unpinned = sorted(f"{name} {version}" for name, version in resolution.packages.items() if name not in pins)
             size = total_download(resolution.sizes)
-            rows.append((", ".join(variants), plan, len(resolution.packages), size, resolution.seconds, unpinned))
+            rows.append((", ".join(variants), plan, len(resolution.packages), size, resolution.seconds, resolution.unpinned))
     except ImageCheckError as error:
         sys.stderr.write(f"check_image: FAILED: {error}\n")
         return 1
