@@ -24,8 +24,9 @@ stage name, code version, config and input digests. Digests: `file_digest(path)`
 
 Commit protocol: a writer fills a fresh attempt folder (remote roots: a local staging folder, uploaded at the
 end), hashes every file, then writes the commit record in one atomic step (local: temp file, fsync, os.replace;
-fsspec: a single put). An exception removes the attempt; a SIGKILL leaves an orphan attempt and a free lock file,
-both found by `verify`. Reads go only through commit records, which are validated: a path that would leave the
+fsspec: a single put). An exception removes the attempt; a SIGKILL leaves an orphan attempt and a free lock file
+(or the lock file alone, if it struck before the folder was made), both found by `verify` and removed by the
+next write of the key. Reads go only through commit records, which are validated: a path that would leave the
 store raises StoreError.
 
 Concurrency: `compute` checks the commit record, takes the key's lock, checks again, and only then runs the stage.

@@ -202,19 +202,23 @@ class ArtifactStore:
         # no other live writer can be uploading an attempt of this key. Elsewhere nothing can tell.
         if not (self.is_local or self.leases is not None):
             return []
-        self.fs.invalidate_cache(self.path("objects", key))
-        if not self.fs.exists(self.path("objects", key)):
-            return []
-        committed = self.read_commit(key)["attempt"] if self.is_committed(key) else None
         removed = []
-        for entry in self.fs.ls(self.path("objects", key), detail=True):
-            name = posixpath.basename(entry["name"])
-            if entry["type"] != "directory" or name == committed:
-                continue
-            lock_path = self.staging_root / key / f"{name}.lock"
-            if not self.is_local or not lock_is_held(lock_path, remove_if_free=True):
-                self.remove_attempt(key, name)
-                removed.append(name)
+        self.fs.invalidate_cache(self.path("objects", key))
+        if self.fs.exists(self.path("objects", key)):
+            committed = self.read_commit(key)["attempt"] if self.is_committed(key) else None
+            for entry in self.fs.ls(self.path("objects", key), detail=True):
+                name = posixpath.basename(entry["name"])
+                if entry["type"] != "directory" or name == committed:
+                    continue
+                lock_path = self.staging_root / key / f"{name}.lock"
+                if not self.is_local or not lock_is_held(lock_path, remove_if_free=True):
+                    self.remove_attempt(key, name)
+                    removed.append(name)
+        # What is left on this machine of dead writes: a writer killed between taking its liveness lock and
+        # making its folder leaves the lock file alone; on remote roots, a local staging folder beside it.
+        for lock_path in sorted((self.staging_root / key).glob("*.lock")):
+            if not lock_is_held(lock_path, remove_if_free=True) and not self.is_local:
+                shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
         return removed
 
     def remove_attempt(self, key: str, attempt: str) -> None:

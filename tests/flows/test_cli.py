@@ -32,7 +32,9 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         [*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=600
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        # Both streams: a --json command reports what it found on stdout (verify's problems, for one).
+        output = f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{output}")
     return result
 
 

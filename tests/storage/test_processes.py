@@ -118,3 +118,25 @@ def test_sigkill_mid_write_is_invisible_and_verify_repairs_it(
     else:
         assert repaired.problems and all(action == "removed" for _, _, action in repaired.problems)
     assert store.verify().clean and store.get(KEY).digest == artifact.digest
+
+
+@pytest.mark.parametrize("root_kind", ["local", "s3"])
+def test_a_writer_killed_before_making_its_folder_leaves_nothing_once_the_key_is_computed(
+    tmp_path: Path, root_kind: str, request: pytest.FixtureRequest
+) -> None:
+    # The narrowest SIGKILL window: the writer has taken its liveness lock (the file exists, the kernel freed
+    # the flock with the process) but has not made its attempt folder yet. On a remote root the local
+    # staging folder may be there too. This is what a CI run caught: the lock file outlived the resumed run.
+    root = str(tmp_path / "store") if root_kind == "local" else f"s3://{request.getfixturevalue('s3_bucket')}/store"
+    store = ArtifactStore(root, cache_dir=tmp_path / "cache")
+    dead = store.staging_root / KEY / "20261203T000000-0123456789ab"
+    dead.parent.mkdir(parents=True)
+    dead.with_suffix(".lock").touch()
+    if root_kind == "s3":
+        (dead / "renders").mkdir(parents=True)
+    assert "lock file of a crashed writer" in [problem for _, problem, _ in store.verify().problems]
+
+    artifact, status = store.compute(KEY, stage="render", fn=lambda w: w.json("summary", {}), lock_timeout=5)
+    assert status == "computed" and artifact.json("summary") == {}
+    assert store.verify().clean, str(store.verify())
+    assert not dead.exists() and not dead.with_suffix(".lock").exists()
