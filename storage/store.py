@@ -219,6 +219,11 @@ class ArtifactStore:
         for lock_path in sorted((self.staging_root / key).glob("*.lock")):
             if not lock_is_held(lock_path, remove_if_free=True) and not self.is_local:
                 shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
+        if self.is_local:  # one killed while publishing leaves its temporary commit record (see `publish`)
+            for temp in pathlib.Path(self.root, FOLDER).glob(f".{key}.*.tmp"):
+                attempt = temp.name[len(key) + 2 : -len(".tmp")]
+                if not lock_is_held(self.staging_root / key / f"{attempt}.lock"):
+                    temp.unlink(missing_ok=True)
         return removed
 
     def remove_attempt(self, key: str, attempt: str) -> None:

@@ -121,12 +121,13 @@ def test_sigkill_mid_write_is_invisible_and_verify_repairs_it(
 
 
 @pytest.mark.parametrize("root_kind", ["local", "s3"])
-def test_a_writer_killed_before_making_its_folder_leaves_nothing_once_the_key_is_computed(
+def test_writers_killed_at_either_edge_of_a_write_leave_nothing_once_the_key_is_computed(
     tmp_path: Path, root_kind: str, request: pytest.FixtureRequest
 ) -> None:
-    # The narrowest SIGKILL window: the writer has taken its liveness lock (the file exists, the kernel freed
-    # the flock with the process) but has not made its attempt folder yet. On a remote root the local
-    # staging folder may be there too. This is what a CI run caught: the lock file outlived the resumed run.
+    # The narrowest SIGKILL windows. At the start: the writer has taken its liveness lock (the file exists, the
+    # kernel freed the flock with the process) but has not made its attempt folder yet; a CI run caught that
+    # lone lock file outliving the resumed run. On a remote root its local staging folder may be there too.
+    # At the end (local roots): the temporary commit record is written but not yet renamed into place.
     root = str(tmp_path / "store") if root_kind == "local" else f"s3://{request.getfixturevalue('s3_bucket')}/store"
     store = ArtifactStore(root, cache_dir=tmp_path / "cache")
     dead = store.staging_root / KEY / "20261203T000000-0123456789ab"
@@ -134,9 +135,17 @@ def test_a_writer_killed_before_making_its_folder_leaves_nothing_once_the_key_is
     dead.with_suffix(".lock").touch()
     if root_kind == "s3":
         (dead / "renders").mkdir(parents=True)
+    else:  # and one killed while publishing: its files and a temporary commit record
+        published = store.staging_root / KEY / "20261203T000001-ba9876543210"
+        (published / "renders").mkdir(parents=True)
+        published.with_suffix(".lock").touch()
+        (tmp_path / "store" / "commits").mkdir()
+        (tmp_path / "store" / "commits" / f".{KEY}.{published.name}.tmp").write_text("{")
     assert "lock file of a crashed writer" in [problem for _, problem, _ in store.verify().problems]
 
     artifact, status = store.compute(KEY, stage="render", fn=lambda w: w.json("summary", {}), lock_timeout=5)
     assert status == "computed" and artifact.json("summary") == {}
     assert store.verify().clean, str(store.verify())
     assert not dead.exists() and not dead.with_suffix(".lock").exists()
+    if root_kind == "local":  # of the key, only the new commit's folder is left
+        assert [path.name for path in (store.staging_root / KEY).iterdir()] == [artifact.attempt]
