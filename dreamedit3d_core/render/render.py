@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import subprocess
 import sys
@@ -65,6 +66,12 @@ def _script_command(arguments: list[str], config: RenderConfig) -> list[str]:
     return [sys.executable, str(SCENE_SCRIPT), *arguments]
 
 
+def _blender_env(work: Path) -> dict[str, str]:
+    """The environment of a Blender process: its session temp folder (`blender_XXXXXX`) inside `work`, which we
+    remove, because the scene script leaves with os._exit, skipping Blender's own clean-up of it."""
+    return {**os.environ, "TMPDIR": str(work), "TEMP": str(work), "TMP": str(work)}
+
+
 def _write_inputs(work: Path, cameras: CameraSet, config: RenderConfig) -> tuple[Path, Path]:
     cameras_file = work / "cameras.npz"
     np.savez(cameras_file, cam2world=cameras.cam2world, K=cameras.K, image_size=np.int64(cameras.image_size))
@@ -116,7 +123,9 @@ def render_views(asset_dir: Path, cameras: CameraSet, config: RenderConfig) -> R
         command = scene_command(asset_dir, cameras_file, config_file, output, config)
         start = time.perf_counter()
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=config.timeout_s, check=False)
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=config.timeout_s, check=False, env=_blender_env(work)
+            )
         except subprocess.TimeoutExpired:
             raise RenderError(f"Blender did not finish rendering {asset_dir} within {config.timeout_s} s") from None
         wall_s = time.perf_counter() - start
@@ -181,6 +190,7 @@ def _render_chunk(folders: list[Path], cameras: CameraSet, config: RenderConfig)
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
+                env=_blender_env(work),
             )
             try:
                 done, tic = 0, time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,16 @@ from dreamedit3d_core.world import WorldConfig, render_world, sample_object, wri
 
 SIZE = 48
 FAST = {"image_size": SIZE, "samples": 4}
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The temporary folder of this process and of the Blender processes it starts."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +44,7 @@ def world_renders(objects: list) -> list[tuple[np.ndarray, np.ndarray]]:
     return renders
 
 
-def test_render_many_equals_render_views(shared_assets: Path, tmp_path: Path) -> None:
+def test_render_many_equals_render_views(shared_assets: Path, tmp_path: Path, temp_dir: Path) -> None:
     # the chair has plain materials, the duck a texture: both must be swapped cleanly between jobs
     folders = [
         ingest_asset(make_example_asset(tmp_path / "chair.glb")).write(tmp_path / "chair"),
@@ -51,9 +62,10 @@ def test_render_many_equals_render_views(shared_assets: Path, tmp_path: Path) ->
         np.testing.assert_array_equal(batch.depth, single.depth)
         np.testing.assert_allclose(batch.normals, single.normals, atol=1e-6)
     assert not np.array_equal(many[0].rgba, many[1].rgba)
+    assert list(temp_dir.iterdir()) == []  # nor Blender's session folders: a render farm's /tmp stays clean
 
 
-def test_render_many_names_the_failing_asset(tmp_path: Path) -> None:
+def test_render_many_names_the_failing_asset(tmp_path: Path, temp_dir: Path) -> None:
     good = ingest_asset(make_example_asset(tmp_path / "chair.glb")).write(tmp_path / "good")
     bad = ingest_asset(make_example_asset(tmp_path / "chair2.glb")).write(tmp_path / "bad")
     (bad / "meshes.npz").write_bytes(b"not an npz file")
@@ -62,6 +74,7 @@ def test_render_many_names_the_failing_asset(tmp_path: Path) -> None:
     assert next(results).part_id.shape == (4, SIZE, SIZE)  # the asset before the broken one still arrives
     with pytest.raises(RenderError, match=r"bad.*asset 2 of 3"):
         next(results)
+    assert list(temp_dir.iterdir()) == []
 
 
 def test_render_many_checks_inputs_before_starting(tmp_path: Path) -> None:
