@@ -9,5 +9,9 @@ bash scripts/install.sh --test
 # resolve its dependency set against PyPI for its platform with uv, downloading no wheel (docs/container.md; seconds).
 # Only for the whole suite (no arguments), as CI runs it.
 [ $# -eq 0 ] && .venv/bin/python scripts/check_image.py
-export PREFECT_HOME="${PREFECT_HOME:-$(mktemp -d /tmp/dreamedit3d-prefect.XXXXXX)}"
-exec .venv/bin/python -m pytest "$@"
+if [ -z "${PREFECT_HOME:-}" ]; then  # a Prefect home of the run's own, removed after it
+  PREFECT_HOME="$(mktemp -d /tmp/dreamedit3d-prefect.XXXXXX)"
+  trap 'rm -rf "$PREFECT_HOME"' EXIT
+fi
+export PREFECT_HOME
+.venv/bin/python -m pytest "$@"

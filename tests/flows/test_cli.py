@@ -113,10 +113,12 @@ def test_a_deleted_artifact_is_recomputed_not_reported_cached(chair: Path, tmp_p
 def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     run_cli("ingest", str(chair), "--store", str(store))
+    killed_temp = tmp_path / "tmp"  # what the killed process cannot remove lands here, not in /tmp
+    killed_temp.mkdir()
     process = subprocess.Popen(
         [*CLI, "mask", str(chair), "--store", str(store)],
         cwd=PROJECT_ROOT,
-        env=os.environ.copy(),
+        env={**os.environ, "TMPDIR": str(killed_temp)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: the kill takes Blender down with it
