@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from dreamedit3d_core.config import PipelineConfig
 from dreamedit3d_core.mvdiffusion import EditConfig
+from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
 from flows.deployments import run_stage_remotely
 from tasks.catalog import EDIT
 from tasks.prefect_task import run_task
@@ -77,7 +78,7 @@ def edit_asset(
         if stage.check_edits is not None:  # before the expensive stages: can every edit be made?
             stage.check_edits(refs[stage.name], edits)
             if until is None:
-                _announce_components(refs[stage.name])
+                _announce_components(refs[stage.name], edits)
     for prompt in edits:
         edit = EditConfig(prompt=prompt, seed=seed)
         edit_refs = dict(refs)
@@ -91,12 +92,30 @@ def edit_asset(
     return result
 
 
-def _announce_components(masks: StageRef) -> None:
-    """Say which token is which part before personalising (on stderr: stdout is kept for --json)."""
+def _announce_components(masks: StageRef, edits: list[str]) -> None:
+    """Say which token is which part, and which parts each edit changes, before personalising (on stderr:
+    stdout is kept for --json)."""
     described = masks.metadata.get("described", [])
-    if described:
-        listing = ", ".join(f"{entry['token']} = {', '.join(entry['parts']) or entry['name']}" for entry in described)
-        sys.stderr.write(f"[{masks.asset_id}] components: {listing}\n")
+    if not described:
+        return
+    names = {entry["token"]: ", ".join(entry["parts"]) or entry["name"] for entry in described}
+    sys.stderr.write(f"[{masks.asset_id}] components: {', '.join(f'{t} = {n}' for t, n in names.items())}\n")
+    for prompt in edits:
+        sys.stderr.write(f"[{masks.asset_id}] {edit_reading(prompt, names)}\n")
+
+
+def edit_reading(prompt: str, names: dict[str, str]) -> str:
+    """How an edit prompt is read: which components it changes (with the words that change them), which it
+    keeps; or that it changes none, and how to say what to change."""
+    phrases = edit_phrases(prompt)
+    if not phrases:
+        return (
+            f"edit {prompt!r} changes no component: put the words next to the token they describe, "
+            f"e.g. 'a photo of <asset0> in gold' or 'a photo of a golden <asset0>'"
+        )
+    changed = "; ".join(f"{token} ({names.get(token, '?')}) '{words}'" for token, words in phrases.items())
+    kept = ", ".join(f"{token} ({name})" for token, name in names.items() if token not in phrases)
+    return f"edit {prompt!r} changes {changed}" + (f"; keeps {kept}" if kept else "")
 
 
 def _publish_summary(result: EditResult) -> None:

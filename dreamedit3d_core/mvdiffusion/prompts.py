@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 TOKEN_PATTERN = re.compile(r"<[A-Za-z_][A-Za-z0-9_]*>")
 
@@ -24,23 +25,106 @@ def check_prompt_tokens(prompt: str, available: Sequence[str], described: Mappin
         raise ValueError(f"edit prompt {prompt!r} names unknown token(s) {', '.join(unknown)}; available tokens: {listing}")
 
 
-# Words that only join tokens ("<asset0> and <asset1>"): a token followed by nothing else is named but unedited.
-JOINER_WORDS = frozenset({"and", "with", "a", "an", "the", "of", ",", "&"})
+# Which words describe which token. Words belong to the token they describe, on either side of it:
+# "a photo of <asset0> in green and a blue <asset1>" edits <asset0> ("in green") and <asset1> ("blue").
+#   - A token's leading words: the run of content words right before it ("a blue <asset1>", "a photo of golden
+#     <asset0>"). Between two tokens, a run that follows a preposition is the end of the previous token's words
+#     ("<asset0> in green <asset1>"); one that follows an article or a separator is the next token's.
+#   - A token's trailing words: what follows it, up to the last separator before the next token's leading
+#     words ("<asset0> wearing a red scarf, and <asset1>"), or to the end of the prompt.
+# A token is edited when its words hold more than function words: "<asset0> and <asset1>", "<asset0> next to
+# <asset1>" and "a photo of <asset0>" edit nothing.
+ARTICLES = frozenset({"a", "an", "the"})
+SEPARATORS = frozenset({"and", ",", "&", ";", "plus"})
+PREPOSITIONS = frozenset({
+    "of", "with", "in", "on", "at", "by", "to", "from", "into", "onto", "over", "under", "above", "below",
+    "beneath", "behind", "beside", "besides", "between", "near", "next", "inside", "atop", "front", "its", "their",
+})
+FUNCTION_WORDS = ARTICLES | SEPARATORS | PREPOSITIONS
+# Words that frame the whole prompt ("a photo of", "a 3d render of") and so never lead a token.
+FRAMING_WORDS = frozenset({"photo", "picture", "image", "render", "rendering", "drawing", "painting", "view", "3d", "dslr"})
+
+_WORD = re.compile(r"[\w']+|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class TokenWords:
+    """One mention of a token and the character spans of the words that describe it."""
+
+    token: str
+    start: int  # the token itself: prompt[start:end]
+    end: int
+    leading: tuple[int, int]  # prompt[leading[0]:leading[1]]; empty when leading[0] == leading[1]
+    trailing: tuple[int, int]
+    article: int  # where an article right before the leading words starts (else leading[0])
+
+    def words(self, prompt: str) -> str:
+        """Its describing words, leading then trailing: "blue", "in green", "golden wearing a hat"."""
+        parts = (prompt[slice(*self.leading)].strip(), prompt[slice(*self.trailing)].strip())
+        return " ".join(part for part in parts if part)
+
+    def edited(self, prompt: str) -> bool:
+        words = [w for w in _WORD.findall(self.words(prompt).lower()) if w[0].isalnum() or w[0] in "_'"]
+        return any(word not in FUNCTION_WORDS for word in words)
+
+
+def _words(text: str, offset: int) -> list[tuple[str, int, int]]:
+    return [(m.group().lower(), offset + m.start(), offset + m.end()) for m in _WORD.finditer(text)]
+
+
+def _leading(words: list[tuple[str, int, int]], first: bool) -> tuple[int, int] | None:
+    """Index range [i, len(words)) of the leading run of the words before a token, or None."""
+    i = len(words)
+    while i > 0:
+        word = words[i - 1][0]
+        if word in FUNCTION_WORDS or word in FRAMING_WORDS or not (word[0].isalnum() or word[0] in "_'"):
+            break
+        i -= 1
+    if i == len(words):
+        return None
+    if not first and i > 0 and words[i - 1][0] not in ARTICLES | SEPARATORS:
+        return None  # "<asset0> in green <asset1>": the run ends the previous token's words
+    return i, len(words)
+
+
+def token_words(prompt: str) -> list[TokenWords]:
+    """Every token mention of `prompt` with the spans of the words that describe it (see the rules above)."""
+    matches = list(TOKEN_PATTERN.finditer(prompt))
+    leads: list[tuple[int, int, int]] = []  # per mention: (article start, leading start, leading end)
+    for i, match in enumerate(matches):
+        gap_start = matches[i - 1].end() if i else 0
+        words = _words(prompt[gap_start : match.start()], gap_start)
+        run = _leading(words, first=i == 0)
+        if run is None:
+            leads.append((match.start(), match.start(), match.start()))
+            continue
+        begin = words[run[0]][1]
+        article = words[run[0] - 1][1] if run[0] > 0 and words[run[0] - 1][0] in ARTICLES else begin
+        leads.append((article, begin, words[-1][2]))
+    mentions = []
+    for i, match in enumerate(matches):
+        last = i + 1 == len(matches)
+        stop = len(prompt) if last else leads[i + 1][0]
+        words = _words(prompt[match.end() : stop], match.end())
+        if not last:  # up to the last separator: what follows it joins the next token
+            cut = max((k for k, (word, _, _) in enumerate(words) if word in SEPARATORS), default=len(words))
+            words = words[:cut]
+        while words and not (words[-1][0][0].isalnum() or words[-1][0][0] in "_'"):
+            words = words[:-1]  # "scarf," -> "scarf"
+        trailing = (words[0][1], words[-1][2]) if words else (match.end(), match.end())
+        article, begin, end = leads[i]
+        mentions.append(TokenWords(match.group(), match.start(), match.end(), (begin, end), trailing, article))
+    return mentions
 
 
 def edit_phrases(prompt: str) -> dict[str, str]:
     """Each edited token with the words that edit it: "a photo of <asset0> and <asset1> in green" ->
-    {"<asset1>": "in green"}. A token is edited when the words after it (up to the next token or the end)
-    are more than joiners; "a photo of <asset0> and <asset1>" edits none, "<asset0> wearing a red scarf"
-    edits <asset0>."""
+    {"<asset1>": "in green"}; "a photo of <asset0> and a blue <asset1>" -> {"<asset1>": "blue"}. See
+    `token_words` for which words belong to which token; the first mention of a token that is edited counts."""
     phrases: dict[str, str] = {}
-    matches = list(TOKEN_PATTERN.finditer(prompt))
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(prompt)
-        tail = prompt[match.end() : end]
-        words = re.findall(r"[\w']+|[^\w\s]", tail.lower())
-        if any(word not in JOINER_WORDS for word in words):
-            phrases.setdefault(match.group(), tail.strip())
+    for mention in token_words(prompt):
+        if mention.edited(prompt):
+            phrases.setdefault(mention.token, mention.words(prompt))
     return phrases
 
 
@@ -50,18 +134,18 @@ def edited_tokens(prompt: str) -> list[str]:
 
 
 def plain_prompt(prompt: str) -> str:
-    """The prompt without its edit words: "a photo of <asset0> and <asset1> in green" -> "a photo of <asset0>
-    and <asset1>"; an edited token's words up to the next token become " and " (nothing after the last)."""
-    phrases = edit_phrases(prompt)
-    matches = list(TOKEN_PATTERN.finditer(prompt))
-    pieces, cursor = [], 0
-    for i, match in enumerate(matches):
-        pieces.append(prompt[cursor : match.end()])
-        cursor = match.end()
-        if match.group() in phrases:  # skip its words, up to the next token
-            last = i + 1 == len(matches)
-            cursor = len(prompt) if last else matches[i + 1].start()
-            if not last:
-                pieces.append(" and ")
-    pieces.append(prompt[cursor:])
-    return "".join(pieces).strip()
+    """The prompt without its edit words: "a photo of <asset0> and <asset1> in green" and "a photo of <asset0>
+    and a green <asset1>" -> "a photo of <asset0> and <asset1>" (an article before removed leading words goes
+    with them). Two tokens left with nothing between them are joined by "and"."""
+    cuts = []
+    for mention in token_words(prompt):
+        if mention.edited(prompt):
+            cuts += [(mention.article, mention.leading[1]), mention.trailing]
+    kept, cursor = [], 0
+    for begin, end in sorted(cut for cut in cuts if cut[0] < cut[1]):
+        kept.append(prompt[cursor:begin])
+        cursor = max(cursor, end)
+    kept.append(prompt[cursor:])
+    text = re.sub(r"\s+", " ", "".join(kept)).strip()
+    text = re.sub(r"\s+([,;])", r"\1", text)
+    return re.sub(f"({TOKEN_PATTERN.pattern})\\s*(?=<)", r"\1 and ", text)

@@ -53,7 +53,10 @@ def computed_rows(store: Path) -> int:
 
 def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    first = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
+    run = run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json")
+    first = json.loads(run.stdout)
+    # before personalising, how the edit is read: the part it changes, by its name, and the parts it keeps
+    assert re.search(r"edit 'a photo of <asset0> in red' changes <asset0> \([\w ,]+\) 'in red'; keeps <asset1> \(", run.stderr)
     stages = [entry["stage"] for entry in first["stages"]]
     assert stages == ["ingest", "render", "mask", "invert", "finetune", "sample", "merge", "evaluate"]
     assert {entry["status"] for entry in first["stages"]} == {"computed"}
@@ -223,7 +226,8 @@ def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path
 
 def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    run_cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store))
+    plain = run_cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store))
+    assert "edit 'a photo of a red chair' changes no component: put the words next to the token" in plain.stderr
     second = json.loads(
         run_cli("edit", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
     )
