@@ -149,6 +149,7 @@ def glb_parts(path: Path) -> dict[str, list[bytes]]:
 def test_a_real_multi_part_asset_keeps_its_other_parts_bit_for_bit(shared_assets: Path, tmp_path: Path, name: str, edit: str) -> None:
     """The merge stage's GLB: the source asset, node names and all, with only the named component changed."""
     import json
+    import os
     import subprocess
     import sys
 
@@ -184,5 +185,6 @@ def test_a_real_multi_part_asset_keeps_its_other_parts_bit_for_bit(shared_assets
         f"bpy.ops.import_scene.gltf(filepath={str(merged_path)!r}); "
         "print(json.dumps(sorted(o.name for o in bpy.data.objects if o.type == 'MESH')))"
     )
-    blender = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where a crashing exit leaves Blender's session folder
+    blender = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert json.loads(blender.stdout.strip().splitlines()[-1]) == sorted(source), blender.stdout[-2000:] + blender.stderr[-2000:]

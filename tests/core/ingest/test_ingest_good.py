@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import subprocess
 import sys
@@ -242,7 +243,8 @@ def test_blender_imports_the_written_glb(tmp_path: Path) -> None:
         "print('MATERIALS', sorted(m.name for m in bpy.data.materials))\n"
         "sys.stdout.flush(); os._exit(0)\n"  # bpy may crash at interpreter exit
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # Blender's session folder, which os._exit leaves behind
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     names = next(line for line in result.stdout.splitlines() if line.startswith("NAMES"))
     assert names == "NAMES " + str(sorted(p.name for p in asset.parts))
     assert "red_cushion" in result.stdout
