@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,7 +151,8 @@ def test_more_views_larger_images_and_the_blender_style_command(asset_dirs: dict
     command = [sys.executable, str(SCENE_SCRIPT), "--", "--asset-dir", str(asset_dirs["TestScene"])]
     command += ["--cameras", str(tmp_path / "cameras.npz"), "--config", str(tmp_path / "config.json")]
     command += ["--output", str(tmp_path / "out.npz")]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    blender_temp = {**os.environ, "TMPDIR": str(tmp_path)}  # the script leaves with os._exit, not removing it
+    subprocess.run(command, check=True, capture_output=True, timeout=300, env=blender_temp)
     with np.load(tmp_path / "out.npz", allow_pickle=False) as out:
         np.testing.assert_array_equal(out["part_id"], renders.part_id)
 
