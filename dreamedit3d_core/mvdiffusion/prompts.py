@@ -47,13 +47,16 @@ FRAMING_WORDS = frozenset({"photo", "picture", "image", "render", "rendering", "
 _WORD = re.compile(r"[\w']+|[^\w\s]")
 
 
+def _is_word(text: str) -> bool:
+    """A word, not punctuation."""
+    return text[0].isalnum() or text[0] in "_'"
+
+
 @dataclass(frozen=True)
 class TokenWords:
     """One mention of a token and the character spans of the words that describe it."""
 
     token: str
-    start: int  # the token itself: prompt[start:end]
-    end: int
     leading: tuple[int, int]  # prompt[leading[0]:leading[1]]; empty when leading[0] == leading[1]
     trailing: tuple[int, int]
     article: int  # where an article right before the leading words starts (else leading[0])
@@ -64,27 +67,23 @@ class TokenWords:
         return " ".join(part for part in parts if part)
 
     def edited(self, prompt: str) -> bool:
-        words = [w for w in _WORD.findall(self.words(prompt).lower()) if w[0].isalnum() or w[0] in "_'"]
-        return any(word not in FUNCTION_WORDS for word in words)
+        return any(_is_word(w) and w not in FUNCTION_WORDS for w in _WORD.findall(self.words(prompt).lower()))
 
 
 def _words(text: str, offset: int) -> list[tuple[str, int, int]]:
     return [(m.group().lower(), offset + m.start(), offset + m.end()) for m in _WORD.finditer(text)]
 
 
-def _leading(words: list[tuple[str, int, int]], first: bool) -> tuple[int, int] | None:
-    """Index range [i, len(words)) of the leading run of the words before a token, or None."""
+def _leading(words: list[tuple[str, int, int]], first: bool) -> int | None:
+    """Where the leading run of the words before a token starts (words[i:] is the run), or None."""
     i = len(words)
-    while i > 0:
-        word = words[i - 1][0]
-        if word in FUNCTION_WORDS or word in FRAMING_WORDS or not (word[0].isalnum() or word[0] in "_'"):
-            break
+    while i > 0 and _is_word(words[i - 1][0]) and words[i - 1][0] not in FUNCTION_WORDS | FRAMING_WORDS:
         i -= 1
     if i == len(words):
         return None
     if not first and i > 0 and words[i - 1][0] not in ARTICLES | SEPARATORS:
         return None  # "<asset0> in green <asset1>": the run ends the previous token's words
-    return i, len(words)
+    return i
 
 
 def token_words(prompt: str) -> list[TokenWords]:
@@ -98,8 +97,8 @@ def token_words(prompt: str) -> list[TokenWords]:
         if run is None:
             leads.append((match.start(), match.start(), match.start()))
             continue
-        begin = words[run[0]][1]
-        article = words[run[0] - 1][1] if run[0] > 0 and words[run[0] - 1][0] in ARTICLES else begin
+        begin = words[run][1]
+        article = words[run - 1][1] if run > 0 and words[run - 1][0] in ARTICLES else begin
         leads.append((article, begin, words[-1][2]))
     mentions = []
     for i, match in enumerate(matches):
@@ -109,11 +108,11 @@ def token_words(prompt: str) -> list[TokenWords]:
         if not last:  # up to the last separator: what follows it joins the next token
             cut = max((k for k, (word, _, _) in enumerate(words) if word in SEPARATORS), default=len(words))
             words = words[:cut]
-        while words and not (words[-1][0][0].isalnum() or words[-1][0][0] in "_'"):
+        while words and not _is_word(words[-1][0]):
             words = words[:-1]  # "scarf," -> "scarf"
         trailing = (words[0][1], words[-1][2]) if words else (match.end(), match.end())
         article, begin, end = leads[i]
-        mentions.append(TokenWords(match.group(), match.start(), match.end(), (begin, end), trailing, article))
+        mentions.append(TokenWords(match.group(), (begin, end), trailing, article))
     return mentions
 
 

@@ -67,8 +67,9 @@ def _script_command(arguments: list[str], config: RenderConfig) -> list[str]:
 
 
 def _blender_env(work: Path) -> dict[str, str]:
-    """The environment of a Blender process: its session temp folder (`blender_XXXXXX`) inside `work`, which we
-    remove, because the scene script leaves with os._exit, skipping Blender's own clean-up of it."""
+    """The environment of a Blender process: its session temp folder (named `blender_` and a random suffix)
+    inside `work`, which we remove, because the scene script leaves with os._exit, skipping Blender's own
+    clean-up of it."""
     return {**os.environ, "TMPDIR": str(work), "TEMP": str(work), "TMP": str(work)}
 
 
