@@ -1,325 +1,651 @@
-"""Does personalisation work? Colour edits of held-out parts-world objects, with the method's parts on and off.
+"""Do edits work? Held-out parts-world objects edited by the pipeline, scored against the exact answer.
 
-    python benchmarks/bench_world_edits.py                    # 4 held-out objects, six settings
-    python benchmarks/bench_world_edits.py --objects 8 --workers 2
-    python benchmarks/bench_world_edits.py --all-settings     # and phase 2 as LoRA adapters
-    python benchmarks/bench_world_edits.py --indices 44       # chosen held-out objects (44: the demo's)
+    python benchmarks/bench_world_edits.py --half tuning --rows paper prior attr ...   # 12 objects, 1 sample
+    python benchmarks/bench_world_edits.py --half test --samples 3 --workers 2          # 32 objects, 3 samples
+    python benchmarks/bench_world_edits.py --half test --objects 2 --rows preset        # a quick look
+    python benchmarks/bench_world_edits.py --list-rows
 
-For each held-out object of the procedural parts world (never trained on) with 2 or 3 parts, the whole
-pipeline runs with the `world` preset (shipped weights unless `--model`), and one edit recolours the last
-part: "a photo of <asset0> and <asset1> in green" (a colour no part has). The paper's recipe in four
-settings: attention alignment on (lambda = the preset's) or off (lambda = 0), phase 2 fine-tuning on or off
-(0 steps). Then what the world preset adds, not the paper's recipe: prior preservation in phase 2, and on
-top of it local edits (the shipped preset). `--all-settings` adds rank-8 LoRA adapters in phase 2.
-Both outputs of every edit are measured on the same objects and cameras: the merged asset (the merge stage: the
-source with only the edited part re-textured from the views, the pipeline's output) and the full reconstruction
-(the paper's: the whole object lifted from the four views to a new mesh). Measured on Blender renders from 8
-cameras, against renders of the source:
-  colour share   share of the edited part's pixels whose hue is the asked colour (before -> after the edit),
-                 and the same share on the reconstruction of the plain prompt "a photo of <asset0> and <asset1>":
-                 an "after" no higher than this is no edit (the part came out that colour with or without the words)
-  kept PSNR      masked PSNR of the parts the prompt does not edit (merged: where no edited part hides them)
-  no-edit PSNR   masked PSNR of every part of the reconstruction for "a photo of <asset0> and <asset1>" (does the
-                 personalised model give the asset back?)
-  merge s        seconds of the merge itself (baking the edited part's texture), per edit
-  isolation      attention isolation per token after phase 1 and after phase 2 (share of each token's
-                 cross-attention inside its own component's mask)
-  no mesh        prompts whose sampled views had no common silhouette, so no mesh to measure (the means
-                 above leave them out)
-Prints a table and writes it to benchmarks/results/world_edits.md, with a picture per object (its source
-views, then each setting's sampled views for the plain prompt and for the edit) in
+The objects: held-out objects of the procedural parts world (`held_out_objects`: no training object shares
+their description) with 2 or 3 parts, split once into a tuning half (12) and a test half (32), written down in
+benchmarks/world_edit_split.json (never tune on the test half). Each object gets three edits with an exact
+answer (`dreamedit3d_core/world/edits.py`): its last part recoloured to a colour no part has, its last two parts
+recoloured, and a part with nothing on it swapped to a shape the object lacks. The answer is the edited object,
+rendered by Blender from the pipeline's own cameras.
+
+A row is a personalisation (invert + finetune settings, or none: the base model) and a sampler setting. The
+pipeline runs through an artifact store under --work (so an interrupted run resumes and a re-run is cached):
+ingest, render, mask, invert, finetune, then sample with `--samples` samples per edit. Every sample is scored:
+  views      the sampled views against the answer's renders (same cameras and size)
+  merged     the sample merged into the source asset (the merge stage's own function: only the edited parts
+             change) and rendered by Blender, against the answer's renders
+Scores (`dreamedit3d_core/evaluate/ground_truth.py`): the edited parts' share of pixels in the asked colour (the
+lowest over the edit's parts), the kept parts' masked PSNR, a swapped part's silhouette IoU. An edit succeeds
+when every edited part has its colour on >= 0.5 of its pixels, the kept parts are >= 35 dB from the answer and
+a swapped part's silhouette has IoU >= 0.6, all on the merged asset's renders.
+The free-draw oracle (the base model drawing the answer's own caption, no personalisation) draws an object of
+its own, so it is scored by colours in its foreground instead: each asked colour and each kept colour on at
+least 0.15 of it (brown has no hue and is not scored).
+
+Prints the table and writes it to benchmarks/results/world_edits.md, with picture sheets in
 benchmarks/results/world_edits/.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dreamedit3d_core.config import merge  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "world_edits.md"
-PICTURES = RESULTS.parent / "world_edits"  # object_NN.png: source views and each setting's edited views
-EDIT_COLOURS = ("green", "blue", "red", "yellow", "purple")
-# the paper's recipe: the world preset without its two additions (prior preservation in phase 2, local edits)
-PAPER = {"finetune": {"prior_preservation": False}, "sample": {"local_edit": False}}
-NO_ALIGNMENT = {"invert": {"attention_weight": 0.0}, "finetune": {"attention_weight": 0.0}}
-NO_PHASE2 = {"finetune": {"steps": 0}}
-SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {  # --settings name -> (the table's label, preset overrides)
-    "method": ("alignment on, phase 2 on (the paper's method)", PAPER),
-    "no-alignment": ("alignment off, phase 2 on", merge(PAPER, NO_ALIGNMENT)),
-    "no-phase2": ("alignment on, phase 2 off", merge(PAPER, NO_PHASE2)),
-    "neither": ("alignment off, phase 2 off", merge(PAPER, merge(NO_ALIGNMENT, NO_PHASE2))),
-    # not the paper's recipe: phase 2 trains rank-8 LoRA adapters (peft) instead of every UNet weight
-    "lora": ("method, phase 2 as LoRA rank 8", merge(PAPER, {"finetune": {"lora_rank": 8, "lora_lr": 1e-3}})),
-    # not the paper's recipe: DreamBooth's prior preservation in phase 2 (base-model samples of 16 world captions)
-    "prior": ("method + prior preservation", {"sample": {"local_edit": False}}),
-    # the world preset as shipped: prior preservation and local edits (outside the edited part's masks the views
-    # are the plain prompt's)
-    "preset": ("method + prior preservation + local edit (world preset)", {}),
+PICTURES = RESULTS.parent / "world_edits"
+SPLIT_FILE = Path(__file__).resolve().parent / "world_edit_split.json"
+TUNING_OBJECTS, TEST_OBJECTS, SPLIT_SEED = 12, 32, 26
+DEMO_SEED = 2026  # the demo object: drawn from the test half with this seed
+ORACLE_MIN_SHARE = 0.15
+SCORING_VERSION = 2  # bump when the scoring below changes: cached scores of an older one are not reused
+
+
+def world_hues() -> dict[str, float]:
+    """The hues of the world's own colours (brown has none): a pixel is told apart from these only, not from
+    colours the world does not have (gold would narrow orange's window to 9 degrees)."""
+    from dreamedit3d_core.evaluate.colour import COLOUR_HUES
+    from dreamedit3d_core.world import COLOUR_WORDS
+
+    return {colour: COLOUR_HUES[colour] for colour in COLOUR_WORDS if colour in COLOUR_HUES}
+
+# Personalisations, each spelled out in full (the world preset's values change as it is tuned; a row does not)
+PLAIN_PERSONALISATION: dict[str, Any] = {
+    "invert": {"attribute_words": False, "token_norm": "learned"},
+    "finetune": {"prior_preservation": False, "attribute_words": False, "unet_weights": "all"},
 }
-DEFAULT_SETTINGS = ["method", "no-alignment", "no-phase2", "neither", "prior", "preset"]  # the issue's four, then ours
+PRIOR = {"finetune": {"prior_preservation": True}}
+ATTRIBUTES = {"invert": {"attribute_words": True}, "finetune": {"attribute_words": True}}
+NORM = {"invert": {"token_norm": "initializer"}}
+KV = {"finetune": {"unet_weights": "cross_attention_kv"}}
 
 
-def choose_objects(count: int, seed: int, indices: list[int] | None = None) -> list[tuple[int, Any, str]]:
-    """(held-out index, object, edit colour): the first `count` objects of 2-3 parts (or those at `indices`);
-    the colour is one no part has."""
-    from dreamedit3d_core.world import WorldDatasetConfig, sample_split
-
-    defaults = WorldDatasetConfig(seed=seed)
-    _, held_out = sample_split(0, defaults.held_out, seed, defaults.world)
-    chosen = []
-    for index, obj in enumerate(held_out):
-        colours = {p.colour for p in obj.parts}
-        if (indices is None and 2 <= len(obj.parts) <= 3) or (indices is not None and index in indices):
-            target = next(c for c in EDIT_COLOURS[len(chosen) % len(EDIT_COLOURS) :] + EDIT_COLOURS if c not in colours)
-            chosen.append((index, obj, target))
-        if indices is None and len(chosen) == count:
-            break
-    return chosen
+def _with(*parts: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = PLAIN_PERSONALISATION
+    for part in parts:
+        result = merge(result, part)
+    return result
 
 
-def run_object(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every setting for one object, in a process of its own (one torch thread)."""
+PERSONALISATIONS: dict[str, dict[str, Any] | None] = {
+    "none": None,  # the base model: no tokens, no fine-tuning
+    "paper": _with(),
+    "prior": _with(PRIOR),
+    "attr": _with(PRIOR, ATTRIBUTES),
+    "norm": _with(PRIOR, NORM),
+    "kv": _with(PRIOR, KV),
+    "attr+norm": _with(PRIOR, ATTRIBUTES, NORM),
+    "attr+kv": _with(PRIOR, ATTRIBUTES, KV),
+    "attr+norm+kv": _with(PRIOR, ATTRIBUTES, NORM, KV),
+    "preset": {},  # the world preset as shipped
+}
+SAMPLERS: dict[str, dict[str, Any]] = {
+    "free": {"local_edit": False, "regional_prompts": False},
+    "local-plain": {"local_edit": True, "regional_prompts": False, "known_region": "plain_prompt"},
+    "local-source": {"local_edit": True, "regional_prompts": False, "known_region": "source"},
+    "regional-token-plain": {"local_edit": True, "regional_prompts": True, "region_words": "token", "known_region": "plain_prompt"},
+    "regional-token-source": {"local_edit": True, "regional_prompts": True, "region_words": "token", "known_region": "source"},
+    "regional-word-plain": {"local_edit": True, "regional_prompts": True, "region_words": "initializer", "known_region": "plain_prompt"},
+    "regional-word-source": {"local_edit": True, "regional_prompts": True, "region_words": "initializer", "known_region": "source"},
+    "regional-both-source": {"local_edit": True, "regional_prompts": True, "region_words": "token_and_initializer", "known_region": "source"},
+    "preset": {},
+}
+WORD_SOURCE = SAMPLERS["regional-word-source"]
+SAMPLERS.update({  # the regional sampler's own settings, tuned on the tuning half
+    "word-grow0": {**WORD_SOURCE, "local_edit_grow": 0},
+    "word-grow2": {**WORD_SOURCE, "local_edit_grow": 2},
+    "word-g7.5": {**WORD_SOURCE, "guidance_scale": 7.5},
+    "word-g10": {**WORD_SOURCE, "guidance_scale": 10.0},
+    "word-shape1": {**WORD_SOURCE, "shape_edit_grow": 1},
+    "word-shape2": {**WORD_SOURCE, "shape_edit_grow": 2},
+    "word-alone": {**WORD_SOURCE, "region_context": "alone"},
+    "word-alone-grow0": {**WORD_SOURCE, "region_context": "alone", "local_edit_grow": 0},
+    "word-alone-grow0-shape1": {**WORD_SOURCE, "region_context": "alone", "local_edit_grow": 0, "shape_edit_grow": 1},
+    "word-alone-grow0-shape2": {**WORD_SOURCE, "region_context": "alone", "local_edit_grow": 0, "shape_edit_grow": 2},
+})
+# the sampler chosen on the tuning half with the base model (regions drawn alone, new shapes grown one cell), with
+# each kind of region words: the personalisations are compared under it
+CHOSEN = {**WORD_SOURCE, "region_context": "alone", "local_edit_grow": 1, "shape_edit_grow": 1}
+SAMPLERS.update({
+    "chosen-word": CHOSEN,
+    "chosen-token": {**CHOSEN, "region_words": "token"},
+    "chosen-both": {**CHOSEN, "region_words": "token_and_initializer"},
+})
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    personalisation: str
+    sampler: str
+    oracle: bool = False  # the base model draws the answer's caption freely
+
+
+ROWS: dict[str, Row] = {
+    "paper": Row("the paper's recipe (free draw of the edit prompt)", "paper", "free"),
+    "paper+local": Row("paper + local edit (plain prompt outside)", "paper", "local-plain"),
+    "prior": Row("paper + prior preservation", "prior", "free"),
+    "prior+local": Row("paper + prior + local edit (the previous world preset)", "prior", "local-plain"),
+    "prior+regional-token": Row("prior + regional prompts, token words, source outside", "prior", "regional-token-source"),
+    "prior+regional-word": Row("prior + regional prompts, initializer words, source outside", "prior", "regional-word-source"),
+    "attr+regional-token": Row("prior + attribute words + regional token, source outside", "attr", "regional-token-source"),
+    "attr+regional-word": Row("prior + attribute words + regional word, source outside", "attr", "regional-word-source"),
+    "norm+regional-token": Row("prior + token norm + regional token, source outside", "norm", "regional-token-source"),
+    "kv+regional-token": Row("prior + K/V-only phase 2 + regional token, source outside", "kv", "regional-token-source"),
+    "kv+regional-word": Row("prior + K/V-only phase 2 + regional word, source outside", "kv", "regional-word-source"),
+    "attr+norm+regional-token": Row("prior + attribute words + token norm + regional token", "attr+norm", "regional-token-source"),
+    "attr+kv+regional-token": Row("prior + attribute words + K/V-only + regional token", "attr+kv", "regional-token-source"),
+    "all+regional-token": Row("prior + attribute words + token norm + K/V-only + regional token", "attr+norm+kv", "regional-token-source"),
+    "all+regional-both": Row("prior + attribute words + token norm + K/V-only + regional token and word", "attr+norm+kv", "regional-both-source"),
+    "kv+regional-both": Row("prior + K/V-only phase 2 + regional token and word, source outside", "kv", "regional-both-source"),
+    "attr+regional-both": Row("prior + attribute words + regional token and word, source outside", "attr", "regional-both-source"),
+    "all+regional-word": Row("prior + attribute words + token norm + K/V-only + regional word", "attr+norm+kv", "regional-word-source"),
+    # the world preset as shipped, and its sampler's other settings on the same personalisation
+    "preset": Row("the world preset", "preset", "preset"),
+    "preset/free": Row("world preset's personalisation, free draw", "preset", "free"),
+    "preset/local-plain": Row("world preset's personalisation, local edit, plain prompt outside", "preset", "local-plain"),
+    "preset/local-source": Row("world preset's personalisation, local edit, source outside", "preset", "local-source"),
+    "preset/token-plain": Row("world preset's personalisation, regional token, plain prompt outside", "preset", "regional-token-plain"),
+    "preset/token-source": Row("world preset's personalisation, regional token, source outside", "preset", "regional-token-source"),
+    "preset/word-plain": Row("world preset's personalisation, regional word, plain prompt outside", "preset", "regional-word-plain"),
+    "preset/word-source": Row("world preset's personalisation, regional word, source outside", "preset", "regional-word-source"),
+    # no personalisation
+    "base+regional-word": Row("no personalisation: base model, regional word, source outside", "none", "regional-word-source"),
+    "base+word-grow0": Row("no personalisation, regional word, regions not grown", "none", "word-grow0"),
+    "base+word-grow2": Row("no personalisation, regional word, regions grown 2 cells", "none", "word-grow2"),
+    "base+word-g7.5": Row("no personalisation, regional word, guidance 7.5", "none", "word-g7.5"),
+    "base+word-g10": Row("no personalisation, regional word, guidance 10", "none", "word-g10"),
+    "base+word-shape1": Row("no personalisation, regional word, new shapes grown 1 cell", "none", "word-shape1"),
+    "base+word-shape2": Row("no personalisation, regional word, new shapes grown 2 cells", "none", "word-shape2"),
+    "base+word-alone": Row("no personalisation, regional word drawn alone", "none", "word-alone"),
+    "base+word-alone-grow0": Row("no personalisation, regional word drawn alone, regions not grown", "none", "word-alone-grow0"),
+    "base+word-alone-grow0-shape1": Row("no personalisation, regional word drawn alone, not grown, new shapes 1 cell", "none", "word-alone-grow0-shape1"),
+    "base+word-alone-grow0-shape2": Row("no personalisation, regional word drawn alone, not grown, new shapes 2 cells", "none", "word-alone-grow0-shape2"),
+    "base+chosen-word": Row("no personalisation: base model, regions alone, initializer words", "none", "chosen-word"),
+    "prior+chosen-word": Row("prior + regions alone, initializer words", "prior", "chosen-word"),
+    "attr+chosen-word": Row("prior + attribute words + regions alone, initializer words", "attr", "chosen-word"),
+    "kv+chosen-word": Row("prior + K/V-only + regions alone, initializer words", "kv", "chosen-word"),
+    "attr+kv+chosen-word": Row("prior + attribute words + K/V-only + regions alone, initializer words", "attr+kv", "chosen-word"),
+    "all+chosen-word": Row("prior + attribute words + token norm + K/V-only + regions alone, initializer words", "attr+norm+kv", "chosen-word"),
+    "kv+chosen-token": Row("prior + K/V-only + regions alone, token words", "kv", "chosen-token"),
+    "attr+kv+chosen-token": Row("prior + attribute words + K/V-only + regions alone, token words", "attr+kv", "chosen-token"),
+    "all+chosen-token": Row("prior + attribute words + token norm + K/V-only + regions alone, token words", "attr+norm+kv", "chosen-token"),
+    "kv+chosen-both": Row("prior + K/V-only + regions alone, token and initializer word", "kv", "chosen-both"),
+    "all+chosen-both": Row("prior + attribute words + token norm + K/V-only + regions alone, token and initializer word", "attr+norm+kv", "chosen-both"),
+    "oracle": Row("oracle: base model draws the answer's caption (foreground colours)", "none", "free", oracle=True),
+}
+TUNING_ROWS = ["paper", "prior+local", "prior+regional-token", "prior+regional-word", "attr+regional-token", "attr+regional-word",
+               "norm+regional-token", "kv+regional-token", "kv+regional-word", "attr+norm+regional-token", "attr+kv+regional-token",
+               "all+regional-token", "all+regional-word", "base+regional-word"]  # fmt: skip
+TEST_ROWS = ["paper", "paper+local", "preset", "preset/free", "preset/local-plain", "preset/local-source", "preset/token-plain",
+             "preset/token-source", "preset/word-plain", "preset/word-source", "base+regional-word", "oracle"]  # fmt: skip
+
+
+# ---- objects and the split ---------------------------------------------------------------------------------
+
+
+def benchmark_objects() -> list[tuple[int, Any]]:
+    """(id, object): the first TUNING + TEST held-out objects with 2 or 3 parts (id = index among held-out objects;
+    ids below 64 are the world dataset's own held-out objects, e.g. 44 is `dreamedit3d world example --index 44`)."""
+    from dreamedit3d_core.world import WorldDatasetConfig
+    from dreamedit3d_core.world.objects import held_out_objects
+
+    dataset = WorldDatasetConfig()
+    objects = held_out_objects(400, dataset.objects, dataset.held_out, dataset.seed, dataset.world)
+    chosen = [(index, obj) for index, obj in enumerate(objects) if 2 <= len(obj.parts) <= 3]
+    return chosen[: TUNING_OBJECTS + TEST_OBJECTS]
+
+
+def compute_split() -> dict[str, Any]:
+    """The split, drawn once with SPLIT_SEED: which object ids tune and which test, with their captions."""
+    from dreamedit3d_core.world import canonical_caption
+
+    objects = benchmark_objects()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(objects))
+    tuning = sorted(objects[i][0] for i in order[:TUNING_OBJECTS])
+    test = sorted(objects[i][0] for i in order[TUNING_OBJECTS:])
+    captions = {str(index): canonical_caption(obj) for index, obj in objects}
+    demo = int(np.random.default_rng(DEMO_SEED).choice(test))
+    return {"seed": SPLIT_SEED, "tuning": tuning, "test": test, "demo": demo, "captions": captions}
+
+
+def read_split() -> dict[str, Any]:
+    """The written-down split; refuses to run when the objects no longer match it."""
+    split = json.loads(SPLIT_FILE.read_text())
+    if split != compute_split():
+        raise SystemExit(f"{SPLIT_FILE} does not match the objects drawn now: the world or its held-out stream changed")
+    return split
+
+
+# ---- one object, every row -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    index: int
+    obj: Any
+    rows: list[str]
+    work: str
+    samples: int
+    model: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def row_config(row: Row, model: str | None) -> Any:
+    from dreamedit3d_core.config import pipeline_config
+
+    personalisation = PERSONALISATIONS[row.personalisation] or {}
+    overrides = merge(personalisation, {"sample": SAMPLERS[row.sampler]})
+    if model:
+        overrides = merge(overrides, {"model": {"source": "world", "path": model}})
+    return pipeline_config("world", overrides)
+
+
+def row_digest(row: Row, config: Any, samples: int) -> str:
+    """What a row's cached scores depend on: its settings, the samples, the code of the stages."""
+    from tasks.catalog import EDIT
+
+    sections = {name: config.model_dump(mode="json")[name] for name in ("model", "invert", "finetune", "sample", "merge", "render", "mask")}
+    text = json.dumps({"row": row.__dict__, "config": sections, "samples": samples, "code": {s.name: s.code_version for s in EDIT.stages}, "scoring": SCORING_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_stages(until: str, glb: Path, store: str, config: Any, edit: Any = None, refs: dict | None = None) -> dict[str, Any]:
+    """The pipeline's stages up to `until` through the store (cached when committed), without Prefect."""
+    from tasks.catalog import EDIT
+    from tasks.running import run_stage
+
+    refs = dict(refs or {})
+    for stage in EDIT.until(until):
+        if not EDIT.runs(stage, config) or (stage.per_edit and edit is None) or (stage.name in refs and not stage.per_edit):
+            continue
+        call = EDIT.call(stage, store=store, config=config, upstream=refs, edit=edit, source=str(glb))
+        refs[stage.name] = run_stage(stage, call)
+    return refs
+
+
+def run_object(job: Job) -> list[dict[str, Any]]:
+    """Every row of one object, in a process of its own (one torch thread)."""
     import torch
 
     torch.set_num_threads(1)
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    import flows  # noqa: F401  (Prefect's offline settings)
-    from dreamedit3d_core.config import pipeline_config
-    from dreamedit3d_core.world import canonical_caption, write_world_asset
-    from flows.edit_asset import edit_asset
+    from dreamedit3d_core.world import canonical_caption, world_asset, write_world_asset
+    from dreamedit3d_core.world.edits import benchmark_edits, truth_asset
+
+    work = Path(job.work)
+    glb = write_world_asset(job.obj, work / "objects" / f"object_{job.index:03d}.glb")
+    source = world_asset(job.obj)
+    edits = benchmark_edits(job.obj, job.index)
+    truths = None
+    results = []
+    for name in job.rows:
+        row = ROWS[name]
+        config = row_config(row, job.model)
+        cache = work / "scores" / f"{name.replace('/', '_')}-{row_digest(row, config, job.samples)}" / f"{job.index:03d}.json"
+        if cache.is_file():
+            results += json.loads(cache.read_text())
+            continue
+        if truths is None:
+            truths = render_truths(edits, source, config)
+        started = time.perf_counter()
+        rows = run_row(job, name, row, config, glb, edits, truths)
+        for result in rows:
+            result.update(object=job.index, caption=canonical_caption(job.obj), row=name, row_seconds=time.perf_counter() - started)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.with_suffix(".tmp").write_text(json.dumps(rows))
+        cache.with_suffix(".tmp").replace(cache)
+        results += rows
+        print(f"object {job.index:3d} {name:28s} {summarise(rows)}", flush=True)
+    return results
+
+
+def render_truths(edits: Sequence[Any], source: Any, config: Any) -> list[Any]:
+    """Blender renders of each edit's answer, from the pipeline's cameras."""
+    from dreamedit3d_core.world.edits import truth_asset
+
+    return render_assets([truth_asset(edit, source) for edit in edits], config)
+
+
+def render_assets(assets: Sequence[Any], config: Any) -> list[Any]:
+    import tempfile
+
+    from dreamedit3d_core.render import render_many
+
+    with tempfile.TemporaryDirectory(prefix="dreamedit3d-bench-render-") as tmp:
+        folders = [asset.write(Path(tmp) / f"{i:04d}") for i, asset in enumerate(assets)]
+        return list(render_many(folders, config.render.camera_set(), config.render))
+
+
+def run_row(job: Job, name: str, row: Row, config: Any, glb: Path, edits: Sequence[Any], truths: Sequence[Any]) -> list[dict[str, Any]]:
+    """Sample every edit of the object under one row, merge every sample, score views and merged renders."""
+    from dreamedit3d_core.evaluate.ground_truth import edit_succeeded, score_edit
+    from dreamedit3d_core.ingest import IngestedAsset
+    from dreamedit3d_core.merge import merge_edit
+    from dreamedit3d_core.mvdiffusion import EditConfig
+    from tasks.artifacts import ASSET, CAMERAS, COMPONENTS, MASKS, RENDERS, VIEWS
+
+    store = str(Path(job.work) / "store")
+    personalised = row.personalisation != "none"
+    refs = run_stages("finetune" if personalised else "mask", glb, store, config)
+    seconds = {stage: ref.seconds for stage, ref in refs.items() if ref.status == "computed"}
+    artifact = {stage: refs[stage] for stage in refs}
     from storage import ArtifactStore
 
-    index, obj, colour = job["index"], job["object"], job["colour"]
-    glb = write_world_asset(obj, Path(job["work"]) / f"held_out_{index:02d}.glb")
-    tokens = " and ".join(f"<asset{i}>" for i in range(len(obj.parts)))
-    prompt = f"a photo of {tokens} in {colour}"
-    rows = []
-    for setting in job["settings"]:
-        name, setting_overrides = SETTINGS[setting]
-        overrides: dict[str, Any] = {}
-        if job["invert_steps"] is not None:
-            overrides["invert"] = {"steps": job["invert_steps"]}
-        if job["finetune_steps"] is not None:
-            overrides["finetune"] = {"steps": job["finetune_steps"]}
-        overrides = merge(overrides, setting_overrides)
-        overrides = merge(overrides, {"reconstruct": {"enabled": True}})  # both outputs, side by side
-        phase2 = overrides.get("finetune", {}).get("steps") != 0
-        if job["model"]:
-            overrides["model"] = {"source": "world", "path": job["model"]}
-        config = pipeline_config("world", overrides)
-        started = time.perf_counter()
-        # the edit, and the plain prompt of the learned tokens (does the personalised model give the asset
-        # back?), one run each: sampled views without a common silhouette give no mesh, and that is a result too
-        edit, plain = (
-            run_edit(edit_asset, glb, text, job, config) for text in (prompt, f"a photo of {tokens}")
-        )
-        refs = (edit or plain or {}).get("shared", {})
-        store = ArtifactStore(job["store"])
-        isolation = {}
-        for stage, item in (("invert", "attention_isolation"), ("finetune", "finetune_attention_isolation")):
-            if stage not in refs:
-                isolation[stage] = None
-                continue
-            table = store.get(refs[stage].key).table(item).to_pylist()
-            after = [r for r in table if r["phase"].startswith("after")]
-            isolation[stage] = statistics.fmean(r["attention_isolation"] for r in after) if after else None
-        metrics = edit["evaluate"].metadata if edit else {}
-        # the same share on the plain prompt's reconstruction: a part that is already the colour without the edit
-        # words (a wrong colour the personalised model gives back) is not an edit
-        plain_metrics = plain["evaluate"].metadata if plain else {}
-        plain_share = None
-        if plain and plain["reconstructed"]:
-            shares = store.get(plain["evaluate"].key).table("component_colours").to_pylist()
-            edited_token = f"<asset{len(obj.parts) - 1}>"
-            plain_share = next(
-                r["result_share"] for r in shares
-                if r["output"] == "reconstruction" and r["token"] == edited_token and r["colour"] == colour
-            )
-        pictures = {  # contact sheets the stages wrote: the source renders (colour row first), the sampled views
-            "source": str(store.get(refs["render"].key).local_path("renders_preview")) if "render" in refs else None,
-            "views": str(store.get(edit["sample"].key).local_path("views_preview")) if edit else None,
-            "plain_views": str(store.get(plain["sample"].key).local_path("views_preview")) if plain else None,
-        }
-        rows.append(
-            {
-                "object": index,
-                "caption": canonical_caption(obj),
-                "edited part": f"{obj.parts[-1].colour} {obj.parts[-1].shape}",
-                "colour": colour,
-                "setting": name,
-                "share_before": metrics.get("edited_colour_share_before"),
-                "share_after": metrics.get("edited_colour_share"),
-                "reconstruction_share_after": metrics.get("reconstruction_edited_colour_share"),
-                "share_without_edit": plain_share,
-                "kept_psnr": metrics.get("preserved_psnr"),
-                "reconstruction_kept_psnr": metrics.get("reconstruction_preserved_psnr"),
-                "reproduction_psnr": plain_metrics.get("reconstruction_preserved_psnr"),  # every part
-                "merge_seconds": edit["merge"].metadata.get("seconds") if edit else None,
-                "no_mesh": [what for what, run in (("edit", edit), ("no edit", plain)) if not run["reconstructed"]],
-                "isolation_phase1": isolation["invert"],
-                "isolation_phase2": isolation["finetune"] if phase2 else None,
-                "seconds": time.perf_counter() - started,
-                **pictures,
-            }
-        )
-    return rows
+    catalog = ArtifactStore(store)
+    components = COMPONENTS.load(catalog.get(artifact["mask"].key))
+    part_token = {part: token for token, parts in zip(components["token"], components["part_ids"], strict=True) for part in parts}
+    if sorted(part_token) != list(range(len(job.obj.parts))) or any(len(parts) != 1 for parts in components["part_ids"]):
+        return [{"edit": e.kind, "skipped": "the components are not one per part"} for e in edits]
+    tokens = [part_token[i] for i in range(len(job.obj.parts))]
+    renders = RENDERS.load(catalog.get(artifact["render"].key))
+    cameras = CAMERAS.load(catalog.get(artifact["render"].key))
+    masks = MASKS.load(catalog.get(artifact["mask"].key))
+    asset = IngestedAsset.read(ASSET.load(catalog.get(artifact["ingest"].key)))
+
+    sampled = []
+    for edit in edits:
+        prompt = edit.prompt(tokens)
+        began = time.perf_counter()
+        if row.oracle:
+            from dreamedit3d_core.world import canonical_caption
+
+            views = draw_base(config, canonical_caption(edit.target), cameras, job.samples)
+        elif personalised:
+            edit_refs = run_stages("sample", glb, store, config, EditConfig(prompt=prompt, seed=0, samples=job.samples), refs)
+            views = VIEWS.load(catalog.get(edit_refs["sample"].key)).views
+        else:
+            views = sample_base(config, prompt, cameras, masks, components, renders, job.samples)
+        sampled.append((edit, prompt, views, time.perf_counter() - began))
+
+    results = []
+    merged_assets, merged_index = [], []
+    for e, (edit, prompt, views, _) in enumerate(sampled):
+        if row.oracle:
+            continue
+        for s, sample in enumerate(views):
+            result = merge_edit(asset, sample, cameras, renders, masks, components["part_ids"], components["token"], prompt, config.merge)
+            merged_assets.append(result.asset)
+            merged_index.append((e, s, result))
+    merged_renders = render_assets(merged_assets, config) if merged_assets else []
+    by_edit: dict[tuple[int, int], tuple[Any, Any]] = {(e, s): (r, m) for (e, s, r), m in zip(merged_index, merged_renders, strict=True)}
+    for e, (edit, prompt, views, sample_seconds) in enumerate(sampled):
+        truth = truths[e]
+        wanted = {part: colour for part, colour in zip(edit.parts, edit.colours, strict=True)}
+        reshaped = list(edit.parts) if edit.kind == "swap" else []
+        for s, sample in enumerate(views):
+            entry: dict[str, Any] = {"edit": edit.kind, "prompt": prompt, "sample": s, "sample_seconds": sample_seconds / len(views)}
+            if row.oracle:
+                entry.update(oracle_scores(sample, edit))
+            else:
+                entry["views"] = score_edit(sample, truth.rgb_white, truth.part_id, wanted, edit.kept, reshaped=reshaped, hues=world_hues())
+                merged, renders_m = by_edit[(e, s)]
+                entry["merged"] = score_edit(renders_m.rgb_white, truth.rgb_white, truth.part_id, wanted, edit.kept, part_id=renders_m.part_id, reshaped=reshaped, hues=world_hues())
+                entry["merge_kinds"] = {row_["token"]: row_["kind"] for row_ in merged.components if row_["edited"]}
+                entry["success"] = edit_succeeded(entry["merged"])
+                entry["views_success"] = edit_succeeded(entry["views"])
+            entry["stage_seconds"] = seconds
+            results.append(entry)
+        if e == 0 and not row.oracle:
+            save_sheet(job, name, edits, truths, sampled, by_edit)
+    return results
 
 
-def run_edit(edit_asset: Any, glb: Path, prompt: str, job: dict[str, Any], config: Any) -> dict[str, Any] | None:
-    """Every stage for one prompt: {"shared": refs of the per-asset stages, "sample"/"merge"/"evaluate": this
-    prompt's, "reconstructed": False when the sampled views had no common silhouette to reconstruct (the merged
-    output needs none: it runs again without the full reconstruction)}."""
-    from dreamedit3d_core.reconstruct.surface import EmptyReconstructionError
-
-    reconstructed = True
-    try:
-        result = edit_asset(asset_path=str(glb), edits=[prompt], store=job["store"], config=config, seed=job["seed"])
-    except EmptyReconstructionError:
-        reconstructed = False
-        config = config.model_copy(update={"reconstruct": config.reconstruct.model_copy(update={"enabled": False})})
-        result = edit_asset(asset_path=str(glb), edits=[prompt], store=job["store"], config=config, seed=job["seed"])
-    refs = {ref.stage: ref for ref in result.stages}
-    return {"shared": refs, "sample": refs["sample"], "merge": refs["merge"], "evaluate": refs["evaluate"], "reconstructed": reconstructed}
+_BASE_MODEL: dict[str, Any] = {}
 
 
-def figure(rows: list[dict[str, Any]], path: Path) -> None:
-    """One object's picture: its source views, then the edit's sampled views under every setting, labelled."""
+def base_model(config: Any) -> Any:
+    from dreamedit3d_core.mvdiffusion.loading import load_base_model
+
+    key = json.dumps(config.model.model_dump(mode="json"), sort_keys=True)
+    if key not in _BASE_MODEL:
+        _BASE_MODEL.clear()
+        _BASE_MODEL[key] = load_base_model(config.model)
+    return _BASE_MODEL[key]
+
+
+def draw_base(config: Any, caption: str, cameras: Any, samples: int) -> np.ndarray:
+    """The base model's free draw of a caption: (S, V, H, W, 3)."""
+    from dreamedit3d_core.mvdiffusion import EditConfig
+    from dreamedit3d_core.mvdiffusion.sampling import sample_edit
+
+    sampler = config.sample.model_copy(update={"local_edit": False, "regional_prompts": False})
+    return sample_edit(base_model(config), EditConfig(prompt=caption, seed=0, samples=samples), cameras.mvdream_vectors(), sampler).views
+
+
+def sample_base(config: Any, prompt: str, cameras: Any, masks: Any, components: Any, renders: Any, samples: int) -> np.ndarray:
+    """The sampler on the base model (no tokens: initializer words only), as the sample stage runs it."""
+    from dreamedit3d_core.mvdiffusion import EditConfig
+    from dreamedit3d_core.mvdiffusion.sampling import sample_edit
+
+    return sample_edit(
+        base_model(config), EditConfig(prompt=prompt, seed=0, samples=samples), cameras.mvdream_vectors(), config.sample,
+        component_masks=masks, tokens=components["token"],
+        initializer_words=dict(zip(components["token"], components["initializer_word"], strict=True)),
+        source_views=renders.rgb_white,
+    ).views  # fmt: skip
+
+
+def oracle_scores(views: np.ndarray, edit: Any) -> dict[str, Any]:
+    """A free draw of the answer's caption: is each asked colour, and each kept colour, on its foreground?"""
+    from dreamedit3d_core.evaluate.colour import colour_share
+    from dreamedit3d_core.evaluate.image_metrics import silhouette
+
+    foreground = silhouette(views)
+    hues = world_hues()
+    asked = {colour: colour_share(views, foreground, colour, hues=hues) or 0.0 for colour in edit.colours if colour in hues}
+    kept = {edit.source.parts[i].colour: 0.0 for i in edit.kept if edit.source.parts[i].colour in hues}
+    kept = {colour: colour_share(views, foreground, colour, hues=hues) or 0.0 for colour in kept}
+    success = all(share >= ORACLE_MIN_SHARE for share in (*asked.values(), *kept.values()))
+    return {"oracle": {"asked": asked, "kept": kept}, "success": success}
+
+
+def save_sheet(job: Job, name: str, edits: Sequence[Any], truths: Sequence[Any], sampled: Sequence[Any], merged: dict) -> None:
+    """One picture per object and row: per edit, the answer, the first sample's views, its merged asset."""
     from PIL import Image, ImageDraw
 
-    def views_or_blank(views: str | None, like: Image.Image) -> Image.Image:  # blank where no mesh came out
-        return Image.open(views).convert("RGB") if views else Image.new("RGB", like.size, "lightgrey")
-
-    source_path = next(row["source"] for row in rows if row["source"])
-    source = Image.open(source_path).convert("RGB")
-    source = source.crop((0, 0, source.width, source.width // 4))  # the colour row of the contact sheet
-    strips = [("source", source)]
-    for row in rows:
-        setting = row["setting"].split(" (")[0]
-        strips.append((f"{setting}: no edit{' (no mesh)' * (row['plain_views'] is None)}", views_or_blank(row["plain_views"], source)))
-        strips.append((f"{setting}: edit{' (no mesh)' * (row['views'] is None)}", views_or_blank(row["views"], source)))
-    label_width, width = 300, max(strip.width for _, strip in strips)
-    height = sum(strip.height for _, strip in strips)
-    sheet = Image.new("RGB", (label_width + width, height), "white")
-    draw, y = ImageDraw.Draw(sheet), 0
-    for label, strip in strips:
-        sheet.paste(strip, (label_width, y))
-        draw.text((4, y + strip.height // 2 - 6), label, fill="black")
-        y += strip.height
-    draw.text((4, 4), f"{rows[0]['edited part']} -> {rows[0]['colour']}", fill="black")
+    rows = []
+    for e, (edit, prompt, views, _) in enumerate(sampled):
+        strip = [np.concatenate(list(truths[e].rgb_white), axis=1), np.concatenate(list(views[0]), axis=1)]
+        if (e, 0) in merged:
+            strip.append(np.concatenate(list(merged[(e, 0)][1].rgb_white), axis=1))
+        rows.append(np.concatenate(strip, axis=0))
+    sheet = Image.fromarray(np.concatenate(rows, axis=0))
+    sheet = sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST)
+    canvas = Image.new("RGB", (sheet.width + 220, sheet.height), "white")
+    canvas.paste(sheet, (220, 0))
+    draw = ImageDraw.Draw(canvas)
+    band = sheet.height // len(rows)
+    for e, (edit, prompt, _, _) in enumerate(sampled):
+        draw.text((4, e * band + 4), f"{edit.kind}", fill="black")
+        for k, label in enumerate(("answer", "sampled views", "merged asset")):
+            draw.text((4, e * band + 20 + k * band // 3), label, fill="black")
+    path = PICTURES / name.replace("/", "_") / f"object_{job.index:03d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    canvas.save(path)
 
 
-def number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def results_sheet(results: Sequence[dict[str, Any]], row: str, path: Path, count: int = 4, seed: int = 0) -> Path:
+    """Successes and failures of one row side by side, drawn at random (seeded), from the per-object pictures:
+    per edit the answer, the first sample's views and its merged asset, with the scores."""
+    from PIL import Image, ImageDraw
+
+    chosen = [r for r in results if r.get("row") == row and r.get("sample") == 0 and "success" in r and "merged" in r]
+    rng = np.random.default_rng(seed)
+    picks = []
+    for outcome in (True, False):
+        pool = [r for r in chosen if r["success"] == outcome]
+        picks += [pool[i] for i in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
+    bands = []
+    for r in picks:
+        sheet = Image.open(PICTURES / row.replace("/", "_") / f"object_{r['object']:03d}.png").convert("RGB")
+        band = (sheet.height) // 3
+        e = ["recolour", "recolour2", "swap"].index(r["edit"])
+        crop = sheet.crop((220, e * band, sheet.width, (e + 1) * band))
+        label = Image.new("RGB", (crop.width + 300, crop.height), "white")
+        label.paste(crop, (300, 0))
+        draw = ImageDraw.Draw(label)
+        m = r["merged"]
+        lines = [
+            f"object {r['object']}: {'SUCCEEDED' if r['success'] else 'FAILED'}",
+            r["prompt"].replace("a photo of ", ""),
+            f"asked colour {m['colour_share']:.2f}",
+            f"kept {m['kept_psnr']:.1f} dB" if m["kept_psnr"] is not None else "no kept part",
+            f"shape IoU {m['shape_iou']:.2f}" if m["shape_iou"] is not None else "",
+            "rows: answer, sampled views, merged asset",
+        ]
+        for k, text in enumerate(lines):
+            draw.text((6, 10 + 18 * k), text, fill="black")
+        bands.append(label)
+    out = Image.new("RGB", (max(b.width for b in bands), sum(b.height for b in bands)), "white")
+    y = 0
+    for b in bands:
+        out.paste(b, (0, y))
+        y += b.height
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+    return path
 
 
-def mean(values: list[float | None], digits: int = 3) -> str:
+# ---- tables --------------------------------------------------------------------------------------------------
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> str:
+    done = [r for r in rows if "success" in r]
+    return f"{sum(r['success'] for r in done)}/{len(done)} succeeded"
+
+
+def _mean(values: Sequence[float | None], digits: int = 2) -> str:
     present = [v for v in values if v is not None]
     return f"{statistics.fmean(present):.{digits}f}" if present else "-"
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def count(rows: Sequence[dict[str, Any]], kind: str, key: str = "success") -> str:
+    chosen = [r for r in rows if r.get("edit") == kind and key in r]
+    if not chosen:
+        return "-"
+    wins = sum(bool(r[key]) for r in chosen)
+    return f"{wins}/{len(chosen)} ({wins / len(chosen):.0%})"
+
+
+def table(results: Sequence[dict[str, Any]], rows: Sequence[str]) -> str:
     lines = [
-        "| setting | merged: colour before -> after | merged: kept PSNR (dB) | reconstruction: colour after | reconstruction: kept PSNR (dB) | without the edit words | no-edit PSNR (dB) | isolation after phase 1 / 2 | merge (s) | no mesh (edit / no edit) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | recolour: succeeded | two-part recolour: succeeded | shape swap: succeeded | asked colour, merged (views) | kept PSNR dB, merged (views) | swap IoU, merged (views) | sampling s per edit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in dict.fromkeys(r["setting"] for r in rows):
-        chosen = [r for r in rows if r["setting"] == name]
+    for name in rows:
+        chosen = [r for r in results if r.get("row") == name and "skipped" not in r]
+        if not chosen:
+            continue
+        if ROWS[name].oracle:
+            lines.append(
+                f"| {ROWS[name].label} | {count(chosen, 'recolour')} | {count(chosen, 'recolour2')} | {count(chosen, 'swap')} | (foreground shares) | - | - | {_mean([r['sample_seconds'] for r in chosen], 1)} |"
+            )
+            continue
+
+        def both(key: str, digits: int = 2, kinds: Sequence[str] = ("recolour", "recolour2", "swap")) -> str:
+            picked = [r for r in chosen if r["edit"] in kinds]
+            return f"{_mean([r['merged'][key] for r in picked], digits)} ({_mean([r['views'][key] for r in picked], digits)})"
+
         lines.append(
-            f"| {name} | {mean([r['share_before'] for r in chosen])} -> {mean([r['share_after'] for r in chosen])} "
-            f"| {mean([r['kept_psnr'] for r in chosen])} "
-            f"| {mean([r['reconstruction_share_after'] for r in chosen])} "
-            f"| {mean([r['reconstruction_kept_psnr'] for r in chosen])} "
-            f"| {mean([r['share_without_edit'] for r in chosen])} | {mean([r['reproduction_psnr'] for r in chosen])} "
-            f"| {mean([r['isolation_phase1'] for r in chosen])} / {mean([r['isolation_phase2'] for r in chosen])} "
-            f"| {mean([r['merge_seconds'] for r in chosen], 2)} "
-            f"| {sum('edit' in r['no_mesh'] for r in chosen)} / {sum('no edit' in r['no_mesh'] for r in chosen)} |"
+            f"| {ROWS[name].label} | {count(chosen, 'recolour')} | {count(chosen, 'recolour2')} | {count(chosen, 'swap')} "
+            f"| {both('colour_share', kinds=('recolour', 'recolour2'))} | {both('kept_psnr', 1)} | {both('shape_iou', kinds=('swap',))} "
+            f"| {_mean([r['sample_seconds'] for r in chosen], 1)} |"
         )
-    detail = [
-        "",
-        "| object | caption | edit | setting | merged: colour after | merged: kept PSNR | reconstruction: colour after | reconstruction: kept PSNR | without the edit words | no-edit PSNR |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        missing = "no mesh" if "edit" in r["no_mesh"] else None
-        plain_missing = "no mesh" if "no edit" in r["no_mesh"] else None
-        detail.append(
-            f"| {r['object']} | {r['caption']} | {r['edited part']} -> {r['colour']} | {r['setting']} "
-            f"| {number(r['share_after'], 3)} | {number(r['kept_psnr'], 2)} "
-            f"| {missing or number(r['reconstruction_share_after'], 3)} | {missing or number(r['reconstruction_kept_psnr'], 2)} "
-            f"| {plain_missing or number(r['share_without_edit'], 3)} | {plain_missing or number(r['reproduction_psnr'], 2)} |"
-        )
-    return "\n".join(lines + detail)
+    return "\n".join(lines)
+
+
+def per_object(results: Sequence[dict[str, Any]], rows: Sequence[str]) -> str:
+    lines = ["| object | caption | row | recolour | two-part recolour | shape swap |", "| --- | --- | --- | --- | --- | --- |"]
+    for index in sorted({r["object"] for r in results}):
+        for name in rows:
+            chosen = [r for r in results if r["object"] == index and r.get("row") == name and "success" in r]
+            if not chosen:
+                continue
+
+            def wins(kind: str) -> str:
+                picked = [r for r in chosen if r["edit"] == kind]
+                return f"{sum(r['success'] for r in picked)}/{len(picked)}" if picked else "-"
+
+            lines.append(f"| {index} | {chosen[0]['caption']} | {name} | {wins('recolour')} | {wins('recolour2')} | {wins('swap')} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objects", type=int, default=4)
-    parser.add_argument("--indices", type=int, nargs="+", default=None, help="held-out objects to run instead")
+    parser.add_argument("--half", choices=("tuning", "test"), default="tuning")
+    parser.add_argument("--objects", type=int, default=None, help="only the first N objects of the half")
+    parser.add_argument("--rows", nargs="+", default=None, help="rows to run (default: the half's; --list-rows)")
+    parser.add_argument("--samples", type=int, default=None, help="samples per edit (default: 1 tuning, 3 test)")
     parser.add_argument("--workers", type=int, default=1, help="objects run in parallel processes")
-    parser.add_argument("--store", default=None, help="artifact store (default: a temporary folder)")
+    parser.add_argument("--work", default="world-edits-bench", help="store and cached scores (resumable)")
     parser.add_argument("--model", default=None, help="a world model folder (default: the shipped weights)")
-    parser.add_argument("--invert-steps", type=int, default=None, help="override the preset's phase 1 steps")
-    parser.add_argument("--finetune-steps", type=int, default=None, help="override the preset's phase 2 steps")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled views")
-    parser.add_argument(
-        "--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS),
-        help="settings to run (default: all but lora, which trains LoRA adapters in phase 2)",
-    )
-    parser.add_argument("--all-settings", action="store_true", help="run every setting, the LoRA one too")
+    parser.add_argument("--list-rows", action="store_true")
+    parser.add_argument("--sheet", default=None, metavar="ROW", help="also draw ROW's successes and failures into one picture")
+    parser.add_argument("--write-split", action="store_true", help=f"write {SPLIT_FILE.name} (once)")
     args = parser.parse_args()
-    settings = list(SETTINGS) if args.all_settings else args.settings
-
+    if args.list_rows:
+        for name, row in ROWS.items():
+            print(f"{name:28s} {row.label}")
+        return
+    if args.write_split:
+        SPLIT_FILE.write_text(json.dumps(compute_split(), indent=1) + "\n")
+        print(f"wrote {SPLIT_FILE}")
+        return
+    split = read_split()
+    rows = args.rows or (TUNING_ROWS if args.half == "tuning" else TEST_ROWS)
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; --list-rows lists them")
+    samples = args.samples or (1 if args.half == "tuning" else 3)
+    ids = split[args.half][: args.objects]
+    objects = dict(benchmark_objects())
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    jobs = [Job(index, objects[index], rows, str(Path(args.work).resolve()), samples, args.model) for index in ids]
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="dreamedit3d-world-bench-") as tmp:
-        store = args.store or str(Path(tmp) / "store")
-        jobs = [
-            {
-                "index": index, "object": obj, "colour": colour, "work": tmp, "store": store, "seed": args.seed,
-                "model": args.model, "invert_steps": args.invert_steps, "finetune_steps": args.finetune_steps,
-                "settings": settings,
-            }
-            for index, obj, colour in choose_objects(args.objects, seed=0, indices=args.indices)
-        ]
-        rows: list[dict[str, Any]] = []
-        if args.workers > 1:
-            import multiprocessing
+    results: list[dict[str, Any]] = []
+    if args.workers > 1:
+        import multiprocessing
 
-            with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for object_rows in pool.map(run_object, jobs):
-                    rows += object_rows
-        else:
-            for job in jobs:
-                rows += run_object(job)
-        for index in sorted({r["object"] for r in rows}):  # while the store (maybe temporary) is still there
-            figure([r for r in rows if r["object"] == index], PICTURES / f"object_{index:02d}.png")
-    import torch
-
-    from dreamedit3d_core.config import pipeline_config
-
-    preset = pipeline_config("world")
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for object_results in pool.map(run_object, jobs):
+                results += object_results
+    else:
+        for job in jobs:
+            results += run_object(job)
+    elapsed = time.perf_counter() - started
     heading = (
-        f"## world preset, {len(jobs)} held-out objects\n\n"
-        f"phase 1: {args.invert_steps or preset.invert.steps} steps, lambda {preset.invert.attention_weight}; "
-        f"phase 2: {args.finetune_steps or preset.finetune.steps} steps; sampling {preset.sample.steps} DDIM steps, "
-        f"guidance {preset.sample.guidance_scale}; CPU, torch {torch.__version__}, {args.workers} worker(s), "
-        f"{time.perf_counter() - started:.0f} s in all.\n\n"
+        f"## {args.half} half: {len(jobs)} objects x 3 edits x {samples} sample(s)\n\n"
+        f"`python benchmarks/bench_world_edits.py --half {args.half} --samples {samples} --rows {' '.join(rows)}`, "
+        f"{args.workers} worker(s), {elapsed:.0f} s (cached rows cost nothing). Success: every edited part in its asked "
+        "colour on >= 0.5 of its pixels, kept parts >= 35 dB, a swapped part's silhouette IoU >= 0.6, on Blender renders of the "
+        "merged asset against the answer's; in brackets the same scores on the sampled views.\n\n"
     )
-    text = heading + table(rows) + "\n"
+    text = heading + table(results, rows) + "\n\n" + per_object(results, rows) + "\n"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("# Edits of held-out parts-world objects\n\nWritten by benchmarks/bench_world_edits.py.\n\n" + text)
+    out = RESULTS.with_name(f"world_edits_{args.half}.md")
+    out.write_text("# Edits of held-out parts-world objects, against the exact answer\n\nWritten by benchmarks/bench_world_edits.py.\n\n" + text)
+    (RESULTS.with_name(f"world_edits_{args.half}.json")).write_text(json.dumps(results))
+    if args.sheet:
+        print(f"wrote {results_sheet(results, args.sheet, PICTURES / f'sheet_{args.half}_{args.sheet.replace(chr(47), chr(95))}.png')}")
     print(text)
 
 

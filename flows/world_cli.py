@@ -147,6 +147,9 @@ def export_data(
     emit(as_json, {"out": str(out), "objects": train_data.num_objects, "mib": size}, f"wrote {out}: {train_data.num_objects} objects, {size:.1f} MiB")
 
 
+MAX_EXAMPLE_INDEX = 1000  # held-out objects beyond the dataset's are drawn on demand; past this it gets slow
+
+
 @world_app.command("example")
 def example(
     out: Annotated[Path, typer.Argument(help="Where to write the GLB.")] = Path("examples/world_object.glb"),
@@ -154,14 +157,15 @@ def example(
     seed: WorldSeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Write a held-out object of the world (never trained on) as a GLB, with its caption."""
-    from dreamedit3d_core.world import WorldDatasetConfig, canonical_caption, sample_split, write_world_asset
+    """Write a held-out object of the world (never trained on) as a GLB, with its caption. Indices past the
+    dataset's own held-out objects are more objects that no training object shares a description with."""
+    from dreamedit3d_core.world import WorldDatasetConfig, canonical_caption, write_world_asset
+    from dreamedit3d_core.world.objects import held_out_objects
 
     defaults = WorldDatasetConfig(seed=seed)
-    if index >= defaults.held_out:
-        raise UserError(f"--index {index}: the world holds out {defaults.held_out} objects (0..{defaults.held_out - 1})")
-    _, held_out = sample_split(0, defaults.held_out, seed, defaults.world)
-    obj = held_out[index]
+    if index >= MAX_EXAMPLE_INDEX:
+        raise UserError(f"--index {index}: choose a held-out object 0..{MAX_EXAMPLE_INDEX - 1}")
+    obj = held_out_objects(index + 1, defaults.objects, defaults.held_out, seed, defaults.world)[index]
     path = write_world_asset(obj, out, defaults.world)
     text = canonical_caption(obj)
     emit(as_json, {"asset": str(path), "caption": text, "parts": [p.shape for p in obj.parts]}, f"wrote {path}: {text}")

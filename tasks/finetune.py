@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dreamedit3d_core.mvdiffusion.loading import load_base_model
 from dreamedit3d_core.personalize import finetune_model, load_token_embeddings, prepare_training_data
+from dreamedit3d_core.personalize.data import attribute_phrases
 from tasks.artifacts import (
     CAMERAS,
     COMPONENTS,
@@ -25,15 +26,18 @@ from tasks.running import StageInputs, StageOutputs
 
 
 def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
-    tokens = inputs.load(COMPONENTS)["token"]
+    components = inputs.load(COMPONENTS)
+    tokens = components["token"]
+    config = inputs.settings("finetune")
     model = load_base_model(inputs.settings("model"))
     load_token_embeddings(inputs.load(TOKEN_EMBEDDINGS), model, tokens)
+    attributes = attribute_phrases(components.get("colour") or [None] * len(tokens))
     data = prepare_training_data(
-        model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors()
+        model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors(), attributes
     )
     with progress("finetune") as on_step:
         result = finetune_model(
-            model, data, tokens, inputs.settings("finetune"), checkpoint_dir=inputs.scratch_dir(), on_step=on_step
+            model, data, tokens, config, checkpoint_dir=inputs.scratch_dir(), on_step=on_step
         )
     outputs.save(FINETUNED_MODEL, result.model.save_pretrained)
     outputs.save(FINETUNE_LOG, result.log)
@@ -43,6 +47,8 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
         "tokens": list(tokens),
         "resumed_from_step": result.resumed_from_step,
         "trained_parameters": len(result.trained_parameters),
+        # how the model must be prompted: each token with these words (attribute-aware training), or bare
+        "attribute_words": dict(zip(tokens, attributes, strict=True)) if config.attribute_words else {},
         "probe_before": result.probe_before,
         "probe_after": result.probe_after,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dreamedit3d_core.mvdiffusion.loading import load_base_model
 from dreamedit3d_core.personalize import invert_tokens, prepare_training_data, save_token_embeddings
+from dreamedit3d_core.personalize.data import attribute_phrases
 from tasks.artifacts import (
     ATTENTION_ISOLATION,
     ATTENTION_PREVIEW,
@@ -23,7 +24,8 @@ def invert(inputs: StageInputs, outputs: StageOutputs) -> dict:
     tokens = components["token"]
     model = load_base_model(inputs.settings("model"))
     data = prepare_training_data(
-        model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors()
+        model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors(),
+        attribute_phrases(components.get("colour") or [None] * len(tokens)),
     )
     with progress("invert") as on_step:
         result = invert_tokens(model, data, tokens, components["initializer_word"], inputs.settings("invert"), on_step=on_step)

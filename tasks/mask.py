@@ -10,7 +10,8 @@ from tasks.running import StageInputs, StageOutputs
 def mask(inputs: StageInputs, outputs: StageOutputs) -> dict:
     renders = inputs.load(RENDERS)
     components = build_components(
-        renders.rgb_white, renders.depth, renders.part_id, inputs.load(CAMERAS), inputs.load(PARTS), inputs.settings("mask")
+        renders.rgb_white, renders.depth, renders.part_id, inputs.load(CAMERAS), inputs.load(PARTS), inputs.settings("mask"),
+        albedo=renders.albedo,
     )
     outputs.save(MASKS, components.masks)
     outputs.save(COMPONENTS, components.table)

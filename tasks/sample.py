@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion
 from dreamedit3d_core.mvdiffusion.sampling import sample_edit, views_sheet
 from dreamedit3d_core.mvdiffusion.loading import resolve_device
-from tasks.artifacts import CAMERAS, COMPONENTS, FINETUNED_MODEL, MASKS, VIEWS, VIEWS_PREVIEW, EditViews
+from tasks.artifacts import CAMERAS, COMPONENTS, FINETUNED_MODEL, MASKS, RENDERS, VIEWS, VIEWS_PREVIEW, EditViews
 from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
+
+
+def trained_attributes(inputs: StageInputs) -> dict[str, str]:
+    """The words each token was fine-tuned beside (attribute-aware training), to prompt the model as it learned."""
+    return dict(inputs.artifact("finetune").metadata.get("result", {}).get("attribute_words") or {})
 
 
 def sample(inputs: StageInputs, outputs: StageOutputs) -> dict:
@@ -15,9 +22,17 @@ def sample(inputs: StageInputs, outputs: StageOutputs) -> dict:
     model = MultiViewDiffusion.from_pretrained(inputs.load(FINETUNED_MODEL), device=resolve_device(model_config.device))
     model = model.apply_performance(model_config.performance)
     cameras = inputs.load(CAMERAS)
-    local = {"component_masks": inputs.load(MASKS), "tokens": inputs.load(COMPONENTS)["token"]} if config.local_edit else {}
+    local: dict[str, Any] = {}
+    if config.local_edit:  # the edited components' masks, their words, and the source's views where asked for
+        components = inputs.load(COMPONENTS)
+        local = {
+            "component_masks": inputs.load(MASKS),
+            "tokens": components["token"],
+            "initializer_words": dict(zip(components["token"], components["initializer_word"], strict=True)),
+            "source_views": inputs.load(RENDERS).rgb_white if config.known_region == "source" else None,
+        }
     with progress(f"sample {edit.prompt[:40]!r}") as on_step:
-        output = sample_edit(model, edit, cameras.mvdream_vectors(), config, on_step=on_step, **local)
+        output = sample_edit(model, edit, cameras.mvdream_vectors(), config, attributes=trained_attributes(inputs), on_step=on_step, **local)
     views = EditViews(output.views, edit.prompt, edit.seed, [float(a) for a in cameras.azimuths], output.edit_masks)
     outputs.save(VIEWS, views)
     outputs.save(VIEWS_PREVIEW, views_sheet(output.views))

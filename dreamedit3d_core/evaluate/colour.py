@@ -31,11 +31,11 @@ COLOUR_HUES: dict[str, float] = {
 SAME_HUE_DEGREES = 10.0  # gold and yellow (7 degrees apart) are one hue: neither bounds the other's window
 
 
-def hue_window(colour: str, tolerance: float) -> float:
+def hue_window(colour: str, tolerance: float, hues: Mapping[str, float] = COLOUR_HUES) -> float:
     """Half-width of `colour`'s hue window: `tolerance`, but no further than half-way to the nearest other hue
-    (red's window ends at 15 degrees, half-way to orange, so a brown at 25 degrees is not red)."""
-    hue = COLOUR_HUES[colour]
-    gaps = [abs((other - hue + 180.0) % 360.0 - 180.0) for other in COLOUR_HUES.values()]
+    of `hues` (red's window ends at 15 degrees, half-way to orange, so a brown at 25 degrees is not red)."""
+    hue = hues[colour]
+    gaps = [abs((other - hue + 180.0) % 360.0 - 180.0) for other in hues.values()]
     return min([tolerance] + [gap / 2 for gap in gaps if gap > SAME_HUE_DEGREES])
 
 
@@ -66,19 +66,21 @@ def colour_share(
     tolerance: float = 25.0,
     min_saturation: float = 0.25,
     min_value: float = 0.15,
+    hues: Mapping[str, float] = COLOUR_HUES,
 ) -> float | None:
-    """Share of the masked pixels of `rgb` (..., 3) uint8 whose hue is within `colour`'s window (`hue_window`).
+    """Share of the masked pixels of `rgb` (..., 3) uint8 whose hue is within `colour`'s window (`hue_window`),
+    among the named `hues` (a world of fewer colours passes its own: then only they bound each other's windows).
 
     None when the mask is empty (the component is not visible in these views).
     """
-    if colour not in COLOUR_HUES:
-        raise ValueError(f"unknown colour {colour!r}; known: {', '.join(COLOUR_HUES)}")
+    if colour not in hues:
+        raise ValueError(f"unknown colour {colour!r}; known: {', '.join(hues)}")
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return None
     hue, saturation, value = hue_saturation_value(np.asarray(rgb)[..., :3])
-    distance = np.abs((hue - COLOUR_HUES[colour] + 180.0) % 360.0 - 180.0)
-    hit = (distance <= hue_window(colour, tolerance)) & (saturation >= min_saturation) & (value >= min_value)
+    distance = np.abs((hue - hues[colour] + 180.0) % 360.0 - 180.0)
+    hit = (distance <= hue_window(colour, tolerance, hues)) & (saturation >= min_saturation) & (value >= min_value)
     return float(hit[mask].mean())
 
 

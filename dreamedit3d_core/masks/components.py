@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dreamedit3d_core.geometry.cameras import CameraSet
+from dreamedit3d_core.masks.colours import component_colours
 from dreamedit3d_core.masks.config import MaskConfig
 from dreamedit3d_core.masks.parts import PartsTable, part_components, read_parts_table
 from dreamedit3d_core.masks.prompts import ViewPrompt, gather_view_prompts
@@ -29,7 +30,7 @@ class Components:
     """One row of `table` and one mask per component; row k belongs to token `<asset{k}>`."""
 
     masks: np.ndarray  # (K, V, H, W) bool; each pixel in at most one mask unless the config allowed overlap
-    table: list[dict[str, Any]]  # component, token, name, initializer_word, source, part_ids, coverage, ...
+    table: list[dict[str, Any]]  # component, token, name, initializer_word, source, part_ids, coverage, colour, ...
     warnings: list[str]
     statistics: dict[str, Any]  # flat scalars for the ledger
 
@@ -70,6 +71,7 @@ def build_components(
     *,
     sam_predictor: SamPredictor | None = None,
     vocabulary: Container[str] | None = None,
+    albedo: np.ndarray | None = None,
 ) -> Components:
     """Components of one asset from its renders.
 
@@ -77,7 +79,8 @@ def build_components(
     background 0, part_id (V, H, W) int with background -1, the renders' cameras and parts table (dict of
     lists with 'part_id', 'name' and optionally 'material'). Foreground is part_id >= 0. SAM mode uses
     `sam_predictor` when given (a segment_anything.SamPredictor), else loads config.sam.checkpoint.
-    `vocabulary` restricts initializer words (e.g. to a tokenizer's single-token words).
+    `vocabulary` restricts initializer words (e.g. to a tokenizer's single-token words). With the albedo
+    renders (V, H, W, 3) uint8, each component's colour is named (`colours.py`; else its `colour` is None).
     """
     config = config or MaskConfig()
     table = read_parts_table(parts_table)
@@ -104,6 +107,9 @@ def build_components(
             raise ValueError(f"component '{draft.name}' is visible in no view (its mask is empty everywhere)")
 
     table_rows, statistics = _summarise(masks, foreground, drafts, config, vocabulary)
+    colours = component_colours(albedo, masks) if albedo is not None else [None] * len(table_rows)
+    for row, colour in zip(table_rows, colours, strict=True):
+        row["colour"] = colour
     statistics.update(mode=mode, overlap_pixels=overlap_pixels, num_warnings=len(warnings))
     return Components(masks=masks, table=table_rows, warnings=warnings, statistics=statistics)
 
@@ -287,6 +293,7 @@ def component_descriptions(table: list[dict[str, Any]], parts: Mapping[str, Sequ
             "name": row["name"],
             "parts": [str(names.get(part, part)) for part in row["part_ids"]],
             "initializer_word": row["initializer_word"],
+            "colour": row.get("colour"),
             "source": row["source"],
             "coverage": float(np.mean(row["coverage"])),
         }

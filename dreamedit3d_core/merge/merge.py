@@ -24,7 +24,7 @@ from dreamedit3d_core.merge.bake import bake_surface, delight
 from dreamedit3d_core.merge.config import MergeConfig
 from dreamedit3d_core.merge.faces import face_components
 from dreamedit3d_core.merge.shape import agreement, rebuild_surface, silhouette_change
-from dreamedit3d_core.merge.wording import appearance_only
+from dreamedit3d_core.mvdiffusion.wording import appearance_only
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
 from dreamedit3d_core.render import Renders
@@ -116,7 +116,7 @@ def merge_edit(
                 kind, why = "appearance", "its silhouette changed, but the four views agree on no new shape"
                 warnings.append(f"{token}: its silhouette changed, but the views agree on no new shape; re-textured only")
             unlit = delight(views_rgb, source_rgb, source_albedo, masks_v[k])
-            row.update(_recolour(parts, materials, owners, k, unlit, masks_v[k], view_cameras, config))
+            row.update(_recolour(parts, materials, owners, k, unlit, drawn_part(masks_v[k], foreground), view_cameras, config))
         row.update(kind=kind, why=why)
         rows.append(row)
     kept_parts = [part for part in parts if len(part.faces)]
@@ -128,6 +128,15 @@ def merge_edit(
         warnings=list(asset.warnings) + warnings,
     )
     return MergeResult(_compact_materials(merged), rows, maps_to_geometry, time.perf_counter() - started, warnings)
+
+
+def drawn_part(mask: np.ndarray, foreground: np.ndarray, least: float = 0.5) -> np.ndarray:
+    """(V, H, W): the component's pixels where the views drew something. Where the views show background inside
+    its mask, the model drew the part a little smaller: those pixels say nothing of its colour, and its texture
+    there is filled in from what was drawn. When the views drew less than `least` of the mask (a part asked to be
+    white is background-coloured), the whole mask."""
+    drawn = mask & foreground
+    return drawn if drawn.sum() >= least * mask.sum() else mask
 
 
 def _edit_kind(config: MergeConfig, phrase: str, change: float) -> tuple[str, str]:

@@ -148,3 +148,55 @@ def plain_prompt(prompt: str) -> str:
     text = re.sub(r"\s+", " ", "".join(kept)).strip()
     text = re.sub(r"\s+([,;])", r"\1", text)
     return re.sub(f"({TOKEN_PATTERN.pattern})\\s*(?=<)", r"\1 and ", text)
+
+
+# Regional prompts: each edited token is drawn inside its own region with a prompt of its own words only
+# ("a photo of <asset0> and <asset1> in blue" -> "<asset1>": "a photo of <asset1> in blue"), so that a model that
+# binds colours to whole objects, not to one of several parts, still puts the colour on the right part.
+REPLACEMENT_WORD = "as"  # "<asset1> as a sphere in red": the words after it name what the part becomes
+
+
+def region_phrases(prompt: str, initializer_words: Mapping[str, str] | None = None, keep_token: bool = False) -> dict[str, str]:
+    """Each edited token's own prompt: the prompt's framing words (what comes before its first token, "a photo
+    of "), then the token with its words. With `initializer_words` (token -> word) the token is replaced by its
+    word: "a photo of a pyramid in blue", "a photo of a blue pyramid", or with `keep_token` goes before it as
+    DreamBooth names its subject: "a photo of a <asset1> pyramid in blue"; a replacement ("<asset1> as a sphere
+    in red") becomes what it is replaced by: "a photo of a sphere in red"."""
+    mentions = token_words(prompt)
+    if not mentions:
+        return {}
+    frame = prompt[: mentions[0].article]
+    phrases: dict[str, str] = {}
+    for mention in mentions:
+        if not mention.edited(prompt) or mention.token in phrases:
+            continue
+        lead = prompt[mention.article : mention.leading[1]].strip()  # "a blue" or ""
+        trail = prompt[slice(*mention.trailing)].strip()  # "in blue", "as a sphere in red" or ""
+        subject = mention.token
+        if initializer_words is not None:
+            word = initializer_words.get(mention.token)
+            if word is None:
+                raise ValueError(f"no initializer word for {mention.token} (words given for {', '.join(initializer_words)})")
+            first, _, rest = trail.partition(" ")
+            if first.lower() == REPLACEMENT_WORD and rest:
+                lead, subject, trail = "", "", rest
+            else:
+                named = f"{mention.token} {word}" if keep_token else word
+                subject = named if lead else f"a {named}"
+        text = re.sub(r"\s+", " ", f"{frame}{lead} {subject} {trail}").strip()
+        phrases[mention.token] = re.sub(r"\s+([,;])", r"\1", text)
+    return phrases
+
+
+def describe_kept(prompt: str, attributes: Mapping[str, str]) -> str:
+    """Every token the prompt does not edit followed by its own words, as a model trained with attribute words
+    (`attribute_words`) saw it: "a photo of <asset0> and <asset1> in blue" with {"<asset0>": "in green"} ->
+    "a photo of <asset0> in green and <asset1> in blue"."""
+    edited = set(edit_phrases(prompt))
+
+    def described(match: re.Match[str]) -> str:
+        token = match.group()
+        words = attributes.get(token, "").strip()
+        return token if token in edited or not words else f"{token} {words}"
+
+    return TOKEN_PATTERN.sub(described, prompt)

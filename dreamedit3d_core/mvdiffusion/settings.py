@@ -32,11 +32,27 @@ class SampleConfig(BaseModel):
     eta: float = Field(0.0, ge=0.0)
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
     prompt_suffix: str = ""  # MVDream's own demo appends ", 3d asset"
-    # not the paper's recipe: change only the edited component (`local_edit.py`): outside its masks (grown by
-    # `local_edit_grow` latent cells) the views are the plain prompt's, from the same noise. The sample stage
-    # passes the masks; sampling costs a second branch (twice the batch).
+    # not the paper's recipe: change only the edited components (`local_edit.py`). Outside their masks (grown by
+    # `local_edit_grow` latent cells, or `shape_edit_grow` when the words change a shape) the views are the known
+    # region: the plain prompt's own drawing from the same noise, or the source's renders noised to each step
     local_edit: bool = False
     local_edit_grow: int = Field(1, ge=0)
+    shape_edit_grow: int = Field(3, ge=0)
+    known_region: Literal["plain_prompt", "source"] = "plain_prompt"
+    # with local_edit, not the paper's recipe: inside each edited component's region the prediction is conditioned
+    # on its own words only ("a photo of <asset1> in blue"; "initializer": "a photo of a pyramid in blue";
+    # "token_and_initializer": "a photo of a <asset1> pyramid in blue")
+    regional_prompts: bool = False
+    region_words: Literal["token", "initializer", "token_and_initializer"] = "token"
+    # "object": each region is drawn within the object around it; "alone", not the paper's recipe: each region is
+    # drawn on its own over the empty ground, then put in place (a kept part's colour cannot bleed into it)
+    region_context: Literal["object", "alone"] = "object"
+
+    @model_validator(mode="after")
+    def _regional_needs_local(self) -> SampleConfig:
+        if self.regional_prompts and not self.local_edit:
+            raise ValueError("sample.regional_prompts needs sample.local_edit (the regions are the edited components)")
+        return self
 
 
 class EditConfig(BaseModel):

@@ -58,6 +58,10 @@ class TrainingConfig(BaseModel):
 
     template: str = "a photo of {}"  # "{}" is replaced by the chosen tokens joined with `joiner`
     joiner: str = " and "
+    # not the paper's recipe: each token with its component's colour word ("a photo of <asset0> in brown and
+    # <asset2> in orange", colours named from the albedo render by the mask stage), so that the word explains
+    # the colour and the token learns what words cannot say; an edit word can then change the colour
+    attribute_words: bool = False
     subset: Literal["random", "all"] = "random"  # random: a random non-empty subset of components per step
     # "flip": all views flipped together with mirrored cameras (exact; it shows the mirrored object)
     augmentation: Literal["none", "flip"] = "none"
@@ -82,6 +86,10 @@ class InvertConfig(TrainingConfig):
     steps: int = Field(400, ge=0)
     lr: float = Field(5e-4, gt=0)
     class_word: str = "object"  # initializer for components whose word the tokenizer does not know
+    # "learned": embeddings move freely (the paper's). "initializer", not the paper's recipe: only their direction
+    # learns, each row kept at its initializer word's norm (Directional Textual Inversion, arXiv 2512.13672:
+    # tokens whose norm grows outvote the words beside them)
+    token_norm: Literal["learned", "initializer"] = "learned"
 
 
 class FinetuneConfig(TrainingConfig):
@@ -90,6 +98,9 @@ class FinetuneConfig(TrainingConfig):
     steps: int = Field(400, ge=0)
     lr: float = Field(2e-6, gt=0)
     train_text_encoder: bool = True
+    # "all": every UNet weight (the paper's). "cross_attention_kv", not the paper's recipe: only the keys and values
+    # of the UNet's cross-attention, which read the text (Custom Diffusion); the rest of the UNet stays the base model's
+    unet_weights: Literal["all", "cross_attention_kv"] = "all"
     # False: the token embedding table (learned tokens included) stays exactly as phase 1 left it
     train_token_embeddings: bool = False
     lora_rank: int | None = Field(None, ge=1)  # set: train LoRA adapters (peft) instead of all weights
@@ -113,6 +124,8 @@ class FinetuneConfig(TrainingConfig):
     def _check(self) -> FinetuneConfig:
         if self.train_token_embeddings and not self.train_text_encoder:
             raise ValueError("train_token_embeddings needs train_text_encoder")
+        if self.unet_weights != "all" and self.lora_rank is not None:
+            raise ValueError("unet_weights 'cross_attention_kv' cannot be combined with LoRA (lora_rank)")
         if self.train_token_embeddings and self.lora_rank is not None:
             raise ValueError("train_token_embeddings cannot be combined with LoRA (adapters do not touch embeddings)")
         if not self.prior_prompts or not all(p.strip() for p in self.prior_prompts):

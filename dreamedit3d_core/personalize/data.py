@@ -11,6 +11,7 @@ an orbit camera at azimuth a becomes the orbit camera at azimuth -a, bit for bit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +33,7 @@ class TrainingData:
     latent_mean: torch.Tensor  # (V, C, h, w) float32, scaled by the VAE's scaling factor
     latent_std: torch.Tensor  # (V, C, h, w) float32, scaled likewise
     flipped: bool = False
+    attributes: tuple[str, ...] = ()  # per component, words of its look ("in brown"; "" for none), or none at all
 
     @property
     def num_components(self) -> int:
@@ -59,6 +61,11 @@ def mirror_cameras(cameras: torch.Tensor) -> torch.Tensor:
     matrices = cameras.reshape(-1, 4, 4)  # (V, 16) -> (V, 4, 4)
     mirrored = mirror[:, None] * matrices * mirror[None, :]  # S @ M @ S for a diagonal S
     return mirrored.reshape(-1, 16)  # (V, 4, 4) -> (V, 16)
+
+
+def attribute_phrases(colours: Sequence[str | None]) -> list[str]:
+    """Per component the words of its look for attribute-aware prompts: "in brown", or "" without a colour."""
+    return [f"in {colour}" if colour else "" for colour in colours]
 
 
 def check_inputs(model: MultiViewDiffusion, rgb: np.ndarray, masks: np.ndarray, cameras: np.ndarray) -> None:
@@ -100,15 +107,22 @@ def encode_views(model: MultiViewDiffusion, images: torch.Tensor) -> tuple[torch
 
 
 def prepare_training_data(
-    model: MultiViewDiffusion, rgb: np.ndarray, masks: np.ndarray, cameras: np.ndarray
+    model: MultiViewDiffusion,
+    rgb: np.ndarray,
+    masks: np.ndarray,
+    cameras: np.ndarray,
+    attributes: Sequence[str] = (),
 ) -> TrainingData:
-    """rgb (V, H, W, 3) uint8 on white, masks (K, V, H, W) bool, cameras (V, 16) -> TrainingData.
+    """rgb (V, H, W, 3) uint8 on white, masks (K, V, H, W) bool, cameras (V, 16) -> TrainingData; `attributes`:
+    per component the words of its look ("in brown"), for attribute-aware prompts.
 
     Views and masks are resized to the model's `config.image_size` (bilinear with antialiasing for images;
     area or nearest for masks) and the views are encoded by the VAE once.
     """
     rgb, masks, cameras = np.asarray(rgb), np.asarray(masks), np.asarray(cameras)
     check_inputs(model, rgb, masks, cameras)
+    if attributes and len(attributes) != masks.shape[0]:
+        raise ValueError(f"{len(attributes)} attribute phrases for {masks.shape[0]} components")
     size, device = model.config.image_size, model.device
     images = torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (V, H, W, 3) -> (V, 3, H, W)
     if images.shape[-1] != size:
@@ -123,6 +137,7 @@ def prepare_training_data(
         cameras=torch.from_numpy(cameras).float().to(device),
         latent_mean=mean,
         latent_std=std,
+        attributes=tuple(attributes),
     )
 
 

@@ -118,7 +118,11 @@ def select_trainable(model: MultiViewDiffusion, config: FinetuneConfig) -> dict[
         else:
             model.text_encoder.requires_grad_(False)
     else:
-        model.unet.requires_grad_(True)
+        model.unet.requires_grad_(config.unet_weights == "all")
+        if config.unet_weights == "cross_attention_kv":  # the projections that read the text (Custom Diffusion)
+            for name, parameter in model.unet.named_parameters():
+                if ".attn2.to_k." in name or ".attn2.to_v." in name:
+                    parameter.requires_grad_(True)
         model.text_encoder.requires_grad_(config.train_text_encoder)
         model.text_encoder.get_input_embeddings().weight.requires_grad_(config.train_token_embeddings)
     named = {f"unet.{n}": p for n, p in model.unet.named_parameters() if p.requires_grad}

@@ -66,6 +66,14 @@ def invert_tokens(
         module.requires_grad_(False)
     embedding.weight.requires_grad_(True)
     rows = FrozenRows(embedding, ids)
+    norms = embedding.weight[ids].detach().norm(dim=-1, keepdim=True)  # (T, 1): the initializer words' norms
+
+    def after_step() -> None:
+        rows.restore()
+        if config.token_norm == "initializer":  # direction-only learning: back onto each row's sphere
+            with torch.no_grad():
+                learned = embedding.weight[ids]
+                embedding.weight[ids] = learned / learned.norm(dim=-1, keepdim=True).clamp_min(1e-12) * norms
     optimizer = torch.optim.AdamW(
         [embedding.weight], lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay
     )
@@ -79,7 +87,7 @@ def invert_tokens(
     try:
         train_steps(
             model, variants, tokens, ids, config, [embedding.weight], optimizer, generator, log,
-            after_step=rows.restore, on_step=on_step, should_cancel=should_cancel,
+            after_step=after_step, on_step=on_step, should_cancel=should_cancel,
         )  # fmt: skip
     finally:
         rows.restore()

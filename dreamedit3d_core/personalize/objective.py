@@ -33,7 +33,11 @@ class Batch:
     timesteps: torch.Tensor  # (V,) long, one timestep shared by the views
 
 
-def build_prompt(config: TrainingConfig, tokens: Sequence[str]) -> str:
+def build_prompt(config: TrainingConfig, tokens: Sequence[str], attributes: Sequence[str] = ()) -> str:
+    """"a photo of <asset0> and <asset2>"; with `config.attribute_words`, each token followed by its words
+    (`attributes`, one per token, e.g. "in brown"): "a photo of <asset0> in brown and <asset2> in orange"."""
+    if config.attribute_words and attributes:
+        tokens = [f"{token} {words}".strip() for token, words in zip(tokens, attributes, strict=True)]
     return config.template.format(config.joiner.join(tokens))
 
 
@@ -111,7 +115,7 @@ def sample_batch(
     noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents.device)
     batch = Batch(
         components=components,
-        prompt=build_prompt(config, [tokens[k] for k in components]),
+        prompt=build_prompt(config, [tokens[k] for k in components], [data.attributes[k] for k in components] if data.attributes else ()),
         flipped=flipped,
         latents=latents,
         noise=noise,

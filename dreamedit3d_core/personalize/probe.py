@@ -71,7 +71,7 @@ def probe_attention(
     """Deterministic: the same model, data and config give the same probe."""
     check_training_setup(model, data, tokens, config)
     ids = token_ids(model, tokens)
-    prompt = build_prompt(config, list(tokens))
+    prompt = build_prompt(config, list(tokens), data.attributes)
     positions = token_positions(model, prompt, ids)
     views, resolution = data.num_views, config.attention_resolution
     embeds = model.encode_prompts([prompt]).expand(views, -1, -1)  # (1, L, D) -> (V, L, D)

@@ -132,3 +132,20 @@ def sample_split(
     excluded = {object_key(obj) for obj in held_out}
     train = _draw_distinct(np.random.default_rng([seed, _TRAIN_STREAM]), n_train, config, excluded, False)
     return train, held_out
+
+
+def held_out_objects(count: int, n_train: int, n_held_out: int, seed: int, config: WorldConfig | None = None) -> list[WorldObject]:
+    """`count` objects that no training object of `sample_split(n_train, n_held_out, seed)` shares a key with:
+    its `n_held_out` held-out objects first, then more from the same stream, each kept only when no training
+    object has its key. For benchmarks that need more objects than the dataset held out."""
+    config = config or WorldConfig()
+    train, held_out = sample_split(n_train, n_held_out, seed, config)
+    if count <= len(held_out):
+        return held_out[:count]
+    # the held-out stream never depends on the training set: its first objects are the dataset's held-out ones
+    candidates = _draw_distinct(np.random.default_rng([seed, _HELD_OUT_STREAM]), 4 * count, config, set(), True)
+    training_keys = {object_key(obj) for obj in train}
+    more = [obj for obj in candidates[len(held_out) :] if object_key(obj) not in training_keys]
+    if len(held_out) + len(more) < count:
+        raise ValueError(f"only {len(held_out) + len(more)} of {count} held-out objects have keys no training object has")
+    return held_out + more[: count - len(held_out)]

@@ -68,6 +68,37 @@ def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(tmp_path: P
     assert np.array_equal(region[0], seat)  # the cells <asset0>'s mask touches
 
 
+def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_renders(tmp_path: Path) -> None:
+    """Regional prompts, the source as the known region and the personalisation departures, end to end: the
+    components are named by colour, the tokens trained beside those words, and the sample stage reads the
+    renders and each edited part's own words."""
+    from tests.flows.fast_settings import FAST
+
+    asset = make_example_asset(tmp_path / "chair.glb")
+    store = f"memory://regional-{tmp_path.name}"
+    departures = {
+        "invert": {"attribute_words": True, "token_norm": "initializer"},
+        "finetune": {"attribute_words": True, "unet_weights": "cross_attention_kv", "train_text_encoder": False},
+        "sample": {"steps": 2, "local_edit": True, "regional_prompts": True, "region_words": "initializer", "known_region": "source"},
+    }
+    config = pipeline_config("tiny", merge(FAST, departures))
+    edit = "a photo of <asset0> in red and <asset1> as a sphere"
+    result = edit_asset(asset_path=str(asset), edits=[edit], store=store, config=config, until="sample")
+    refs = {ref.stage: ref for ref in result.stages}
+    catalog = ArtifactStore(store)
+    components = catalog.get(refs["mask"].key).table("components").to_pylist()
+    assert all(row["colour"] in ("brown", "grey", "white", "black", "red", "orange", "yellow") for row in components)
+    assert refs["finetune"].metadata["attribute_words"] == {row["token"]: f"in {row['colour']}" for row in components}
+    region = catalog.get(refs["sample"].key).array("views", "edit_masks")[0]  # (views, h, w)
+    masks = catalog.get(refs["mask"].key).array("masks", "masks")
+    cells = lambda k: masks[k].reshape(4, region.shape[1], masks.shape[2] // region.shape[1], region.shape[2], -1).any(axis=(2, 4))  # noqa: E731
+    assert region[cells(0)].all() and region[cells(1)].all()  # both edited parts, each with its own words
+    assert region.sum() > (cells(0) | cells(1)).sum()  # grown, the new shape more
+    plain = pipeline_config("tiny", merge(FAST, merge(departures, {"sample": {"known_region": "plain_prompt"}})))
+    again = edit_asset(asset_path=str(asset), edits=[edit], store=store, config=plain, until="sample")
+    assert [ref.status for ref in again.stages] == ["cached"] * 5 + ["computed"]
+
+
 def test_changing_execution_only_settings_and_editing_again_computes_nothing(tmp_path: Path) -> None:
     from tests.flows.fast_settings import FAST
 

@@ -35,8 +35,10 @@ def test_example_writes_a_held_out_object(tmp_path: Path) -> None:
     asset = ingest_asset(tmp_path / "object.glb")
     assert [part.name for part in asset.parts] == payload["parts"]
     assert payload["caption"].startswith("a photo of a ") and all(s in payload["caption"] for s in payload["parts"])
-    refused = run_cli("world", "example", str(tmp_path / "x.glb"), "--index", "64", check=False)
-    assert refused.returncode == 2 and "holds out 64 objects" in refused.stderr
+    beyond = json.loads(run_cli("world", "example", str(tmp_path / "more.glb"), "--index", "74", "--json").stdout)
+    assert beyond["caption"] == "a photo of a cone in orange and a cube in yellow"  # past the dataset's 64
+    refused = run_cli("world", "example", str(tmp_path / "x.glb"), "--index", "1000", check=False)
+    assert refused.returncode == 2 and "0..999" in refused.stderr
     assert not (tmp_path / "x.glb").exists()
 
 

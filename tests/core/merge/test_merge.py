@@ -181,7 +181,7 @@ def test_a_region_of_one_mesh_is_edited_face_by_face(tmp_path: Path) -> None:
 
 
 def test_words_that_name_only_colours_materials_or_finishes_keep_the_shape() -> None:
-    from dreamedit3d_core.merge.wording import appearance_only
+    from dreamedit3d_core.mvdiffusion.wording import appearance_only
 
     for phrase in ("in blue", "made of gold", "with a shiny wooden finish", "in dark green", "painted red"):
         assert appearance_only(phrase), phrase

@@ -6,7 +6,7 @@ import pytest
 
 from dreamedit3d_core.evaluate.evaluation import edited_components as evaluated_components
 from dreamedit3d_core.merge.merge import edited_components as merged_components
-from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, plain_prompt
+from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, plain_prompt, region_phrases
 
 PLAIN = "a photo of <asset0> and <asset1>"
 
@@ -68,3 +68,31 @@ def test_the_plain_prompt_is_the_training_prompt_whichever_side_the_edit_words_a
 def test_the_plain_prompt_keeps_relations_and_framing() -> None:
     assert plain_prompt("a 3d render of <asset0> next to a blue <asset1>") == "a 3d render of <asset0> next to <asset1>"
     assert plain_prompt("a blue <asset0>") == "<asset0>"
+
+
+WORDS = {"<asset0>": "cube", "<asset1>": "pyramid"}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "own", "named"),
+    [
+        ("a photo of <asset0> and <asset1> in blue", {"<asset1>": "a photo of <asset1> in blue"}, {"<asset1>": "a photo of a pyramid in blue"}),
+        ("a photo of <asset0> and a blue <asset1>", {"<asset1>": "a photo of a blue <asset1>"}, {"<asset1>": "a photo of a blue pyramid"}),
+        (
+            "a photo of <asset0> in red and <asset1> as a sphere in green",
+            {"<asset0>": "a photo of <asset0> in red", "<asset1>": "a photo of <asset1> as a sphere in green"},
+            {"<asset0>": "a photo of a cube in red", "<asset1>": "a photo of a sphere in green"},
+        ),
+        ("a 3d render of a golden <asset0>, 3d asset", {"<asset0>": "a 3d render of a golden <asset0>, 3d asset"}, {"<asset0>": "a 3d render of a golden cube, 3d asset"}),
+        ("<asset0> wearing a red scarf", {"<asset0>": "<asset0> wearing a red scarf"}, {"<asset0>": "a cube wearing a red scarf"}),
+        (PLAIN, {}, {}),
+    ],
+)
+def test_each_edited_token_gets_a_prompt_of_its_own_words(prompt: str, own: dict, named: dict) -> None:
+    assert region_phrases(prompt) == own
+    assert region_phrases(prompt, WORDS) == named
+
+
+def test_region_phrases_need_every_edited_tokens_word() -> None:
+    with pytest.raises(ValueError, match="no initializer word for <asset1>"):
+        region_phrases("a photo of <asset0> and <asset1> in blue", {"<asset0>": "cube"})

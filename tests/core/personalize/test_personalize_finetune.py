@@ -215,3 +215,18 @@ def test_class_samples_are_drawn_with_the_configured_guidance_and_negative_promp
     assert not torch.equal(
         latents(prior_prompt="a photo of a dog", prior_guidance_scale=5.0), latents(prior_prompt="a photo of a cat", prior_guidance_scale=5.0)
     )
+
+
+def test_cross_attention_kv_trains_only_the_projections_that_read_the_text() -> None:
+    """Custom Diffusion's phase 2: the keys and values of the UNet's cross-attention, nothing else."""
+    model = _model_with_tokens()
+    data = _data(model)
+    unet, text = _weights(model, "unet"), _weights(model, "text_encoder")
+    result = finetune_model(model, data, TOKENS, tiny_finetune(steps=2, lr=1e-3, unet_weights="cross_attention_kv", train_text_encoder=False))
+    changed = _changed(unet, _weights(model, "unet"))
+    assert changed and all(".attn2.to_k." in name or ".attn2.to_v." in name for name in changed)
+    assert len(changed) == sum(".attn2.to_k." in n or ".attn2.to_v." in n for n in unet)
+    assert _changed(text, _weights(model, "text_encoder")) == []
+    assert sorted(result.trained_parameters) == sorted(f"unet.{name}" for name in changed)
+    with pytest.raises(ValueError, match="cannot be combined with LoRA"):
+        tiny_finetune(unet_weights="cross_attention_kv", lora_rank=4)

@@ -127,3 +127,16 @@ def test_flip_augmentation_and_bad_settings() -> None:
         invert_tokens(tiny_model(), data, ["<asset0>"], ["duck"], tiny_invert())
     with pytest.raises(ValueError, match="exactly one"):
         InvertConfig(template="a photo")
+
+
+def test_direction_only_tokens_keep_their_initializer_words_norm() -> None:
+    """token_norm 'initializer' (Directional Textual Inversion): the rows turn, their length stays."""
+    model = tiny_model()
+    data = prepare_training_data(model, *two_part_views(32))
+    weight = model.text_encoder.get_input_embeddings().weight
+    norms = {t: float(weight[model.tokenizer(w, add_special_tokens=False).input_ids[0]].norm()) for t, w in zip(TOKENS, WORDS)}
+    result = invert_tokens(model, data, TOKENS, WORDS, tiny_invert(steps=3, lr=0.5, token_norm="initializer"))
+    for token in TOKENS:
+        assert float(result.embeddings[token].norm()) == pytest.approx(norms[token], rel=1e-5)
+    free = invert_tokens(tiny_model(), prepare_training_data(tiny_model(), *two_part_views(32)), TOKENS, WORDS, tiny_invert(steps=3, lr=0.5))
+    assert any(abs(float(free.embeddings[t].norm()) - norms[t]) > 1e-2 for t in TOKENS)  # learned norms move

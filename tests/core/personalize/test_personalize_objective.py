@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from diffusers import DDIMScheduler
 
@@ -79,3 +80,18 @@ def test_background_weight_adds_the_ground_outside_every_component() -> None:
     assert loss_weight(masks, [0]).tolist() == [[[1.0, 0.0, 0.0, 0.0]]]  # Break-a-Scene: only what is chosen
     assert loss_weight(masks, [0], 1.0).tolist() == [[[1.0, 0.0, 1.0, 1.0]]]  # + the ground, not component 1
     assert loss_weight(masks, [0, 1], 0.5).tolist() == [[[1.0, 1.0, 0.5, 0.5]]]
+
+
+def test_attribute_words_go_beside_their_tokens_in_every_prompt() -> None:
+    from dreamedit3d_core.personalize.objective import build_prompt
+
+    config = tiny_invert(attribute_words=True, subset="random")
+    assert build_prompt(config, TOKENS, ["in red", ""]) == "a photo of <asset0> in red and <asset1>"
+    assert build_prompt(tiny_invert(), TOKENS, ["in red", "in blue"]) == "a photo of <asset0> and <asset1>"  # off
+    model = tiny_model()
+    data = prepare_training_data(model, *two_part_views(32), attributes=["in red", "in blue"])
+    generator = torch.Generator().manual_seed(0)
+    prompts = {sample_batch([data], TOKENS, config, generator, 1000)[0].prompt for _ in range(20)}
+    assert prompts == {"a photo of <asset0> in red", "a photo of <asset1> in blue", "a photo of <asset0> in red and <asset1> in blue"}
+    with pytest.raises(ValueError, match="3 attribute phrases for 2 components"):
+        prepare_training_data(model, *two_part_views(32), attributes=["in red", "in blue", "in green"])
