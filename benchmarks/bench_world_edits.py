@@ -1,7 +1,7 @@
 """Do edits work? Held-out parts-world objects edited by the pipeline, scored against the exact answer.
 
     python benchmarks/bench_world_edits.py --half tuning --rows paper prior attr ...   # 12 objects, 1 sample
-    python benchmarks/bench_world_edits.py --half test --samples 3 --workers 2          # 32 objects, 3 samples
+    python benchmarks/bench_world_edits.py --half test --workers 2 --sheet preset        # 32 objects, 3 samples
     python benchmarks/bench_world_edits.py --half test --objects 2 --rows preset        # a quick look
     python benchmarks/bench_world_edits.py --list-rows
 
@@ -26,8 +26,9 @@ The free-draw oracle (the base model drawing the answer's own caption, no person
 its own, so it is scored by colours in its foreground instead: each asked colour and each kept colour on at
 least 0.15 of it (brown has no hue and is not scored).
 
-Prints the table and writes it to benchmarks/results/world_edits.md, with picture sheets in
-benchmarks/results/world_edits/.
+Prints the table and writes it to benchmarks/results/world_edits_{half}.md (and .json; --results elsewhere);
+one picture per object and row goes under --work/pictures, and --sheet ROW draws a row's successes and failures
+into one picture beside the table. --cached-only reports what is cached while a run goes on.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dreamedit3d_core.config import merge  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "world_edits.md"
-PICTURES = RESULTS.parent / "world_edits"
+PICTURES = "pictures"  # per object and row, under the work folder; the sheets of chosen ones go beside the tables
 SPLIT_FILE = Path(__file__).resolve().parent / "world_edit_split.json"
 TUNING_OBJECTS, TEST_OBJECTS, SPLIT_SEED = 12, 32, 26
 DEMO_SEED = 2026  # the demo object: drawn from the test half with this seed
@@ -98,6 +99,11 @@ PERSONALISATIONS: dict[str, dict[str, Any] | None] = {
     "attr+norm+kv": _with(PRIOR, ATTRIBUTES, NORM, KV),
     "preset": {},  # the world preset as shipped
 }
+# Samplers, each spelled out in full over the paper's (the library's defaults), for the same reason
+PAPER_SAMPLER: dict[str, Any] = {
+    "local_edit": False, "regional_prompts": False, "region_words": "token", "known_region": "plain_prompt",
+    "region_context": "object", "local_edit_grow": 1, "shape_edit_grow": 3, "guidance_scale": 5.0,
+}  # fmt: skip
 SAMPLERS: dict[str, dict[str, Any]] = {
     "free": {"local_edit": False, "regional_prompts": False},
     "local-plain": {"local_edit": True, "regional_prompts": False, "known_region": "plain_prompt"},
@@ -130,6 +136,7 @@ SAMPLERS.update({
     "chosen-token": {**CHOSEN, "region_words": "token"},
     "chosen-both": {**CHOSEN, "region_words": "token_and_initializer"},
 })
+SAMPLERS = {name: sampler if name == "preset" else {**PAPER_SAMPLER, **sampler} for name, sampler in SAMPLERS.items()}
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,8 @@ ROWS: dict[str, Row] = {
     "preset/token-plain": Row("world preset's personalisation, regional token, plain prompt outside", "preset", "regional-token-plain"),
     "preset/token-source": Row("world preset's personalisation, regional token, source outside", "preset", "regional-token-source"),
     "preset/word-plain": Row("world preset's personalisation, regional word, plain prompt outside", "preset", "regional-word-plain"),
+    "preset/chosen-token": Row("world preset's personalisation, regions alone, token words", "preset", "chosen-token"),
+    "preset/chosen-both": Row("world preset's personalisation, regions alone, token and initializer word", "preset", "chosen-both"),
     "preset/word-source": Row("world preset's personalisation, regional word, source outside", "preset", "regional-word-source"),
     # no personalisation
     "base+regional-word": Row("no personalisation: base model, regional word, source outside", "none", "regional-word-source"),
@@ -193,11 +202,15 @@ ROWS: dict[str, Row] = {
     "all+chosen-both": Row("prior + attribute words + token norm + K/V-only + regions alone, token and initializer word", "attr+norm+kv", "chosen-both"),
     "oracle": Row("oracle: base model draws the answer's caption (foreground colours)", "none", "free", oracle=True),
 }
-TUNING_ROWS = ["paper", "prior+local", "prior+regional-token", "prior+regional-word", "attr+regional-token", "attr+regional-word",
-               "norm+regional-token", "kv+regional-token", "kv+regional-word", "attr+norm+regional-token", "attr+kv+regional-token",
-               "all+regional-token", "all+regional-word", "base+regional-word"]  # fmt: skip
-TEST_ROWS = ["paper", "paper+local", "preset", "preset/free", "preset/local-plain", "preset/local-source", "preset/token-plain",
-             "preset/token-source", "preset/word-plain", "preset/word-source", "base+regional-word", "oracle"]  # fmt: skip
+# the tuning half: the personalisations under the chosen sampler (the sampler's own rows: base+word-*, --list-rows)
+TUNING_ROWS = ["base+chosen-word", "all+chosen-word", "kv+chosen-word", "attr+chosen-word", "prior+chosen-word",
+               "all+chosen-token", "kv+chosen-token", "all+chosen-both", "kv+chosen-both", "paper", "paper+local", "prior",
+               "prior+local"]  # fmt: skip
+# the test half: the Done-when rows first (each object gets them all before the next object starts)
+TEST_ROWS = ["preset", "preset/chosen-token", "base+chosen-word", "oracle", "paper", "paper+local", "preset/chosen-both",
+             "preset/free", "preset/local-plain", "preset/local-source", "preset/token-plain", "preset/token-source",
+             "preset/word-plain", "preset/word-source"]  # fmt: skip
+TEXTURED_ROWS = ["base+chosen-word", "preset", "preset/chosen-token", "preset/word-plain", "preset/token-plain"]
 
 
 # ---- objects and the split ---------------------------------------------------------------------------------
@@ -215,6 +228,27 @@ def benchmark_objects() -> list[tuple[int, Any]]:
     return chosen[: TUNING_OBJECTS + TEST_OBJECTS]
 
 
+TEXTURED_OBJECTS = 4
+
+
+def textured_objects() -> list[tuple[int, Any]]:
+    """(id, object): the next held-out objects with 2 or 3 parts after the benchmark's, with their last part
+    striped (bands of its colour and white): a look no colour word says, never in the world model's training."""
+    import dataclasses
+
+    from dreamedit3d_core.world import WorldDatasetConfig
+    from dreamedit3d_core.world.objects import held_out_objects
+
+    dataset = WorldDatasetConfig()
+    objects = held_out_objects(400, dataset.objects, dataset.held_out, dataset.seed, dataset.world)
+    chosen = [(index, obj) for index, obj in enumerate(objects) if 2 <= len(obj.parts) <= 3]
+    later = chosen[TUNING_OBJECTS + TEST_OBJECTS : TUNING_OBJECTS + TEST_OBJECTS + TEXTURED_OBJECTS]
+    return [
+        (index, dataclasses.replace(obj, parts=(*obj.parts[:-1], dataclasses.replace(obj.parts[-1], pattern="striped"))))
+        for index, obj in later
+    ]
+
+
 def compute_split() -> dict[str, Any]:
     """The split, drawn once with SPLIT_SEED: which object ids tune and which test, with their captions."""
     from dreamedit3d_core.world import canonical_caption
@@ -225,7 +259,9 @@ def compute_split() -> dict[str, Any]:
     test = sorted(objects[i][0] for i in order[TUNING_OBJECTS:])
     captions = {str(index): canonical_caption(obj) for index, obj in objects}
     demo = int(np.random.default_rng(DEMO_SEED).choice(test))
-    return {"seed": SPLIT_SEED, "tuning": tuning, "test": test, "demo": demo, "captions": captions}
+    textured = [index for index, _ in textured_objects()]
+    captions.update({str(index): canonical_caption(obj) + " (the last part striped)" for index, obj in textured_objects()})
+    return {"seed": SPLIT_SEED, "tuning": tuning, "test": test, "textured": textured, "demo": demo, "captions": captions}
 
 
 def read_split() -> dict[str, Any]:
@@ -234,6 +270,16 @@ def read_split() -> dict[str, Any]:
     if split != compute_split():
         raise SystemExit(f"{SPLIT_FILE} does not match the objects drawn now: the world or its held-out stream changed")
     return split
+
+
+def run_jobs(work: Any, jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
+    """`work(job)` for every job (a list of result rows each), in `workers` processes of their own above 1."""
+    if workers <= 1:
+        return [row for job in jobs for row in work(job)]
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return [row for rows in pool.map(work, jobs) for row in rows]
 
 
 # ---- one object, every row -----------------------------------------------------------------------------------
@@ -248,6 +294,7 @@ class Job:
     samples: int
     model: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    cached_only: bool = False  # report what is cached, compute nothing
 
 
 def row_config(row: Row, model: str | None) -> Any:
@@ -264,7 +311,8 @@ def row_digest(row: Row, config: Any, samples: int) -> str:
     """What a row's cached scores depend on: its settings, the samples, the code of the stages."""
     from tasks.catalog import EDIT
 
-    sections = {name: config.model_dump(mode="json")[name] for name in ("model", "invert", "finetune", "sample", "merge", "render", "mask")}
+    used = ("model", "sample", "merge", "render", "mask") + (() if row.personalisation == "none" else ("invert", "finetune"))
+    sections = {name: config.model_dump(mode="json")[name] for name in used}
     text = json.dumps({"row": row.__dict__, "config": sections, "samples": samples, "code": {s.name: s.code_version for s in EDIT.stages}, "scoring": SCORING_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -303,6 +351,8 @@ def run_object(job: Job) -> list[dict[str, Any]]:
         cache = work / "scores" / f"{name.replace('/', '_')}-{row_digest(row, config, job.samples)}" / f"{job.index:03d}.json"
         if cache.is_file():
             results += json.loads(cache.read_text())
+            continue
+        if job.cached_only:
             continue
         if truths is None:
             truths = render_truths(edits, source, config)
@@ -478,12 +528,12 @@ def save_sheet(job: Job, name: str, edits: Sequence[Any], truths: Sequence[Any],
         draw.text((4, e * band + 4), f"{edit.kind}", fill="black")
         for k, label in enumerate(("answer", "sampled views", "merged asset")):
             draw.text((4, e * band + 20 + k * band // 3), label, fill="black")
-    path = PICTURES / name.replace("/", "_") / f"object_{job.index:03d}.png"
+    path = Path(job.work) / PICTURES / name.replace("/", "_") / f"object_{job.index:03d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
 
 
-def results_sheet(results: Sequence[dict[str, Any]], row: str, path: Path, count: int = 4, seed: int = 0) -> Path:
+def results_sheet(results: Sequence[dict[str, Any]], row: str, work: Path, path: Path, count: int = 1, seed: int = 0) -> Path:
     """Successes and failures of one row side by side, drawn at random (seeded), from the per-object pictures:
     per edit the answer, the first sample's views and its merged asset, with the scores."""
     from PIL import Image, ImageDraw
@@ -491,12 +541,13 @@ def results_sheet(results: Sequence[dict[str, Any]], row: str, path: Path, count
     chosen = [r for r in results if r.get("row") == row and r.get("sample") == 0 and "success" in r and "merged" in r]
     rng = np.random.default_rng(seed)
     picks = []
-    for outcome in (True, False):
-        pool = [r for r in chosen if r["success"] == outcome]
-        picks += [pool[i] for i in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
+    for kind in ("recolour", "recolour2", "swap"):  # of each kind of edit, a success and a failure where there are
+        for outcome in (True, False):
+            pool = [r for r in chosen if r["edit"] == kind and r["success"] == outcome]
+            picks += [pool[i] for i in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
     bands = []
     for r in picks:
-        sheet = Image.open(PICTURES / row.replace("/", "_") / f"object_{r['object']:03d}.png").convert("RGB")
+        sheet = Image.open(work / PICTURES / row.replace("/", "_") / f"object_{r['object']:03d}.png").convert("RGB")
         band = (sheet.height) // 3
         e = ["recolour", "recolour2", "swap"].index(r["edit"])
         crop = sheet.crop((220, e * band, sheet.width, (e + 1) * band))
@@ -548,8 +599,8 @@ def count(rows: Sequence[dict[str, Any]], kind: str, key: str = "success") -> st
 
 def table(results: Sequence[dict[str, Any]], rows: Sequence[str]) -> str:
     lines = [
-        "| row | recolour: succeeded | two-part recolour: succeeded | shape swap: succeeded | asked colour, merged (views) | kept PSNR dB, merged (views) | swap IoU, merged (views) | sampling s per edit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | recolour: succeeded | two-part recolour: succeeded | shape swap: succeeded | asked colour, merged (views) | edited parts vs answer dB, merged (views) | kept PSNR dB, merged (views) | swap IoU, merged (views) | sampling s per edit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in rows:
         chosen = [r for r in results if r.get("row") == name and "skipped" not in r]
@@ -557,17 +608,18 @@ def table(results: Sequence[dict[str, Any]], rows: Sequence[str]) -> str:
             continue
         if ROWS[name].oracle:
             lines.append(
-                f"| {ROWS[name].label} | {count(chosen, 'recolour')} | {count(chosen, 'recolour2')} | {count(chosen, 'swap')} | (foreground shares) | - | - | {_mean([r['sample_seconds'] for r in chosen], 1)} |"
+                f"| {ROWS[name].label} | {count(chosen, 'recolour')} | {count(chosen, 'recolour2')} | {count(chosen, 'swap')} | (foreground shares) | - | - | - | {_mean([r['sample_seconds'] for r in chosen], 1)} |"
             )
             continue
 
         def both(key: str, digits: int = 2, kinds: Sequence[str] = ("recolour", "recolour2", "swap")) -> str:
             picked = [r for r in chosen if r["edit"] in kinds]
-            return f"{_mean([r['merged'][key] for r in picked], digits)} ({_mean([r['views'][key] for r in picked], digits)})"
+            return f"{_mean([r['merged'].get(key) for r in picked], digits)} ({_mean([r['views'].get(key) for r in picked], digits)})"
 
         lines.append(
             f"| {ROWS[name].label} | {count(chosen, 'recolour')} | {count(chosen, 'recolour2')} | {count(chosen, 'swap')} "
-            f"| {both('colour_share', kinds=('recolour', 'recolour2'))} | {both('kept_psnr', 1)} | {both('shape_iou', kinds=('swap',))} "
+            f"| {both('colour_share', kinds=('recolour', 'recolour2'))} | {both('edited_psnr', 1, kinds=('recolour', 'recolour2'))} "
+            f"| {both('kept_psnr', 1)} | {both('shape_iou', kinds=('swap',))} "
             f"| {_mean([r['sample_seconds'] for r in chosen], 1)} |"
         )
     return "\n".join(lines)
@@ -591,7 +643,7 @@ def per_object(results: Sequence[dict[str, Any]], rows: Sequence[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--half", choices=("tuning", "test"), default="tuning")
+    parser.add_argument("--half", choices=("tuning", "test", "textured"), default="tuning")
     parser.add_argument("--objects", type=int, default=None, help="only the first N objects of the half")
     parser.add_argument("--rows", nargs="+", default=None, help="rows to run (default: the half's; --list-rows)")
     parser.add_argument("--samples", type=int, default=None, help="samples per edit (default: 1 tuning, 3 test)")
@@ -601,6 +653,8 @@ def main() -> None:
     parser.add_argument("--list-rows", action="store_true")
     parser.add_argument("--sheet", default=None, metavar="ROW", help="also draw ROW's successes and failures into one picture")
     parser.add_argument("--write-split", action="store_true", help=f"write {SPLIT_FILE.name} (once)")
+    parser.add_argument("--cached-only", action="store_true", help="report the scores already cached (while a run goes on), compute nothing")
+    parser.add_argument("--results", default=str(RESULTS.parent), help="folder for the tables and the picture sheet")
     args = parser.parse_args()
     if args.list_rows:
         for name, row in ROWS.items():
@@ -611,26 +665,17 @@ def main() -> None:
         print(f"wrote {SPLIT_FILE}")
         return
     split = read_split()
-    rows = args.rows or (TUNING_ROWS if args.half == "tuning" else TEST_ROWS)
+    rows = args.rows or {"tuning": TUNING_ROWS, "test": TEST_ROWS, "textured": TEXTURED_ROWS}[args.half]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; --list-rows lists them")
-    samples = args.samples or (1 if args.half == "tuning" else 3)
+    samples = args.samples or (3 if args.half == "test" else 1)
     ids = split[args.half][: args.objects]
-    objects = dict(benchmark_objects())
+    objects = dict(benchmark_objects() + textured_objects())
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    jobs = [Job(index, objects[index], rows, str(Path(args.work).resolve()), samples, args.model) for index in ids]
+    jobs = [Job(index, objects[index], rows, str(Path(args.work).resolve()), samples, args.model, cached_only=args.cached_only) for index in ids]
     started = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    if args.workers > 1:
-        import multiprocessing
-
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for object_results in pool.map(run_object, jobs):
-                results += object_results
-    else:
-        for job in jobs:
-            results += run_object(job)
+    results = run_jobs(run_object, jobs, args.workers)
     elapsed = time.perf_counter() - started
     heading = (
         f"## {args.half} half: {len(jobs)} objects x 3 edits x {samples} sample(s)\n\n"
@@ -640,12 +685,14 @@ def main() -> None:
         "merged asset against the answer's; in brackets the same scores on the sampled views.\n\n"
     )
     text = heading + table(results, rows) + "\n\n" + per_object(results, rows) + "\n"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    out = RESULTS.with_name(f"world_edits_{args.half}.md")
+    folder = Path(args.results)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"world_edits_{args.half}.md"
     out.write_text("# Edits of held-out parts-world objects, against the exact answer\n\nWritten by benchmarks/bench_world_edits.py.\n\n" + text)
-    (RESULTS.with_name(f"world_edits_{args.half}.json")).write_text(json.dumps(results))
+    (folder / f"world_edits_{args.half}.json").write_text(json.dumps(results))
     if args.sheet:
-        print(f"wrote {results_sheet(results, args.sheet, PICTURES / f'sheet_{args.half}_{args.sheet.replace(chr(47), chr(95))}.png')}")
+        sheet = folder / f"world_edits_{args.half}_{args.sheet.replace('/', '_')}.png"
+        print(f"wrote {results_sheet(results, args.sheet, Path(args.work), sheet)}")
     print(text)
 
 

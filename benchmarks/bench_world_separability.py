@@ -102,7 +102,9 @@ def run(job: edits.Job) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     out = []
     for personalisation in job.rows:
-        cache = Path(job.work) / "separability" / personalisation / f"{job.index:03d}.json"
+        row = edits.Row(personalisation, personalisation, "free")
+        digest = edits.row_digest(row, edits.row_config(row, job.model), 1)
+        cache = Path(job.work) / "separability" / f"{personalisation}-{digest}" / f"{job.index:03d}.json"
         if cache.is_file():
             out.append(json.loads(cache.read_text()))
             continue
@@ -148,17 +150,7 @@ def main() -> None:
     objects = dict(edits.benchmark_objects())
     jobs = [edits.Job(i, objects[i], args.personalisations, str(Path(args.work).resolve()), 1, args.model) for i in split[args.half][: args.objects]]
     started = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    if args.workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for rows in pool.map(run, jobs):
-                results += rows
-    else:
-        for job in jobs:
-            results += run(job)
+    results = edits.run_jobs(run, jobs, args.workers)
     text = (
         f"## Separability, {args.half} half ({len(jobs)} objects)\n\n"
         f"`python benchmarks/bench_world_separability.py --half {args.half} --personalisations {' '.join(args.personalisations)}`, "

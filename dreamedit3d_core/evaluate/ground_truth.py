@@ -50,16 +50,20 @@ def score_edit(
     `edited`: part -> the colour it should have; `kept`: the parts that should not change; `part_id` (V, H, W)
     the images' own part ids (renders), else None (sampled views); `reshaped`: edited parts with a new shape;
     `hues`: the named colours a pixel's hue is told apart from (`colour.colour_share`).
-    Returns `colour_share` (the lowest over the edited parts), `kept_psnr` (None without kept pixels) and
+    Returns `colour_share` (the lowest over the edited parts), `edited_psnr` (the edited parts against the
+    answer: does the part look as it should, beyond its hue?), `kept_psnr` (None without kept pixels) and
     `shape_iou` (the lowest over reshaped parts; None without any)."""
     rgb, truth_rgb, truth_part_id = np.asarray(rgb), np.asarray(truth_rgb), np.asarray(truth_part_id)
     if rgb.shape != truth_rgb.shape or truth_part_id.shape != rgb.shape[:-1]:
         raise ValueError(f"images {rgb.shape}, answer {truth_rgb.shape} and its part ids {truth_part_id.shape} must match")
-    shares = []
+    shares, looks = [], []
     for part, colour in edited.items():
         pixels = (part_id == part) if part_id is not None else (truth_part_id == part)
         share = colour_share(rgb, pixels, colour, hues=hues)
         shares.append(0.0 if share is None else share)  # a part that is not there has none of its colour
+        both = pixels & (truth_part_id == part)
+        if both.any():
+            looks.append(min(masked_psnr(rgb, truth_rgb, both), PSNR_CEILING))
     kept_truth = np.isin(truth_part_id, list(kept))
     kept_pixels = kept_truth & (part_id == truth_part_id) if part_id is not None else kept_truth
     kept_psnr = min(masked_psnr(rgb, truth_rgb, kept_pixels), PSNR_CEILING) if kept_pixels.any() else None
@@ -70,6 +74,7 @@ def score_edit(
         ious.append(0.0 if np.isnan(iou) else iou)
     return {
         "colour_share": min(shares) if shares else None,
+        "edited_psnr": min(looks) if looks else None,
         "kept_psnr": kept_psnr,
         "shape_iou": min(ious) if ious else None,
     }

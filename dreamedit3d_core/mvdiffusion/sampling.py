@@ -49,12 +49,6 @@ def check_inputs(model: MultiViewDiffusion, prompts: Sequence[str], cameras: tor
         raise ValueError("cameras contain NaN or infinite values")
 
 
-def _guided(noise: torch.Tensor, guidance_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(2*N, ...) unconditional then conditional predictions -> (guided (N, ...), conditional (N, ...))."""
-    noise_uncond, noise_text = noise.chunk(2)
-    return noise_uncond + guidance_scale * (noise_text - noise_uncond), noise_text
-
-
 @torch.no_grad()
 def sample_views(
     model: MultiViewDiffusion,
@@ -84,7 +78,8 @@ def sample_views(
         if should_cancel is not None and should_cancel():
             raise SamplingCancelled(f"sampling cancelled before step {step + 1} of {total}")
         model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)  # (2*E*V, C, h, w)
-        guided, _ = _guided(model.noise_prediction(model_input, t, prompt_embeds, camera_batch).float(), config.guidance_scale)
+        noise_uncond, noise_text = model.noise_prediction(model_input, t, prompt_embeds, camera_batch).float().chunk(2)
+        guided = noise_uncond + config.guidance_scale * (noise_text - noise_uncond)
         latents = scheduler.step(guided, t, latents, eta=config.eta, generator=generator).prev_sample
         if on_step is not None:
             on_step(step + 1, total)

@@ -59,6 +59,25 @@ def _primitive(part: WorldPart, config: WorldConfig) -> trimesh.Trimesh:
     raise ValueError(f"unknown shape {part.shape!r}")
 
 
+STRIPES = 5  # bands of colour up a striped part, each followed by a white one half as wide
+
+
+def stripes_texture(rgb: tuple[float, float, float], size: int = 64) -> np.ndarray:
+    """(size, 8, 3) uint8 sRGB: horizontal bands of `rgb` (two thirds) and white (one third), row 0 at the top."""
+    v = 1.0 - (np.arange(size) + 0.5) / size  # texture rows top to bottom -> v from 1 down to 0
+    coloured = (v * STRIPES) % 1.0 < 2.0 / 3.0
+    colour = np.round(np.asarray(rgb) * 255).astype(np.uint8)
+    rows = np.where(coloured[:, None], colour[None, :], np.uint8(255))  # (size, 3)
+    return np.ascontiguousarray(np.repeat(rows[:, None, :], 8, axis=1))
+
+
+def _height_uvs(vertices: np.ndarray) -> np.ndarray:
+    """(N, 2) UVs whose v runs from the part's bottom (0) to its top (1): bands of a texture circle the part."""
+    z = vertices[:, 2]
+    v = (z - z.min()) / max(float(np.ptp(z)), 1e-9)
+    return np.stack([np.full_like(v, 0.5), v], axis=1).astype(np.float32)
+
+
 def to_asset(obj: WorldObject, config: WorldConfig | None = None) -> IngestedAsset:
     """The object as an (unnormalised, +Z up) asset: part i is named by its shape and uses material i."""
     config = config or WorldConfig()
@@ -69,17 +88,21 @@ def to_asset(obj: WorldObject, config: WorldConfig | None = None) -> IngestedAss
         mesh = _primitive(part, config)
         vertices = (np.asarray(mesh.vertices) + np.asarray(part.centre)) @ rotation.T  # (N, 3)
         faces = np.asarray(mesh.faces, dtype=np.int32)
+        striped = part.pattern == "striped"
         parts.append(
             Part(
                 name=part.shape,
                 vertices=vertices.astype(np.float32),
                 faces=faces,
                 face_materials=np.full(len(faces), index, dtype=np.int32),
+                uvs=_height_uvs(np.asarray(mesh.vertices)) if striped else None,
             )
         )
-        materials.append(
-            Material(name=part.colour, base_color=(*_linear(part.rgb), 1.0), metallic=0.0, roughness=config.roughness)
-        )
+        if striped:
+            material = Material(f"striped {part.colour}", (1.0, 1.0, 1.0, 1.0), 0.0, config.roughness, stripes_texture(part.rgb))
+        else:
+            material = Material(name=part.colour, base_color=(*_linear(part.rgb), 1.0), metallic=0.0, roughness=config.roughness)
+        materials.append(material)
     return IngestedAsset(parts=parts, materials=materials, source="world_object.glb")
 
 

@@ -29,6 +29,8 @@ class WorldPart:
     centre: tuple[float, float, float]  # bounding box centre before the yaw
     stack: int
     level: int  # 0 = resting on the ground
+    # "striped": bands of its colour and white round it (a look no colour word says; never in the training set)
+    pattern: str = "plain"
 
 
 @dataclass(frozen=True)

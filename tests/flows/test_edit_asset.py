@@ -87,7 +87,10 @@ def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_r
     refs = {ref.stage: ref for ref in result.stages}
     catalog = ArtifactStore(store)
     components = catalog.get(refs["mask"].key).table("components").to_pylist()
-    assert all(row["colour"] in ("brown", "grey", "white", "black", "red", "orange", "yellow") for row in components)
+    colour_of = lambda part: next(r["colour"] for r in components if part in r["source"].removeprefix("parts: ").split(", "))  # noqa: E731
+    # the example chair: a red cushion, dark wood legs, a blue back, named from the albedo renders
+    assert (colour_of("seat"), colour_of("back")) == ("red", "blue"), components
+    assert colour_of("leg_front_left") in ("brown", "black"), components
     assert refs["finetune"].metadata["attribute_words"] == {row["token"]: f"in {row['colour']}" for row in components}
     region = catalog.get(refs["sample"].key).array("views", "edit_masks")[0]  # (views, h, w)
     masks = catalog.get(refs["mask"].key).array("masks", "masks")

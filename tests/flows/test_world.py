@@ -101,29 +101,35 @@ def test_world_samples_draws_one_labelled_row_per_caption(tmp_path: Path) -> Non
 
 
 def test_the_demo_recolours_only_the_named_part(tmp_path: Path) -> None:
-    """scripts/demo.sh as a user runs it (about 4 minutes on 2 cores): held-out object 44, a green cube and a
-    red pyramid the shipped model never saw, and "<asset1> in blue" with the world preset. The edited asset is
-    the source with the pyramid re-textured blue: the cube is the source's own, bit for bit."""
+    """scripts/demo.sh as a user runs it (about 3 minutes on 2 cores): held-out object 74 (drawn at random from
+    the edit benchmark's test half), an orange cone and a yellow cube the shipped model never saw, and
+    "<asset1> in purple" with the world preset. The edited asset is the source with the cube re-textured purple:
+    the cone is the source's own, bit for bit."""
     from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
     from dreamedit3d_core.reconstruct import GLB_FRAME
     from storage import ArtifactStore
 
     glb = tmp_path / "world_object.glb"
-    example = json.loads(run_cli("world", "example", str(glb), "--index", "44", "--json").stdout)
-    assert example["parts"] == ["cube", "pyramid"] and {"green", "red"} <= set(example["caption"].split())
+    example = json.loads(run_cli("world", "example", str(glb), "--index", "74", "--json").stdout)
+    assert example["parts"] == ["cone", "cube"] and {"orange", "yellow"} <= set(example["caption"].split())
     store = str(tmp_path / "store")
-    args = ["edit", str(glb), "--preset", "world", "--edit", "a photo of <asset0> and <asset1> in blue"]
+    args = ["edit", str(glb), "--preset", "world", "--edit", "a photo of <asset0> and <asset1> in purple"]
     result = json.loads(run_cli(*args, "--store", store, "--json").stdout)
     evaluate = ArtifactStore(store).get(result["stages"][-1]["key"])
     metrics = evaluate.table("metrics").to_pylist()[0]
     share = {(r["token"], r["colour"]): r for r in evaluate.table("component_colours").to_pylist() if r["output"] == "mesh"}
-    assert metrics["edited_colour_share_before"] == 0.0 and metrics["edited_colour_share"] > 0.7  # measured 0.91
-    assert share[("<asset1>", "blue")]["result_share"] > 0.7
-    assert share[("<asset0>", "green")]["result_share"] > 0.9  # the cube keeps its colour (measured 0.997)
-    assert metrics["preserved_psnr"] > 35  # the cube on Blender renders of the result (measured 38.4 dB)
+    assert metrics["edited_colour_share_before"] == 0.0 and metrics["edited_colour_share"] > 0.7  # measured 0.98
+    assert share[("<asset1>", "purple")]["result_share"] > 0.7
+    assert share[("<asset0>", "orange")]["result_share"] > 0.85  # the cone keeps its colour (measured 0.94)
+    # the cone on Blender renders of the result against the source's (measured 26.0 dB): its mesh and material
+    # are the source's (below), what differs is Cycles' noise at the preset's 8 samples once the cube beside it
+    # changed colour, and the light the purple cube throws on it
+    assert metrics["preserved_psnr"] > 22
     (edit,) = result["outputs"]["edits"]
     merged = ingest_asset(Path(edit["mesh"].removeprefix("file://")), GLB_FRAME)
     source = IngestedAsset.read(Path(result["outputs"]["asset"].removeprefix("file://")))
-    assert [part.name for part in merged.parts] == ["cube", "pyramid"]
-    assert np.array_equal(merged.parts[0].vertices, source.parts[0].vertices)  # the kept cube's own vertices
+    assert [part.name for part in merged.parts] == ["cone", "cube"]
+    assert np.array_equal(merged.parts[0].vertices, source.parts[0].vertices)  # the kept cone's own vertices
     assert np.array_equal(merged.parts[0].faces, source.parts[0].faces)
+    kept_colour = merged.materials[merged.parts[0].face_materials[0]].base_color
+    assert np.allclose(kept_colour, source.materials[source.parts[0].face_materials[0]].base_color, atol=1e-6)

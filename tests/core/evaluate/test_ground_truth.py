@@ -22,7 +22,7 @@ def _scene(left: tuple, right: tuple, right_width: int = 8) -> tuple[np.ndarray,
 def test_a_recolour_that_took_keeps_the_rest_exactly() -> None:
     truth_rgb, truth_ids = _scene(GREEN, BLUE)
     scores = score_edit(truth_rgb, truth_rgb, truth_ids, {1: "blue"}, [0], part_id=truth_ids)
-    assert scores == {"colour_share": 1.0, "kept_psnr": PSNR_CEILING, "shape_iou": None}
+    assert scores == {"colour_share": 1.0, "edited_psnr": PSNR_CEILING, "kept_psnr": PSNR_CEILING, "shape_iou": None}
     assert edit_succeeded(scores)
 
 

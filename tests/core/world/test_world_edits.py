@@ -73,3 +73,23 @@ def test_bad_edits_are_refused(objects: list) -> None:
             swap_edit(stacked, below, "torus" if all(p.shape != "torus" for p in stacked.parts) else "sphere")
     with pytest.raises(ValueError, match="tokens for"):
         benchmark_edits(obj, 0)[0].prompt(["<asset0>"] * (len(obj.parts) + 1))
+
+
+def test_a_striped_part_is_bands_of_its_colour_and_white_through_its_file(tmp_path) -> None:
+    import dataclasses
+
+    from dreamedit3d_core.ingest import ingest_asset
+    from dreamedit3d_core.world import write_world_asset
+    from dreamedit3d_core.world.assets import stripes_texture
+
+    obj = sample_split(0, 64, 0)[1][44]
+    striped = dataclasses.replace(obj, parts=(obj.parts[0], dataclasses.replace(obj.parts[1], pattern="striped")))
+    asset = ingest_asset(write_world_asset(striped, tmp_path / "striped.glb"))
+    plain, banded = asset.parts
+    assert plain.uvs is None and banded.uvs is not None
+    assert banded.uvs[:, 1].min() == pytest.approx(0.0) and banded.uvs[:, 1].max() == pytest.approx(1.0)
+    texture = asset.materials[banded.face_materials[0]].texture
+    assert texture is not None and np.array_equal(texture[..., :3], stripes_texture(obj.parts[1].rgb))
+    colours = {tuple(row) for row in texture[:, 0, :3]}
+    assert colours == {(255, 255, 255), tuple(np.round(np.array(obj.parts[1].rgb) * 255).astype(int))}
+    assert (texture[:, 0] == 255).all(axis=-1).mean() == pytest.approx(1 / 3, abs=0.05)  # a third of it white
