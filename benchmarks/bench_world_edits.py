@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +293,6 @@ class Job:
     work: str
     samples: int
     model: str | None = None
-    results: list[dict[str, Any]] = field(default_factory=list)
     cached_only: bool = False  # report what is cached, compute nothing
 
 

@@ -31,7 +31,7 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
     config = inputs.settings("finetune")
     model = load_base_model(inputs.settings("model"))
     load_token_embeddings(inputs.load(TOKEN_EMBEDDINGS), model, tokens)
-    attributes = attribute_phrases(components.get("colour") or [None] * len(tokens))
+    attributes = attribute_phrases(components["colour"])
     data = prepare_training_data(
         model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors(), attributes
     )

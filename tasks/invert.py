@@ -25,7 +25,7 @@ def invert(inputs: StageInputs, outputs: StageOutputs) -> dict:
     model = load_base_model(inputs.settings("model"))
     data = prepare_training_data(
         model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors(),
-        attribute_phrases(components.get("colour") or [None] * len(tokens)),
+        attribute_phrases(components["colour"]),
     )
     with progress("invert") as on_step:
         result = invert_tokens(model, data, tokens, components["initializer_word"], inputs.settings("invert"), on_step=on_step)
