@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import shlex
-import signal
 import sys
 from enum import Enum
 import traceback
@@ -515,19 +514,22 @@ INTERRUPTED = "interrupted: committed stages are kept; run the same command agai
 def run(debug: bool) -> None:
     """Run the command in sys.argv; exit with 2 for a user's mistake, 130 when interrupted.
 
-    Ctrl-C is noted here before anything else sees it: Prefect's engine may turn the KeyboardInterrupt into
-    another error or into a quiet return, and a script must never take an interrupted edit for a finished one.
+    Ctrl-C (or SIGTERM) is noted here before anything else sees it: Prefect's engine may turn the
+    KeyboardInterrupt into another error or into a quiet return, and a script must never take an interrupted
+    edit for a finished one. The first signal also stops the command's worker processes and Blender
+    (`flows.stopping`): the command is gone within a few seconds, and a second Ctrl-C is never needed.
     """
+    from flows import stopping
+
     interrupted: list[int] = []
 
-    def on_interrupt(signum: int, frame: object) -> None:
+    def on_interrupt(signum: int) -> None:
         from tasks import interruption
 
         interrupted.append(signum)
-        interruption.request()  # stages check it too: the exception below can be lost on its way out
-        raise KeyboardInterrupt
+        interruption.request()  # stages check it too: the KeyboardInterrupt can be lost on its way out
 
-    signal.signal(signal.SIGINT, on_interrupt)
+    stopping.install(on_interrupt, farewell=_say_interrupted)  # SIGINT and SIGTERM: workers stopped too
     try:
         _dispatch(debug, interrupted)
     except SystemExit:
@@ -538,8 +540,17 @@ def run(debug: bool) -> None:
         _stop_interrupted()
 
 
+_said: list[bool] = []
+
+
+def _say_interrupted() -> None:
+    if not _said:  # once, whichever of the normal path and the stop's watchdog gets here first
+        _said.append(True)
+        typer.echo(INTERRUPTED, err=True)
+
+
 def _stop_interrupted() -> None:
-    typer.echo(INTERRUPTED, err=True)
+    _say_interrupted()
     sys.exit(130)
 
 

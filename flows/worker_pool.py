@@ -22,8 +22,13 @@ def task_runner(store: str, max_concurrency: int) -> TaskRunner:
 
 
 def share_cores(threads: int) -> None:
-    """In each worker process: its share of the cores, so that concurrent assets do not oversubscribe them."""
+    """In each worker process: its share of the cores, so that concurrent assets do not oversubscribe them;
+    and Ctrl-C left to the command that owns the worker (it stops its workers itself: `flows.stopping`)."""
     import torch
+
+    from flows.stopping import ignore_in_worker
+
+    ignore_in_worker()
 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # OpenMP libraries loaded later (reconstruction, metrics)
     torch.set_num_threads(threads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 import yaml
 from prefect.states import State
@@ -268,6 +270,63 @@ def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
     assert [edit["prompt"] for edit in edits] == sorted(CHAIR_EDITS)
     assert all(edit["stages"]["evaluate"]["state"] == "done" for edit in edits)
     assert states[payload["assets"][2]["asset_id"]]["ingest"]["state"] == "failed"
+
+
+def _session_processes(session: int) -> list[psutil.Process]:
+    """The live processes of a session (zombies are gone: they wait only for their parent to read them)."""
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getsid(process.pid) == session and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("target", ["the command", "its process group"])
+def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resumes(
+    library: Path, tmp_path: Path, shared_assets: Path, target: str
+) -> None:
+    """A supervisor's single `kill -INT` (the command), or Ctrl-C at a terminal (the whole process group)."""
+    shutil.copy(shared_assets / "good" / "two_objects.obj", tmp_path / "two_objects.obj")
+    for name in ("chair.glb", "nested.glb"):
+        shutil.copy(library / name, tmp_path / name)
+    rows = [{"asset": name, "edits": ["a photo of <asset0> in red"]} for name in ("chair.glb", "nested.glb", "two_objects.obj")]
+    manifest = tmp_path / "three.yaml"
+    manifest.write_text(yaml.safe_dump(rows))
+    store = tmp_path / "store"
+    args = ["batch", str(manifest), "--store", str(store), "--preset", "tiny", "--config", str(library / "fast.yaml"), "--json"]
+    process = subprocess.Popen(
+        [*CLI, *args], cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own session: every process of the batch is found by it
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (list((store / "commits").glob("*.json")) and len(psutil.Process(process.pid).children()) >= 3):
+        assert process.poll() is None, process.communicate()[1]  # workers running, a stage committed
+        assert time.monotonic() < deadline, "the batch never got going"
+        time.sleep(0.05)
+    if target == "the command":
+        process.send_signal(signal.SIGINT)
+    else:
+        os.killpg(process.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    stdout, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - interrupted < 5, "one signal took longer than 5 s to stop the batch"
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted: committed stages are kept; run the same command again to resume"
+    assert stdout == ""
+    assert _session_processes(process.pid) == []  # no worker, no Blender left behind
+    verify = run_cli("verify", "--store", str(store), "--check-only", "--json")
+    assert json.loads(verify.stdout) == {"clean": True, "problems": []}
+
+    if target == "its process group":  # the same command resumes: what was committed is reused
+        committed = {row["key"] for row in ledger_rows(str(store)) if row["status"] == "computed"}
+        resumed = run_cli(*args)
+        assert resumed.returncode == 0, resumed.stderr
+        stages = [stage for asset in json.loads(resumed.stdout)["assets"] for stage in asset["stages"]]
+        assert {stage["key"] for stage in stages if stage["status"] == "cached"} == committed & {s["key"] for s in stages}
+        assert committed & {s["key"] for s in stages}
 
 
 def test_a_bad_manifest_exits_2_naming_the_row_before_any_work(library: Path, tmp_path: Path) -> None:

@@ -1,0 +1,108 @@
+"""Stopping a command at the first Ctrl-C or SIGTERM: its worker processes and their children go with it.
+
+A batch runs its assets in worker processes (Prefect's process pool), and every render runs Blender in a
+child process. Raising KeyboardInterrupt in the main thread alone is not enough: the pool's shutdown waits for
+the running assets to finish (minutes), and a second Ctrl-C then leaves the workers running as orphans. So the
+first signal
+1. notes the interrupt for every stage boundary of this process (`tasks.interruption`),
+2. stops every process this command started, in this command's session: SIGTERM, then SIGKILL for those
+   still alive after a grace period (`stop_descendants`); the auto-started Prefect server runs in a session of
+   its own and is left alone,
+3. raises KeyboardInterrupt in the main thread, so that the command ends through its normal path;
+4. and, should that path hang anyway, a watchdog ends the process with exit 130 at a deadline.
+Nothing is half-committed by this: the store commits an artifact in one rename at the end of its write.
+A second signal while stopping is ignored: it is never needed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import psutil
+
+GRACE_S = 1.5  # SIGTERM, then SIGKILL for the processes still alive after this
+DEADLINE_S = 4.0  # the whole command gone after this, whatever its own path does
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def descendants() -> list[psutil.Process]:
+    """The processes this one started (and theirs) that share its session: not a server started in its own,
+    and not multiprocessing's resource tracker, which ends by itself after this process and cleans up what
+    the stopped workers left (it ignores SIGTERM)."""
+    session = os.getsid(0)
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if os.getsid(process.pid) == session and not _is_resource_tracker(process):
+                found.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue  # ended meanwhile
+    return found
+
+
+def _is_resource_tracker(process: psutil.Process) -> bool:
+    return any("multiprocessing.resource_tracker" in part for part in process.cmdline())
+
+
+def quiet_resource_tracker() -> None:
+    """Before any worker starts: the resource tracker cleans up after workers that were stopped, without a
+    warning about "leaked semaphore objects" after the command's last line (it inherits this filter)."""
+    quiet = "ignore:resource_tracker:UserWarning"
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if quiet not in current.split(","):
+        os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
+
+
+def stop_descendants(grace_s: float = GRACE_S) -> list[int]:
+    """SIGTERM to every descendant in this session, SIGKILL to those alive after `grace_s`; their pids."""
+    processes = descendants()
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    return [process.pid for process in processes]
+
+
+def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_code: int = 130) -> None:
+    """Handle SIGINT and SIGTERM as described above. `on_first(signum)` runs first (note the interrupt);
+    `farewell()` is what the watchdog prints before it ends the process."""
+    stopping = threading.Event()
+
+    def watchdog() -> None:
+        stop_descendants()
+        time.sleep(max(0.0, DEADLINE_S - GRACE_S))
+        farewell()
+        sys.stderr.flush()
+        os._exit(exit_code)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return  # already stopping
+        stopping.set()
+        on_first(signum)
+        threading.Thread(target=watchdog, name="dreamedit3d-stop", daemon=True).start()
+        raise KeyboardInterrupt
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    quiet_resource_tracker()
+
+
+def ignore_in_worker() -> None:
+    """In a worker process: Ctrl-C at the terminal reaches the whole process group, workers included; the
+    command that owns them stops them (above), so they do not act on it themselves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
