@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     split = edits.read_split()
     objects = dict(edits.benchmark_objects())
-    jobs = [edits.Job(i, objects[i], args.personalisations, str(Path(args.work).resolve()), 1, args.model) for i in split[args.half][: args.objects]]
+    jobs = [edits.Job(i, objects[i], args.personalisations, str(Path(args.work).resolve()), {p: 1 for p in args.personalisations}, args.model) for i in split[args.half][: args.objects]]
     started = time.perf_counter()
     results = edits.run_jobs(run, jobs, args.workers)
     text = (

@@ -47,7 +47,7 @@ def score_edit(
 ) -> dict[str, float | None]:
     """Scores of images rgb (V, H, W, 3) uint8 on white against the answer's renders (same cameras and size).
 
-    `edited`: part -> the colour it should have; `kept`: the parts that should not change; `part_id` (V, H, W)
+    `edited`: part -> the colour it should have (one without a hue in `hues`, such as brown, is not scored for colour); `kept`: the parts that should not change; `part_id` (V, H, W)
     the images' own part ids (renders), else None (sampled views); `reshaped`: edited parts with a new shape;
     `hues`: the named colours a pixel's hue is told apart from (`colour.colour_share`).
     Returns `colour_share` (the lowest over the edited parts), `edited_psnr` (the edited parts against the
@@ -59,8 +59,9 @@ def score_edit(
     shares, looks = [], []
     for part, colour in edited.items():
         pixels = (part_id == part) if part_id is not None else (truth_part_id == part)
-        share = colour_share(rgb, pixels, colour, hues=hues)
-        shares.append(0.0 if share is None else share)  # a part that is not there has none of its colour
+        if colour in hues:  # a colour without a hue (brown: a swapped part keeps its own) is judged by its look only
+            share = colour_share(rgb, pixels, colour, hues=hues)
+            shares.append(0.0 if share is None else share)  # a part that is not there has none of its colour
         both = pixels & (truth_part_id == part)
         if both.any():
             looks.append(min(masked_psnr(rgb, truth_rgb, both), PSNR_CEILING))

@@ -48,3 +48,16 @@ def test_sampled_views_are_scored_where_the_answer_shows_each_part() -> None:
     assert not edit_succeeded(scores) and edit_succeeded(scores, SuccessThresholds(shape_iou=0.5))
     with pytest.raises(ValueError, match="must match"):
         score_edit(drawn[:1], truth_rgb, truth_ids, {1: "blue"}, [0])
+
+
+def test_a_swapped_part_in_a_colour_without_a_hue_is_judged_by_its_shape_and_look() -> None:
+    """Brown has no hue to count: a brown part swapped to another shape keeps its colour, and only its
+    silhouette and its look against the answer say whether the swap took."""
+    brown = (120, 80, 40)
+    truth_rgb, truth_ids = _scene(GREEN, brown)
+    scores = score_edit(truth_rgb, truth_rgb, truth_ids, {1: "brown"}, [0], part_id=truth_ids, reshaped=[1])
+    assert scores["colour_share"] is None and scores["shape_iou"] == 1.0 and scores["edited_psnr"] == PSNR_CEILING
+    assert edit_succeeded(scores)
+    narrower, narrower_ids = _scene(GREEN, brown, right_width=2)
+    missed = score_edit(narrower, truth_rgb, truth_ids, {1: "brown"}, [0], part_id=narrower_ids, reshaped=[1])
+    assert missed["shape_iou"] == pytest.approx(0.25) and not edit_succeeded(missed)
