@@ -23,13 +23,22 @@ class AssetOutcome(BaseModel):
     stages: list[dict[str, Any]] = Field(default_factory=list)  # {stage, key, status, seconds}, as for `edit`
     outputs: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def verdicts(self) -> list[str | None]:
+        """Each edit's verdict (applied, partly applied, not applied, ...; None where there is none)."""
+        return [edit.get("verdict") for edit in self.outputs.get("edits", [])]
+
     def line(self) -> str:
         """One line for the terminal."""
         name = self.asset_id or Path(self.asset).name
         if self.status == "failed":
             return f"{name}: failed after {self.seconds:.1f} s: {self.error}"
         counts = {status: sum(s["status"] == status for s in self.stages) for status in ("computed", "cached")}
-        return f"{name}: completed in {self.seconds:.1f} s ({counts['computed']} computed, {counts['cached']} cached)"
+        verdicts = ", ".join(v for v in self.verdicts if v)
+        return (
+            f"{name}: completed in {self.seconds:.1f} s ({counts['computed']} computed, {counts['cached']} cached)"
+            + (f"; {verdicts}" if verdicts else "")
+        )
 
 
 class BatchSummary(BaseModel):
@@ -38,6 +47,7 @@ class BatchSummary(BaseModel):
     started: dt.datetime
     seconds: float
     assets: list[AssetOutcome]
+    preset: str | None = None
     summary_uri: str | None = None  # the Parquet table in the store
     index_uri: str | None = None  # the HTML index in the store
 
@@ -55,11 +65,27 @@ class BatchSummary(BaseModel):
             return f"{self.failed} of {len(self.assets)} assets failed"
         return f"all {len(self.assets)} assets completed"
 
+    def verdict_counts(self) -> dict[str, int]:
+        """How many edits got each verdict, and how many edits the failed assets did not get to."""
+        counts: dict[str, int] = {}
+        for asset in self.assets:
+            for verdict in asset.verdicts if asset.status == "completed" else ["failed"] * max(1, len(asset.edits)):
+                counts[verdict or "no verdict"] = counts.get(verdict or "no verdict", 0) + 1
+        return counts
+
+    def verdict_line(self) -> str:
+        """`edits: 3 applied, 1 not applied, 1 failed`."""
+        order = ["applied", "partly applied", "not applied", "noise: random model", "not measured", "no verdict", "failed"]
+        counts = self.verdict_counts()
+        return "edits: " + ", ".join(f"{counts[v]} {v}" for v in order if counts.get(v))
+
     def to_json(self) -> dict[str, Any]:
         """The CLI's `--json` object for `batch`."""
         return {
+            "preset": self.preset,
             "completed": self.completed,
             "failed": self.failed,
+            "verdicts": self.verdict_counts(),
             "assets": [
                 {
                     "asset": a.asset,
@@ -78,7 +104,7 @@ class BatchSummary(BaseModel):
         }
 
     def text(self) -> str:
-        lines = [f"{self.message} ({self.seconds:.1f} s)"]
+        lines = [f"{self.message} ({self.seconds:.1f} s, preset {self.preset}); {self.verdict_line()}"]
         lines += [f"  row {a.row:<4} {a.status:<9} {a.line()}" for a in self.assets]
         lines += [f"summary: {self.summary_uri}", f"index:   {self.index_uri}"]
         return "\n".join(lines)

@@ -17,9 +17,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
-from flows.cli_common import UserError, read_settings_file
+from flows.cli_common import PRESET_ENV, UserError, read_settings_file
 from flows.config_keys import recorded_tree, unknown_setting
-from flows.local_server import ServerError, ensure_server
+from flows.local_server import ServerError, client_environment, ensure_server, running
 
 # commands that run no flow, so need no Prefect server
 SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdream", "server", "plan", "prune"}
@@ -50,6 +50,9 @@ def early_mistake(argv: list[str]) -> str | None:
     preset = _option(argv, "--preset")
     if preset is not None and preset not in preset_names():
         return f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}"
+    named = os.environ.get(PRESET_ENV)
+    if preset is None and named and named not in preset_names():
+        return f"{PRESET_ENV}={named}: unknown preset {named!r}; choose one of {', '.join(preset_names())}"
     config = _option(argv, "--config") if command != "convert-mvdream" else None
     if config is not None:
         path = Path(config)
@@ -102,8 +105,9 @@ def main() -> None:
         except ServerError as error:
             sys.stderr.write(f"error: {error}\n")
             sys.exit(1)
-        if url is not None:
-            os.environ["PREFECT_API_URL"] = url
+        state = running() if url is not None else None
+        if state is not None:
+            os.environ.update(client_environment(state))  # the API, its secret, the UI for run links
     from flows.commands import run
 
     run(debug)

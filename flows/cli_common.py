@@ -5,6 +5,7 @@ and how a command prints its result (in a module of their own, so that `python -
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,29 @@ StoreOption = Annotated[
     str, typer.Option("--store", envvar="DREAMEDIT3D_STORE", help="Artifact store: a folder or an fsspec URL.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+PRESET_ENV = "DREAMEDIT3D_PRESET"  # the preset of commands that name none
+MVDREAM_ENV = "DREAMEDIT3D_MVDREAM"  # a converted MVDream folder: the default preset is then `mvdream`, with it
+TINY_NOTE = "preset tiny: random untrained models, every edit comes out as noise (to try the pipeline in seconds; --preset world edits for real)"
+
+
+def default_preset() -> str:
+    """The preset of a command that names none: $DREAMEDIT3D_PRESET; else `mvdream` when $DREAMEDIT3D_MVDREAM
+    names a converted MVDream folder; else `world` (the shipped small model: real edits of coloured parts)."""
+    named = os.environ.get(PRESET_ENV)
+    if named:
+        return named
+    return "mvdream" if os.environ.get(MVDREAM_ENV) else "world"
+
+
+def preset_overrides(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`mvdream` without a model path takes $DREAMEDIT3D_MVDREAM's folder."""
+    folder = os.environ.get(MVDREAM_ENV)
+    named = overrides.get("preset", preset)
+    if named == "mvdream" and folder and not (overrides.get("model") or {}).get("path"):
+        return {**overrides, "model": {**(overrides.get("model") or {}), "path": folder}}
+    return overrides
 
 
 class UserError(Exception):

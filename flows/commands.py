@@ -20,7 +20,18 @@ import yaml
 from pydantic import ValidationError
 
 import flows  # noqa: E402,F401  (Prefect's offline settings, before prefect is imported)
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, read_settings_file, server_note  # noqa: E402
+from flows.cli_common import (  # noqa: E402
+    DEFAULT_STORE,
+    TINY_NOTE,
+    JsonOption,
+    StoreOption,
+    UserError,
+    default_preset,
+    emit,
+    preset_overrides,
+    read_settings_file,
+    server_note,
+)
 from flows.cli_common import one_line as _one_line  # noqa: E402
 
 app = typer.Typer(
@@ -34,17 +45,30 @@ app = typer.Typer(
 )
 
 PresetOption = Annotated[
-    str,
+    Optional[str],
     typer.Option(
         "--preset",
-        help="Configuration preset: tiny (random tiny models, seconds per stage; the default), world (our small "
-        "model for coloured-primitive objects) or mvdream (real MVDream weights from a local folder).",
+        help="Configuration preset: world (our small model for objects of coloured parts; the default), mvdream "
+        "(real MVDream weights from a local folder; the default when $DREAMEDIT3D_MVDREAM names one) or tiny "
+        "(random tiny models: seconds per stage, every edit is noise). $DREAMEDIT3D_PRESET sets the default.",
+        show_default=False,
     ),
 ]
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", help="YAML file overriding the preset's settings.", exists=False)
 ]
 EditOption = Annotated[list[str], typer.Option("--edit", help="An edit prompt; repeat for several.")]
+OutOption = Annotated[
+    Optional[Path],
+    typer.Option("--out", help="Folder for the results: ASSET__EDIT.glb (in the frame of --output-frame) and "
+                 "ASSET__EDIT.html (the report) per edit; the store keeps its own copies.", file_okay=False),
+]  # fmt: skip
+FailOnUnappliedOption = Annotated[
+    bool, typer.Option("--fail-on-unapplied", help="Exit 3 when an edit's verdict is not 'applied' (partly, not, noise).")
+]
+AllowNoEditOption = Annotated[
+    bool, typer.Option("--allow-no-edit", help="Run a prompt that changes no component (refused otherwise).")
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the sampled views (same seed, same views).")]
 
 
@@ -53,16 +77,21 @@ class OutputFrame(str, Enum):
     source = "source"
 
 
-def _load_config(preset: str, config_path: Path | None) -> Any:
+def _load_config(preset: str | None, config_path: Path | None) -> Any:
+    """The preset (or the default one) with the --config file on top, validated; says so when it is `tiny`."""
     from dreamedit3d_core.config import pipeline_config
 
+    preset = preset or default_preset()
     overrides = read_settings_file(config_path) if config_path is not None else {}
     try:
-        return pipeline_config(preset, overrides)
+        config = pipeline_config(preset, preset_overrides(preset, overrides))
     except ValidationError as error:
         raise UserError(config_error(error, config_path)) from None
     except ValueError as error:
         raise UserError(f"invalid configuration: {_one_line(error)}") from None
+    if config.preset == "tiny":
+        typer.echo(TINY_NOTE, err=True)
+    return config
 
 
 def config_error(error: ValidationError, config_path: Path | None) -> str:
@@ -97,12 +126,15 @@ def _run_flow(
     if not asset.exists():
         raise UserError(f"asset file not found: {asset}")
     config = _load_config(preset, config_path)
-    from flows.edit_asset import edit_asset
+    from prefect import tags
+
+    from flows.edit_asset import edit_asset, run_tags
 
     server_note()
-    return edit_asset(
-        asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until, seed=seed
-    )
+    with tags(*run_tags(config, store)):
+        return edit_asset(
+            asset_path=str(asset.resolve()), edits=list(edits), store=store, config=config, until=until, seed=seed
+        )
 
 
 def _local(uri: str) -> str:
@@ -130,7 +162,7 @@ def edit(
     asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
     edit: EditOption = [],
     store: StoreOption = DEFAULT_STORE,
-    preset: PresetOption = "tiny",
+    preset: PresetOption = None,
     config: ConfigOption = None,
     seed: SeedOption = 0,
     output_frame: Annotated[
@@ -140,35 +172,74 @@ def edit(
             help="Which edited GLB to name as the result: in the normalised frame (centred, unit size, as the "
             "pipeline sees it) or where the source file had it, to drop next to the original. Both are stored.",
         ),
-    ] = OutputFrame.normalised,
+    ] = OutputFrame.source,
+    out: OutOption = None,
+    fail_on_unapplied: FailOnUnappliedOption = False,
+    allow_no_edit: AllowNoEditOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would run (as `plan`); compute nothing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run every stage for ASSET and each --edit prompt; cached stages cost nothing."""
+    """Run every stage for ASSET and each --edit prompt; cached stages cost nothing. Each edit gets a verdict
+    (applied, partly applied, not applied) from the evaluation's own numbers."""
+    check_prompts(edit, allow_no_edit)
     if dry_run:
         return _plan(asset, edit, store, preset, config, seed, as_json)
     result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
-    emit(as_json, result.summary(), _edit_text(result, output_frame))
+    summary = result.summary()
+    if out is not None:
+        from flows.outputs import write_outputs
+
+        summary["out"] = write_outputs(out, str(asset), result.outputs.get("edits", []), output_frame.value, store)
+    emit(as_json, summary, _edit_text(result, output_frame, summary.get("out")))
+    exit_on_unapplied(fail_on_unapplied, [e.get("verdict") for e in result.outputs.get("edits", [])])
 
 
-def _edit_text(result: Any, output_frame: OutputFrame) -> str:
-    """What a person wants after an edit: one line on the run, then each edit's asset, picture and report
-    (each stage's line was on stderr as it ran; every artifact is in --json)."""
+def _edit_text(result: Any, output_frame: OutputFrame, written: list[dict[str, str]] | None = None) -> str:
+    """What a person wants after an edit: one line on the run, then each edit's verdict, asset, picture and
+    report (each stage's line was on stderr as it ran; every artifact is in --json)."""
     computed = sum(ref.status == "computed" for ref in result.stages)
     seconds = sum(ref.seconds for ref in result.stages)
     lines = [
-        f"asset {result.asset_id}: {len(result.stages)} stages, {computed} computed, "
+        f"asset {result.asset_id} (preset {result.preset}): {len(result.stages)} stages, {computed} computed, "
         f"{len(result.stages) - computed} cached, {seconds:.1f} s"
     ]
     mesh = "mesh_source_frame" if output_frame == OutputFrame.source else "mesh"
+    copies = {entry["prompt"]: entry for entry in written or []}
     for entry in result.outputs.get("edits", []):
         lines.append(f"edit {entry['prompt']!r}:")
+        if entry.get("verdict"):
+            lines.append(f"  {'verdict':<8} {entry['verdict']} ({entry.get('verdict_reason')})")
+        copy = copies.get(entry["prompt"], {})
         for label, name in (("mesh", mesh), ("preview", "mesh_preview"), ("report", "report")):
-            if name in entry:
+            key = {"mesh_source_frame": "mesh", "mesh": "mesh"}.get(name, name)
+            if key in copy:
+                lines.append(f"  {label:<8} {copy[key]}")
+            elif name in entry:
                 lines.append(f"  {label:<8} {_local(entry[name])}")
     if not result.outputs.get("edits"):
         lines.append(_outputs_text(result.outputs))
     return "\n".join(lines)
+
+
+def check_prompts(prompts: list[str], allow_no_edit: bool) -> None:
+    """Before any work: a prompt whose words are next to no token changes nothing; refused (exit 2) unless
+    --allow-no-edit."""
+    from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
+
+    idle = [prompt for prompt in prompts if not edit_phrases(prompt)]
+    if idle and not allow_no_edit:
+        raise UserError(
+            f"edit {idle[0]!r} changes no component: put the words next to the token they describe, e.g. "
+            "'a photo of <asset0> in gold' (`dreamedit3d components ASSET` lists the tokens); --allow-no-edit runs it anyway"
+        )
+
+
+def exit_on_unapplied(enabled: bool, verdicts: list[str | None]) -> None:
+    """--fail-on-unapplied: exit 3 when an edit was not applied, partly applied or drawn by a random model."""
+    from dreamedit3d_core.evaluate.verdict import UNAPPLIED
+
+    if enabled and any(verdict in UNAPPLIED for verdict in verdicts):
+        raise SystemExit(3)
 
 
 def _stage_command(stage: str, needs_edit: bool) -> None:
@@ -176,7 +247,7 @@ def _stage_command(stage: str, needs_edit: bool) -> None:
         asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
         edit: EditOption = [],
         store: StoreOption = DEFAULT_STORE,
-        preset: PresetOption = "tiny",
+        preset: PresetOption = None,
         config: ConfigOption = None,
         seed: SeedOption = 0,
         as_json: JsonOption = False,
@@ -261,7 +332,7 @@ def plan(
     target: Annotated[str, typer.Argument(help="A 3D file, or a batch manifest (CSV, Parquet, YAML; a path or a URL).")],
     edit: EditOption = [],
     store: StoreOption = DEFAULT_STORE,
-    preset: PresetOption = "tiny",
+    preset: PresetOption = None,
     config: ConfigOption = None,
     seed: SeedOption = 0,
     as_json: JsonOption = False,
@@ -275,7 +346,7 @@ def plan(
 def components(
     asset: Annotated[Path, typer.Argument(help="A 3D file: GLB, glTF, OBJ, PLY or STL.")],
     store: StoreOption = DEFAULT_STORE,
-    preset: PresetOption = "tiny",
+    preset: PresetOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -303,8 +374,52 @@ def server_status(as_json: JsonOption = False) -> None:
     from flows.local_server import running
 
     state = running()
-    emit(as_json, {"running": state is not None, **(state or {})},
-         f"running at {state['url']} (pid {state['pid']}, log {state['log']})" if state else "not running")  # fmt: skip
+    public = {key: value for key, value in (state or {}).items() if key != "secret"}  # never printed
+    emit(as_json, {"running": state is not None, **public}, _server_text(state) if state else "not running")
+
+
+def _server_text(state: dict[str, Any]) -> str:
+    lines = [f"running at {state['url']} (pid {state['pid']}, log {state['log']})"]
+    if state.get("ui"):
+        lines.append(f"UI: {state['ui']} (flow runs are named after the asset and its first edit)")
+    if state.get("secret"):
+        lines.append("other machines: PREFECT_API_URL=" + state["ui"] + "/api and PREFECT_API_AUTH_STRING from "
+                     "`dreamedit3d server secret` (this user only)")  # fmt: skip
+    return "\n".join(lines)
+
+
+@server_app.command("start")
+def server_start(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on: 127.0.0.1 (this machine only) or 0.0.0.0 / this "
+                          "machine's address for workers on other machines (then an API secret is required).")
+    ] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535, help="Port (default: a free one).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the background server (commands start one on loopback by themselves; this one can listen wider)."""
+    from flows.local_server import _free_port, _locked, running, start
+
+    with _locked():
+        state = running()
+        if state is not None:
+            if state.get("host", "127.0.0.1") != host or (port is not None and not state["url"].endswith(f":{port}/api")):
+                raise UserError(f"a server already runs at {state['url']}: `dreamedit3d server stop` it first")
+        else:
+            state = start(host, port or _free_port())
+    public = {key: value for key, value in state.items() if key != "secret"}
+    emit(as_json, {"running": True, **public}, _server_text(state))
+
+
+@server_app.command("secret")
+def server_secret() -> None:
+    """Print the running server's API secret (for PREFECT_API_AUTH_STRING on other machines)."""
+    from flows.local_server import running
+
+    state = running()
+    if state is None or not state.get("secret"):
+        raise UserError("no server with a secret runs here (a loopback server needs none)")
+    typer.echo(state["secret"])
 
 
 @server_app.command("stop")
@@ -321,7 +436,7 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def config_show(preset: PresetOption = "tiny", config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def config_show(preset: PresetOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Print the configuration a command would run with: the preset, your --config file on top, validated."""
     settings = _load_config(preset, config).model_dump(mode="json")
     emit(as_json, settings, yaml.safe_dump(settings, sort_keys=False).rstrip())
@@ -368,42 +483,62 @@ def batch(
         str, typer.Argument(help="CSV, Parquet or YAML (a path or a URL such as s3://bucket/library/manifest.csv): per row an asset, its edits, overrides.")
     ],
     store: StoreOption = DEFAULT_STORE,
-    preset: PresetOption = "tiny",
+    preset: PresetOption = None,
     config: ConfigOption = None,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Assets edited at once.")] = 2,
     distributed: Annotated[
         bool, typer.Option("--distributed", help="Run the GPU stages as deployments on the gpu work pool.")
     ] = False,
     seed: SeedOption = 0,
+    out: OutOption = None,
+    fail_on_unapplied: FailOnUnappliedOption = False,
+    allow_no_edit: AllowNoEditOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Edit every asset of MANIFEST; committed stages are reused. Exit 1 when any asset failed."""
+    """Edit every asset of MANIFEST; committed stages are reused. Exit 1 when any asset failed (3 with
+    --fail-on-unapplied when every asset ran but an edit did not land)."""
     from flows.edit_library import absolute_store, batch_summary, edit_library
     from flows.manifest import read_manifest
     from flows.sources import absolute_location
 
     base = _load_config(preset, config)
-    read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
+    entries = read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
+    for entry in entries:
+        try:
+            check_prompts(list(entry.edits), allow_no_edit)
+        except UserError as error:
+            raise UserError(f"{manifest}: row {entry.row}: {error}") from None
     from prefect.settings import get_current_settings
 
     if distributed and not get_current_settings().api.url:
         raise UserError("--distributed needs PREFECT_API_URL: a server with the deployments and a gpu worker")
     server_note()
-    state = edit_library(
-        manifest=absolute_location(manifest),
-        store=absolute_store(store),
-        preset=base.preset,
-        overrides=base.model_dump(mode="json", exclude={"preset"}),
-        max_concurrency=max_concurrency,
-        distributed=distributed,
-        seed=seed,
-        command=shlex.join(["dreamedit3d", *sys.argv[1:]]),
-        return_state=True,
-    )
+    from prefect import tags
+
+    from flows.edit_asset import run_tags
+
+    with tags(*run_tags(base, absolute_store(store), absolute_location(manifest))):
+        state = edit_library(
+            manifest=absolute_location(manifest),
+            store=absolute_store(store),
+            preset=base.preset,
+            overrides=base.model_dump(mode="json", exclude={"preset"}),
+            max_concurrency=max_concurrency,
+            distributed=distributed,
+            seed=seed,
+            command=shlex.join(["dreamedit3d", *sys.argv[1:]]),
+            return_state=True,
+        )
     summary = batch_summary(state)
-    emit(as_json, summary.to_json(), summary.text())
+    payload = summary.to_json()
+    if out is not None:
+        from flows.outputs import write_batch_outputs
+
+        payload["out"] = write_batch_outputs(out, summary)
+    emit(as_json, payload, summary.text() + (f"\nresults: {payload['out']['index']}" if out is not None else ""))
     if summary.failed:
         raise SystemExit(1)  # not typer.Exit: main() runs the app with standalone_mode=False, which swallows it
+    exit_on_unapplied(fail_on_unapplied, [v for asset in summary.assets for v in asset.verdicts])
 
 
 def _add_world_commands() -> None:
@@ -429,7 +564,7 @@ def _status_text(table: list[dict[str, Any]]) -> str:
 
     if not table:
         return "no assets in this store yet"
-    header = f"{'asset':<28}" + "".join(f"{stage:>12}" for stage in EDIT.stage_names)
+    header = f"{'asset':<28}{'preset':>8}" + "".join(f"{stage:>12}" for stage in EDIT.stage_names)
     rows = [header]
     for row in table:
         if tuple(row["stages"]) != EDIT.stage_names:  # the world model's stages: a line of their own
@@ -442,11 +577,14 @@ def _status_text(table: list[dict[str, Any]]) -> str:
             cell = row["stages"][stage]
             text = cell["state"] if cell["seconds"] is None else f"{cell['state']} {cell['seconds']:.1f}s"
             cells.append(f"{text:>12}")
-        rows.append(f"{row['asset_id']:<28}" + "".join(cells))
+        rows.append(f"{row['asset_id']:<28}{row.get('preset') or '-':>8}" + "".join(cells))
+        rows += [f"  {stage} {cell['state']}: {cell['error']}" for stage, cell in row["stages"].items() if cell["error"]]
         for edit in row.get("edits", []):
             cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
                      for stage, cell in edit["stages"].items()]  # fmt: skip
-            rows.append(f"  edit {edit['prompt']!r}: " + ", ".join(cells))
+            verdict = f" -> {edit['verdict']} ({edit['verdict_reason']})" if edit.get("verdict") else ""
+            rows.append(f"  edit {edit['prompt']!r}: " + ", ".join(cells) + verdict)
+            rows += [f"    {stage} {cell['state']}: {cell['error']}" for stage, cell in edit["stages"].items() if cell["error"]]
     return "\n".join(rows)
 
 

@@ -9,6 +9,7 @@ at the stage that crashed. `until` stops after a stage (the CLI's per-stage comm
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -23,15 +24,20 @@ from tasks.prefect_task import run_task
 from tasks.stage import Stage, StageCall, StageRef
 
 
+SUMMARY_METRICS = ("verdict", "verdict_reason", "edited_colour_share", "preserved_psnr")  # per edit, beside its files
+
+
 class EditResult(BaseModel):
     asset_id: str
     stages: list[StageRef]
     outputs: dict[str, Any]
+    preset: str | None = None  # the preset the config came from
 
     def summary(self) -> dict[str, Any]:
         """The CLI's `--json` object for `edit`."""
         return {
             "asset_id": self.asset_id,
+            "preset": self.preset,
             "stages": [
                 {"stage": ref.stage, "key": ref.key, "status": ref.status, "seconds": ref.seconds}
                 for ref in self.stages
@@ -50,7 +56,29 @@ def run(stage: Stage, call: StageCall, distributed: bool) -> StageRef:
     return ref
 
 
-@flow(name="edit-asset", log_prints=True)
+def run_name(asset: str, edits: list[str]) -> str:
+    """A flow run's name a person finds in Prefect's UI: the asset's file name and its first edit."""
+    name = Path(asset).name or asset
+    if not edits:
+        return name
+    more = f" (+{len(edits) - 1} more)" if len(edits) > 1 else ""
+    return f"{name}: {edits[0]}{more}"
+
+
+def run_tags(config: Any, store: str, manifest: str | None = None) -> list[str]:
+    """Tags for the runs of an edit or a batch: the preset, the store and the manifest."""
+    tags = [f"preset:{getattr(config, 'preset', None) or '-'}", f"store:{store}"]
+    return tags + ([f"manifest:{manifest}"] if manifest else [])
+
+
+def _edit_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    return run_name(str(parameters.get("asset_path", "")), list(parameters.get("edits") or []))
+
+
+@flow(name="edit-asset", flow_run_name=_edit_run_name, log_prints=True)
 def edit_asset(
     asset_path: str,
     edits: list[str],
@@ -86,7 +114,7 @@ def edit_asset(
             call = EDIT.call(stage, store=store, config=config, upstream=edit_refs, edit=edit)
             edit_refs[stage.name] = run(stage, call, distributed)
             done.append(edit_refs[stage.name])
-    result = _result(done)
+    result = _result(done).model_copy(update={"preset": getattr(config, "preset", None)})
     if result.outputs.get("edits") and until is None:
         _publish_summary(result)
     return result
@@ -142,6 +170,8 @@ def _result(refs: list[StageRef]) -> EditResult:
         if EDIT.stage(ref.stage).per_edit:
             prompt = ref.metadata.get("prompt", "")
             edits.setdefault(prompt, {"prompt": prompt}).update(ref.artifacts)
+            if ref.stage == "evaluate" and "verdict" in ref.metadata:  # did the edit land (verdict.py), and the numbers
+                edits[prompt].update({name: ref.metadata.get(name) for name in SUMMARY_METRICS})
         else:
             outputs.update(ref.artifacts)
     if edits:

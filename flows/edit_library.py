@@ -43,7 +43,7 @@ from flows.batch_index import html_index
 from flows.batch_models import AssetOutcome, BatchFailed, BatchSummary, batch_summary
 from flows.batch_table import summary_table
 from flows.deployments import WORKER_ENV
-from flows.edit_asset import edit_asset
+from flows.edit_asset import edit_asset, run_tags
 from flows.manifest import ManifestEntry, read_manifest
 from flows.planning import plan_asset, remaining_seconds, typical_seconds
 from flows.sources import RemoteLibrary, absolute_location, is_url, local_location
@@ -62,20 +62,28 @@ def _asset_run_name() -> str:
 
 
 def _edit_one_asset(
-    entry: ManifestEntry, store: str, config: PipelineConfig, seed: int = 0, distributed: bool = False
+    entry: ManifestEntry,
+    store: str,
+    config: PipelineConfig,
+    seed: int = 0,
+    distributed: bool = False,
+    manifest: str | None = None,
 ) -> AssetOutcome | State:
     """One manifest row through `edit_asset` (a subflow). A failure is returned as this task run's Failed state."""
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
-    state = edit_asset(
-        asset_path=entry.asset,
-        edits=list(entry.edits),
-        store=store,
-        config=config,
-        seed=seed,
-        distributed=distributed,
-        return_state=True,
-    )
+    from prefect import tags
+
+    with tags(*run_tags(config, store, manifest)):  # the asset's run is found by preset, store and manifest
+        state = edit_asset(
+            asset_path=entry.asset,
+            edits=list(entry.edits),
+            store=store,
+            config=config,
+            seed=seed,
+            distributed=distributed,
+            return_state=True,
+        )
     seconds = round(time.perf_counter() - clock, 3)
     if state.is_completed():
         summary = state.result().summary()
@@ -155,11 +163,17 @@ def absolute_store(store: str) -> str:
     return store if "://" in store else str(Path(store).expanduser().resolve())
 
 
-@flow(name="edit-library", log_prints=True)
+def _batch_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"batch {Path(str(flow_run.parameters.get('manifest', ''))).name}"
+
+
+@flow(name="edit-library", flow_run_name=_batch_run_name, log_prints=True)
 def edit_library(
     manifest: str,
     store: str,
-    preset: str = "tiny",
+    preset: str = "world",
     overrides: dict[str, Any] | None = None,
     max_concurrency: int = 2,
     distributed: bool = False,
@@ -205,7 +219,8 @@ def edit_library(
         futures = {
             runner.submit(
                 edit_one_asset,
-                {"entry": e, "store": store, "config": e.config(base), "seed": seed, "distributed": distributed},
+                {"entry": e, "store": store, "config": e.config(base), "seed": seed, "distributed": distributed,
+                 "manifest": manifest},  # fmt: skip
             ): e
             for e in entries
         }
@@ -217,8 +232,9 @@ def edit_library(
             update_progress_artifact(progress, 100.0 * len(outcomes) / len(entries))
     outcomes.sort(key=lambda outcome: outcome.row)
     summary = BatchSummary(
-        manifest=manifest, store=store, started=started, seconds=time.perf_counter() - clock, assets=outcomes
-    )
+        manifest=manifest, store=store, started=started, seconds=time.perf_counter() - clock, assets=outcomes,
+        preset=preset,
+    )  # fmt: skip
     summary = _publish(summary, preset, distributed, command, base.evaluate.report_3d)
     logger.info("%s; summary %s; index %s", summary.message, summary.summary_uri, summary.index_uri)
     if summary.failed:

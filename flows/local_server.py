@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -42,7 +43,7 @@ def state_file() -> Path:
 
 
 def answers(url: str) -> bool:
-    """Whether a Prefect API answers its health check at `url` (".../api")."""
+    """Whether a Prefect API answers its health check at `url` (".../api"; the health check needs no secret)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310 (loopback URL we made)
             return response.status == 200
@@ -78,6 +79,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def ensure_server() -> str | None:
     """The API URL commands should use, starting the background server when none is running; None when
     `PREFECT_API_URL` is set or the temporary per-command server was asked for."""
@@ -87,32 +91,68 @@ def ensure_server() -> str | None:
         state = running()
         if state is not None:
             return state["url"]
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}/api"
-        log = prefect_home() / "dreamedit3d-server.log"
-        sys.stderr.write(
-            "starting a local Prefect server in the background (once, 10-20 s; later commands reuse it; "
-            "`dreamedit3d server stop` stops it)\n"
+        return start(LOOPBACK, _free_port())["url"]
+
+
+def start(host: str, port: int) -> dict:
+    """Start the background server on `host`:`port` and record it (call with the lock held, none running).
+
+    Its UI is told its own API address (else it looks for port 4200). On any address but loopback, other
+    machines reach it: it then requires an API secret (a random one, recorded in the state file, readable by
+    this user only), which the commands here pass on and other machines set as PREFECT_API_AUTH_STRING."""
+    public = host if host not in ("0.0.0.0", "::") else socket.getfqdn()  # what another machine's browser uses
+    url = f"http://{public}:{port}/api"
+    log = prefect_home() / "dreamedit3d-server.log"
+    sys.stderr.write(
+        "starting a local Prefect server in the background (once, 10-20 s; later commands reuse it; "
+        "`dreamedit3d server stop` stops it)\n"
+    )
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": url,
+    }
+    env.pop("PREFECT_API_URL", None)
+    secret = None if host == LOOPBACK else f"dreamedit3d:{secrets.token_urlsafe(24)}"
+    if secret:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = secret
+    prefect = Path(sys.executable).with_name("prefect")
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", host, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not stopped by this command's Ctrl-C or exit
+            env=env,
         )
-        prefect = Path(sys.executable).with_name("prefect")
-        with open(log, "ab") as output:
-            process = subprocess.Popen(
-                [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # not stopped by this command's Ctrl-C or exit
-                env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"},
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-                raise ServerError(f"the local Prefect server did not start; see {log}")
-            time.sleep(0.5)
-        state_file().write_text(json.dumps({"url": url, "pid": process.pid, "log": str(log)}))
-        return url
+    local_url = f"http://{LOOPBACK if host in ('0.0.0.0', LOOPBACK) else host}:{port}/api"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not answers(local_url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            raise ServerError(f"the local Prefect server did not start; see {log}")
+        time.sleep(0.5)
+    state = {"url": local_url, "ui": url[: -len("/api")], "pid": process.pid, "log": str(log), "host": host}
+    if secret:
+        state["secret"] = secret
+    descriptor = os.open(state_file(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(state))
+    return state
+
+
+def client_environment(state: dict) -> dict[str, str]:
+    """What a command needs to reach the recorded server: its API URL, its UI's address (for run links) and
+    its secret where it has one."""
+    env = {"PREFECT_API_URL": state["url"], "PREFECT_UI_URL": state.get("ui", state["url"][: -len("/api")])}
+    if state.get("secret"):
+        env["PREFECT_API_AUTH_STRING"] = state["secret"]
+    return env
 
 
 def stop() -> dict | None:

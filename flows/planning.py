@@ -4,11 +4,14 @@ should take (`dreamedit3d plan`, `edit --dry-run`).
 A stage's key depends on the digests of the artifacts it reads, so the plan walks the stages in order: a
 stage whose key is committed is cached and its artifact feeds the next key; after the first stage to compute,
 every later one is to compute too (its key cannot be known before its inputs exist). Expected times are the
-median of the ledger's past computed runs of the same stage in the store ("unknown" without history).
+median of the ledger's past computed runs of the same stage with the same cost profile in the store: the same
+model and the same settings of the stage (`tasks.stage.cost_profile`), so a `world` edit is never estimated from
+`tiny` runs; "unknown" without such history.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from dreamedit3d_core.mvdiffusion import EditConfig
 from storage import ArtifactStore
 from tasks.catalog import EDIT
 from tasks.running import cached_ref
-from tasks.stage import StageRef
+from tasks.stage import StageRef, cost_profile
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,16 @@ class PlannedStage:
     expected_seconds: float | None  # median of past runs; None: no history
 
 
-def typical_seconds(store: str) -> dict[str, float]:
-    """Median seconds of the ledger's computed runs, per stage."""
-    rows = ArtifactStore(store).ledger.read().select(["stage", "status", "seconds"]).to_pylist()
-    times: dict[str, list[float]] = {}
+def typical_seconds(store: str) -> dict[tuple[str, str], float]:
+    """Median seconds of the ledger's computed runs, per stage and cost profile (rows written before profiles
+    were recorded have none and are left out)."""
+    rows = ArtifactStore(store).ledger.read().select(["stage", "status", "seconds", "details"]).to_pylist()
+    times: dict[tuple[str, str], list[float]] = {}
     for row in rows:
-        if row["status"] == "computed":
-            times.setdefault(row["stage"], []).append(row["seconds"])
-    return {stage: statistics.median(seconds) for stage, seconds in times.items()}
+        profile = json.loads(row["details"]).get("profile") if row["details"] else None
+        if row["status"] == "computed" and profile:
+            times.setdefault((row["stage"], profile), []).append(row["seconds"])
+    return {cell: statistics.median(seconds) for cell, seconds in times.items()}
 
 
 def plan_asset(
@@ -46,7 +51,7 @@ def plan_asset(
     store: str,
     config: PipelineConfig,
     seed: int = 0,
-    typical: dict[str, float] | None = None,
+    typical: dict[tuple[str, str], float] | None = None,
 ) -> list[PlannedStage]:
     """The edit of one asset, stage by stage, as `edit_asset` would run it (nothing is computed)."""
     typical = typical_seconds(store) if typical is None else typical
@@ -58,15 +63,13 @@ def plan_asset(
     def visit(stage: object, call_refs: dict[str, StageRef], prompt: str | None, edit: EditConfig | None) -> None:
         nonlocal blocked
         ref = None
+        call = EDIT.call(stage, store=store, config=config, upstream=call_refs, source=asset_path, edit=edit, allow_missing=blocked)
         if not blocked:
-            call = EDIT.call(stage, store=store, config=config, upstream=call_refs, source=asset_path, edit=edit)
             ref = cached_ref(stage, call)
         if ref is not None:
             call_refs[stage.name] = ref
-        planned.append(
-            PlannedStage(asset_path, stage.name, prompt, "cached" if ref else "to compute",
-                         0.0 if ref else typical.get(stage.name))  # fmt: skip
-        )
+        expected = 0.0 if ref else typical.get((stage.name, cost_profile(stage, call)))
+        planned.append(PlannedStage(asset_path, stage.name, prompt, "cached" if ref else "to compute", expected))
         if ref is None and not stage.per_edit:
             blocked = True
 

@@ -10,12 +10,15 @@ from tasks.catalog import pipeline_of
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
-    """One row per asset: for each stage of its pipeline (tasks/catalog.py) `done`, `failed`, `missing` or `not run`, with
-    compute seconds. The pseudo-asset "world" lists the world model's stages instead of an edit's.
+    """One row per asset: for each stage of its pipeline (tasks/catalog.py) `done`, `failed`, `interrupted`,
+    `missing` or `not run`, with compute seconds and, for a failure, why; the preset of the asset's latest run;
+    per edit the verdict (applied, partly applied, not applied). The pseudo-asset "world" lists the world model's
+    stages instead of an edit's.
 
     A stage is `done` when its latest ledger row succeeded and that artifact is still committed,
-    `failed` when its latest row failed, `missing` when its artifact was removed since, `not run` when it never
-    ran (an optional stage such as `reconstruct` that is off, or one a run has not reached).
+    `failed` when its latest row failed (`interrupted` when that was Ctrl-C or a stop signal), `missing` when
+    its artifact was removed since, `not run` when it never ran (an optional stage such as `reconstruct` that is
+    off, or one a run has not reached).
     """
     store = ArtifactStore(store_uri)
     rows = store.ledger.read().to_pylist()
@@ -35,7 +38,7 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
             if row is None:
                 state, error = "not run", None
             elif row["status"] == "failed":
-                state, error = "failed", row["error"]
+                state, error = _failed_state(row), row["error"]
             else:
                 state, error = ("done" if store.is_committed(row["key"]) else "missing"), None
             stages[stage] = {
@@ -44,8 +47,18 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
                 "key": None if row is None else row["key"],
                 "error": error,
             }
-        table.append({"asset_id": asset_id, "stages": stages, "edits": _edits(store, rows, asset_id)})
+        presets = [_details(row).get("preset") for row in rows if row["asset_id"] == asset_id]
+        preset = next((p for p in reversed(presets) if p), None)
+        table.append({"asset_id": asset_id, "preset": preset, "stages": stages, "edits": _edits(store, rows, asset_id)})
     return table
+
+
+def _details(row: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(row["details"]) if row.get("details") else {}
+
+
+def _failed_state(row: dict[str, Any]) -> str:
+    return "interrupted" if (row.get("error") or "").startswith("interrupted") else "failed"
 
 
 def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> list[dict[str, Any]]:
@@ -63,10 +76,14 @@ def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> l
         if prompt is None:
             continue  # a failed per-edit run: its asset row shows the failure
         committed = row["status"] != "failed" and store.is_committed(key)
-        state = "failed" if row["status"] == "failed" else "done" if committed else "missing"
+        state = _failed_state(row) if row["status"] == "failed" else "done" if committed else "missing"
         cell = {"state": state, "seconds": row["seconds"] if row["status"] == "computed" else None, "key": key,
                 "error": row["error"]}  # fmt: skip
-        edits.setdefault(prompt, {"prompt": prompt, "stages": {}})["stages"][row["stage"]] = cell
+        entry = edits.setdefault(prompt, {"prompt": prompt, "stages": {}, "verdict": None, "verdict_reason": None})
+        entry["stages"][row["stage"]] = cell
+        if row["stage"] == "evaluate" and committed:
+            result = store.get(key).metadata.get("result", {})
+            entry.update(verdict=result.get("verdict"), verdict_reason=result.get("verdict_reason"))
     return sorted(edits.values(), key=lambda edit: edit["prompt"])
 
 

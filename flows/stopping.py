@@ -59,22 +59,40 @@ def quiet_resource_tracker() -> None:
         os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
 
 
-def stop_descendants(grace_s: float = GRACE_S) -> list[int]:
-    """SIGTERM to every descendant in this session, SIGKILL to those alive after `grace_s`; their pids."""
-    processes = descendants()
-    for process in processes:
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
-    return [process.pid for process in processes]
+def stop_descendants(grace_s: float = GRACE_S, rounds: int = 3) -> list[int]:
+    """SIGTERM to every descendant in this session, SIGKILL to those alive after `grace_s`; their pids. Again
+    while new ones turn up: a worker may have started Blender just as it was stopped (this process is their
+    subreaper, so such an orphan is still found here)."""
+    stopped: list[int] = []
+    for _ in range(rounds):
+        processes = [p for p in descendants() if p.pid not in stopped or p.is_running()]
+        if not processes:
+            break
+        for process in processes:
+            try:
+                process.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(processes, timeout=grace_s)
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=grace_s)
+        stopped += [process.pid for process in processes]
+    return stopped
+
+
+def adopt_orphans() -> None:
+    """Linux: become the subreaper of this command's processes, so that a grandchild whose parent was stopped
+    is re-parented here (and found, and stopped) rather than to init."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
 
 
 def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_code: int = 130) -> None:
@@ -100,6 +118,7 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
     quiet_resource_tracker()
+    adopt_orphans()
 
 
 def ignore_in_worker() -> None:

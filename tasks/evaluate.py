@@ -45,6 +45,8 @@ def evaluate(inputs: StageInputs, outputs: StageOutputs) -> dict:
         merge_rows=rows(inputs.load(MERGE_REPORT)),
         reconstruction_glb=inputs.load(RECONSTRUCTION) if inputs.ran("reconstruct") else None,
         viewer_js=viewer_script() if config.report_3d else None,
+        random_model=inputs.settings("model").source == "tiny",
+        preset=inputs.call.preset,
     )
     outputs.save(METRICS, [{"asset_id": inputs.asset_id, **result.metrics}])
     outputs.save(COMPONENT_COLOURS, result.component_colours)

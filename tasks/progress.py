@@ -32,8 +32,14 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def progress_line(description: str, step: int, total: int, elapsed: float, *extra: object) -> str:
-    """`invert: step 40/200 (20%), loss 0.0812, 12 s so far, about 48 s left`."""
+ESTIMATE_AFTER_STEPS = 3  # steps timed before the time left is said
+
+
+def progress_line(
+    description: str, step: int, total: int, elapsed: float, *extra: object, step_seconds: float | None = None
+) -> str:
+    """`invert: step 40/200 (20%), loss 0.0812, 12 s so far, about 48 s left`. `step_seconds`: the measured
+    time of one step; None while it is still being measured ("estimating")."""
     parts = [f"{description}: step {step}/{total} ({100 * step // max(total, 1)}%)"]
     for value in extra:
         if isinstance(value, Mapping):
@@ -42,7 +48,7 @@ def progress_line(description: str, step: int, total: int, elapsed: float, *extr
             parts.append(f"loss {value:.4g}")
     parts.append(f"{duration(elapsed)} so far")
     if 0 < step < total:
-        parts.append(f"about {duration(elapsed / step * (total - step))} left")
+        parts.append("estimating the time left" if step_seconds is None else f"about {duration(step_seconds * (total - step))} left")
     return ", ".join(parts)
 
 
@@ -72,6 +78,7 @@ def progress(description: str, every_s: float | None = None) -> Iterator[Callabl
     logger = _run_logger()
     started = time.perf_counter()
     last_line = [-float("inf")]
+    first: list[tuple[int, float]] = []  # the first step seen and when: the time left counts step time only
     bar: tqdm | None = None
 
     def on_step(step: int, total: int, *extra: object) -> None:
@@ -81,9 +88,13 @@ def progress(description: str, every_s: float | None = None) -> Iterator[Callabl
                 bar = tqdm(total=total, desc=description, file=sys.stderr, leave=False, dynamic_ncols=True)
             bar.update(step - bar.n)
         now = time.perf_counter()
+        if not first:  # what came before the first step (loading, prior samples, a resumed run's steps) is not step time
+            first.append((step, now))
+        timed = step - first[0][0]
+        step_seconds = (now - first[0][1]) / timed if timed >= ESTIMATE_AFTER_STEPS else None
         if step == 1 or step == total or now - last_line[0] >= every_s:
             last_line[0] = now
-            line = progress_line(description, step, total, now - started, *extra)
+            line = progress_line(description, step, total, now - started, *extra, step_seconds=step_seconds)
             if logger is not None:
                 logger.info(line)
             if not terminal:

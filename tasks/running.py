@@ -24,7 +24,7 @@ import psutil
 from dreamedit3d_core.mvdiffusion import EditConfig
 from storage import Artifact, ArtifactStore, ArtifactWriter, LedgerRecord
 from tasks.artifacts import Noun
-from tasks.stage import Stage, StageCall, StagePlan, StageRef, plan
+from tasks.stage import Stage, StageCall, StagePlan, StageRef, cost_profile, plan
 
 L = TypeVar("L")
 
@@ -122,6 +122,7 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
         raise
     store = ArtifactStore(stage_plan.store_uri)
     key = stage_plan.key
+    run_facts = {"preset": call.preset, "profile": cost_profile(stage, call)}  # for estimates
     metadata = {"asset_id": stage_plan.asset_id, "config": dict(stage_plan.config), "inputs": dict(stage_plan.inputs)}
     monitor = PeakMemory()
 
@@ -140,13 +141,14 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
             owner = {"stage": stage.name, "run_id": _flow_run_id()}  # read by a caller waiting on a remote run
             artifact, status = store.compute(key, stage=stage.name, metadata=metadata, fn=compute, owner=owner)
     except BaseException as error:
-        _append_ledger(store, stage_plan, "failed", started, clock, monitor, error)
+        _append_ledger(store, stage_plan, "failed", started, clock, monitor, error, run_facts)
         raise
     if stage.checkpoints:
         store.clear_scratch(key)
     seconds = time.perf_counter() - clock
     result = artifact.metadata.get("result", {})
-    _append_ledger(store, stage_plan, status, started, clock, monitor, None, result if status == "computed" else None)
+    details = {**run_facts, **result} if status == "computed" else run_facts
+    _append_ledger(store, stage_plan, status, started, clock, monitor, None, details)
     return _reference(stage, stage_plan, artifact, status, seconds)
 
 
@@ -282,6 +284,16 @@ def _flow_run_id() -> str | None:
     return None if context is None or context.flow_run is None else str(context.flow_run.id)
 
 
+INTERRUPTED_ERROR = "interrupted (Ctrl-C or a stop signal): run the same command again to resume"
+
+
+def _error_text(error: BaseException) -> str:
+    """What the ledger says about a failed run: the error, or that it was interrupted (not a fault)."""
+    if isinstance(error, KeyboardInterrupt) or type(error).__name__ in ("TerminationSignal", "Abort"):
+        return INTERRUPTED_ERROR
+    return f"{type(error).__name__}: {error}"[:2000]
+
+
 def _append_ledger(
     store: ArtifactStore,
     stage_plan: StagePlan,
@@ -309,7 +321,7 @@ def _append_ledger(
                 peak_gpu_bytes=monitor.peak_gpu if monitor else None,
                 host=socket.gethostname(),
                 run_id=_flow_run_id(),
-                error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+                error=None if error is None else _error_text(error),
                 details=json.dumps(details, default=str) if details else None,
             )
         )

@@ -10,7 +10,9 @@ section or upstream artifact, so no key can leave out what a stage used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -68,6 +70,7 @@ class StageCall(BaseModel):
     config: dict[str, Any] = {}  # the pipeline config's sections this stage declares, as JSON
     edit: EditConfig | None = None  # per-edit stages: the edit
     source: str | None = None  # a stage that reads the source file (ingest): its path
+    preset: str | None = None  # the preset the config came from: recorded in the ledger, never part of the key
 
 
 @dataclass(eq=False)
@@ -178,11 +181,13 @@ class Pipeline:
         upstream: Mapping[str, StageRef] | None = None,
         edit: EditConfig | None = None,
         source: str | None = None,
+        allow_missing: bool = False,
     ) -> StageCall:
-        """The call of `stage`: the upstream references and config sections it declares, nothing else."""
+        """The call of `stage`: the upstream references and config sections it declares, nothing else
+        (`allow_missing`: without upstream artifacts not made yet, for what does not need them: a cost profile)."""
         upstream = upstream or {}
         missing = [name for name in stage.reads if name not in upstream]
-        if missing:
+        if missing and not allow_missing:
             raise ValueError(f"stage {stage.name!r} needs the artifacts of {missing} first")
         return StageCall(
             store=store,
@@ -190,6 +195,7 @@ class Pipeline:
             config={section: _json(getattr(config, section)) for section in stage.config},
             edit=edit if stage.per_edit else None,
             source=source if stage.identify is not None else None,
+            preset=getattr(config, "preset", None),
         )
 
     def settings(self, stage: Stage, call: StageCall, section: str) -> Any:
@@ -220,8 +226,8 @@ class StagePlan:
         return artifact_key(self.stage, self.code_version, self.config, self.inputs)
 
 
-def plan(stage: Stage, call: StageCall) -> StagePlan:
-    """The stage's artifact key for this call (reads the source's files for `identify` stages, nothing else)."""
+def stage_settings(stage: Stage, call: StageCall) -> dict[str, Any]:
+    """The settings of the config sections the stage reads, as its key sees them (execution-only ones left out)."""
     pipeline = stage.pipeline
     settings: dict[str, Any] = {}
     for section in stage.config:
@@ -230,6 +236,21 @@ def plan(stage: Stage, call: StageCall) -> StagePlan:
         value = pipeline.settings(stage, call, section)
         to_key = pipeline.section_keys.get(section)
         settings[section] = to_key(value) if to_key is not None else key_settings(value)
+    return settings
+
+
+def cost_profile(stage: Stage, call: StageCall) -> str:
+    """What a stage's run time depends on besides the asset: the preset and the stage's settings (the model,
+    steps, sizes; not the edit prompt). Runs with the same profile are the history an estimate goes by."""
+    facts = {"stage": stage.name, "preset": call.preset, "settings": stage_settings(stage, call)}
+    text = json.dumps(facts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(stage: Stage, call: StageCall) -> StagePlan:
+    """The stage's artifact key for this call (reads the source's files for `identify` stages, nothing else)."""
+    pipeline = stage.pipeline
+    settings = stage_settings(stage, call)
     if stage.per_edit:
         if call.edit is None:
             raise ValueError(f"stage {stage.name!r} runs per edit: give the edit")

@@ -13,6 +13,9 @@ import tasks  # noqa: F401  (Prefect's offline settings before prefect is import
 # Commands run by tests never leave a background server behind: without the session server's URL they use
 # Prefect's temporary one (tests/flows/test_local_server.py tests the background server on its own).
 os.environ.setdefault("DREAMEDIT3D_SERVER", "temporary")
+# The suite names its preset: commands that name none run the random tiny models (seconds per stage), not the
+# command line's own default (`world`, tested in tests/flows/test_cli_checks.py).
+os.environ["DREAMEDIT3D_PRESET"] = "tiny"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ASSETS = PROJECT_ROOT.parent / "shared" / "assets"

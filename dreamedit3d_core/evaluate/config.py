@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from dreamedit3d_core.execution import execution_field
+from dreamedit3d_core.evaluate.verdict import VerdictConfig
 
 
 class ClipConfig(BaseModel):
@@ -38,6 +39,8 @@ class EvaluateConfig(BaseModel):
     # the report shows source and edit side by side in an interactive 3D viewer (the <model-viewer> that
     # scripts/install.sh vendors; without it, pictures); off keeps reports small (no ~1 MB script, no meshes)
     report_3d: bool = True
+    # the verdict on each edit ("applied", "partly applied", "not applied"): its thresholds (verdict.py)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
 
 
 class EvaluationViewsConfig(BaseModel):

@@ -24,6 +24,7 @@ from dreamedit3d_core.evaluate.config import EvaluateConfig, EvaluationViewsConf
 from dreamedit3d_core.evaluate.edit import edit_metrics
 from dreamedit3d_core.evaluate.edit_inputs import isolation_summary, keep_masks
 from dreamedit3d_core.evaluate.image_metrics import masked_psnr, on_white, silhouette_iou
+from dreamedit3d_core.evaluate.verdict import edit_verdict
 from dreamedit3d_core.evaluate.report import html_report
 from dreamedit3d_core.evaluate.turntable import turntable_strip
 from dreamedit3d_core.geometry.cameras import CameraSet
@@ -110,6 +111,8 @@ def evaluate_edit(
     merge_rows: Sequence[Mapping[str, Any]] = (),
     reconstruction_glb: Path | None = None,
     viewer_js: str | None = None,
+    random_model: bool = False,
+    preset: str | None = None,
 ) -> EditEvaluation:
     """One edit against its source asset.
 
@@ -117,7 +120,9 @@ def evaluate_edit(
     `components` is the mask stage's table (`token`, `part_ids`); `isolation_tables` are the attention
     isolation rows of each personalisation phase; `merge_rows` the merge stage's report; the previews go into
     the report as they are. `viewer_js` (the <model-viewer> bundle, see page.py) puts source and edit side by
-    side in 3D; without it the report shows them as pictures."""
+    side in 3D; without it the report shows them as pictures. The verdict (`verdict.py`; `random_model`: the
+    model was never trained, so the verdict is "noise") goes into the metrics and at the top of the report,
+    with the `preset` that made the edit."""
     tokens, part_lists = list(components["token"]), components["part_ids"]
     cameras = cameras.resized(int(sampled_views.shape[1]))
     evaluation = evaluation_render_config(render_config, views_config)
@@ -178,11 +183,15 @@ def evaluate_edit(
         )
         shares = component_colour_shares(source.part_id, source.rgb_white, reconstruction.rgba, part_lists, tokens)
         all_colour_rows += [{"output": "reconstruction", **row} for row in shares]
+    verdict = edit_verdict(metrics, config.verdict, random_model=random_model)
+    metrics = {"verdict": verdict.label, "verdict_reason": verdict.reason, **metrics}
     kept = [token for index, token in enumerate(tokens) if index not in edited_indices]
     report = html_report(
         f"{title}: {prompt}",
         sections,
         metrics,
+        verdict=verdict,
+        preset=preset,
         notes=[
             f"kept components: {kept}",
             *(_merge_note(row) for row in merge_rows if row.get("edited")),

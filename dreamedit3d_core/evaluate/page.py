@@ -37,6 +37,58 @@ td.good { color: #555; } code { background: #f4f4f4; padding: 0 0.2em; }
 model-viewer { width: 320px; height: 320px; background-color: #b4b8be; --progress-bar-height: 0px; }
 .failed { color: #b00020; } .completed, .computed { color: #1b5e20; } .cached { color: #555; }
 .note { color: #555; font-size: 0.9em; } pre { background: #f4f4f4; padding: 0.5em; white-space: pre-wrap; }
+.verdict { font-size: 1.1em; padding: 0.4em 0.8em; border-radius: 6px; display: inline-block; margin: 0.3em 0; }
+.verdict-applied { background: #e3f4e4; color: #1b5e20; } .verdict-partly-applied { background: #fff4d6; color: #7a4f00; }
+.verdict-not-applied, .verdict-noise-random-model { background: #fde4e6; color: #b00020; }
+.verdict-not-measured { background: #eee; color: #444; }
+.controls button { margin-right: 0.5em; }
+"""
+
+# The report's before and after viewers move as one: the first turns by itself and the others follow it; dragging
+# any of them turns all of them (and pauses the turning); a button pauses and resumes it, another colours every
+# material of both models in a colour of its own (parts, where each part has its material) and back.
+LINKED_VIEWERS_JS = """
+(() => {
+  const viewers = [...document.querySelectorAll('model-viewer.linked')];
+  if (viewers.length < 2) return;
+  const [leader, ...others] = viewers;
+  others.forEach(v => v.removeAttribute('auto-rotate'));
+  const pause = document.getElementById('linked-pause');
+  const setTurning = on => { leader.autoRotate = on; if (pause) pause.textContent = on ? 'pause' : 'turn'; };
+  let copying = false;
+  const follow = from => {
+    if (copying) return;
+    copying = true;
+    const orbit = from.getCameraOrbit();
+    for (const v of viewers) if (v !== from) { v.cameraOrbit = `${orbit.theta}rad ${orbit.phi}rad auto`; v.jumpCameraToGoal(); }
+    copying = false;
+  };
+  viewers.forEach(v => v.addEventListener('camera-change', e => {
+    if (e.detail.source === 'user-interaction') setTurning(false);
+    if (e.detail.source !== 'none' || v === leader) follow(v);
+  }));
+  if (pause) pause.addEventListener('click', () => setTurning(!leader.autoRotate));
+  const palette = [[0.9,0.3,0.2,1],[0.2,0.5,0.9,1],[0.3,0.75,0.3,1],[0.95,0.75,0.2,1],[0.6,0.35,0.8,1],[0.2,0.8,0.8,1],[0.9,0.5,0.7,1],[0.55,0.4,0.25,1]];
+  const saved = new Map();
+  const parts = document.getElementById('linked-parts');
+  if (parts) parts.addEventListener('click', () => {
+    const on = parts.dataset.on !== 'true';
+    parts.dataset.on = String(on);
+    parts.textContent = on ? 'own colours' : 'part colours';
+    for (const v of viewers) (v.model?.materials || []).forEach((m, i) => {
+      const pbr = m.pbrMetallicRoughness;
+      if (on) {
+        saved.set(m, [pbr.baseColorFactor.slice(), pbr.baseColorTexture.texture]);
+        pbr.baseColorTexture.setTexture(null);
+        pbr.setBaseColorFactor(palette[i % palette.length]);
+      } else if (saved.has(m)) {
+        const [factor, texture] = saved.get(m);
+        pbr.setBaseColorFactor(factor);
+        pbr.baseColorTexture.setTexture(texture);
+      }
+    });
+  });
+})();
 """
 
 
@@ -80,21 +132,26 @@ def viewer_version() -> str | None:
     return f"{lock['package']}@{lock['version']}" if viewer_script() is not None else None
 
 
-def model_viewer(label: str, glb: bytes, element_id: str) -> str:
-    """An interactive 3D view of one GLB (drag to turn, scroll to zoom), the GLB inlined as a data URL."""
+def model_viewer(label: str, glb: bytes, element_id: str, linked: bool = False) -> str:
+    """An interactive 3D view of one GLB (drag to turn, scroll to zoom), the GLB inlined as a data URL;
+    `linked` viewers of a page turn together (LINKED_VIEWERS_JS)."""
     source = "data:model/gltf-binary;base64," + base64.b64encode(glb).decode("ascii")
+    linked_class = ' class="linked"' if linked else ""
     return (
-        f'<model-viewer id="{html.escape(element_id)}" src="{source}" alt="{html.escape(label)}" camera-controls '
+        f'<model-viewer id="{html.escape(element_id)}"{linked_class} src="{source}" alt="{html.escape(label)}" camera-controls '
         'auto-rotate auto-rotate-delay="0" rotation-per-second="20deg" camera-orbit="30deg 70deg auto" '
         'interaction-prompt="none" shadow-intensity="0.6" exposure="1.1">'
         "</model-viewer>"
     )
 
 
-def view(element_id: str, label: str, glb: bytes | None, picture: np.ndarray | bytes | None, viewer_js: str | None) -> str:
+def view(
+    element_id: str, label: str, glb: bytes | None, picture: np.ndarray | bytes | None, viewer_js: str | None,
+    linked: bool = False,
+) -> str:  # fmt: skip
     """A 3D viewer of the GLB when there is one and the viewer is installed, else its picture."""
     if glb is not None and viewer_js is not None:
-        return model_viewer(label, glb, element_id)
+        return model_viewer(label, glb, element_id, linked)
     if picture is not None:
         return figure(label, picture)
     return "<p class=note>nothing to show</p>"
@@ -108,13 +165,16 @@ def side_by_side(cards: Sequence[tuple[str, str]]) -> str:
 
 
 def page(title: str, body: str, viewer_js: str | None, uses_viewer: bool) -> str:
-    """A whole page; the viewer script is inlined once when the body has 3D views."""
-    script = ""
+    """A whole page; the viewer script is inlined once when the body has 3D views (and, when some of them are
+    linked, the script that turns them together, at the end of the body)."""
+    script = tail = ""
     if uses_viewer and viewer_js:
         escaped = viewer_js.replace("</", "<\\/")  # `<\/` is `</` to JavaScript and never ends the element early
         script = f"<script>{escaped}</script>"
+        if 'class="linked"' in body:
+            tail = f"<script>{LINKED_VIEWERS_JS}</script>"
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title>{script}<style>{STYLE}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+        f"<h1>{html.escape(title)}</h1>\n{body}\n{tail}</body></html>\n"
     )

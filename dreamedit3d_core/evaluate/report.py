@@ -9,11 +9,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from dreamedit3d_core.evaluate.page import VIEWER_MISSING, figure, page, side_by_side, view
+from dreamedit3d_core.evaluate.verdict import Verdict
 
 
 # What each metric measures and what good looks like, in words, for the report's readers.
 METRIC_MEANINGS: dict[str, tuple[str, str]] = {
     "prompt": ("the edit prompt", ""),
+    "verdict": ("did the edit land? (applied, partly applied, not applied)", "applied"),
+    "verdict_reason": ("the numbers behind the verdict", ""),
     "preserved_psnr": ("kept parts, edited vs source (PSNR, dB)", "higher is better; above about 30 dB they look unchanged"),
     "preserved_ssim": ("kept parts, edited vs source (SSIM)", "closer to 1 is better"),
     "edited_silhouette_iou": ("outline of the edited parts, before vs after (IoU)",
@@ -43,7 +46,7 @@ METRIC_MEANINGS: dict[str, tuple[str, str]] = {
                                  "higher is better; low values mean an edit may leak onto other parts"),
 }
 # The few numbers a person checks first, in this order (the gallery shows these; the report shows all).
-HEADLINE_METRICS = ("edited_colour_share", "preserved_psnr", "edited_silhouette_iou", "f_score", "consistency_psnr")
+HEADLINE_METRICS = ("verdict", "edited_colour_share", "preserved_psnr", "edited_silhouette_iou", "f_score", "consistency_psnr")
 
 
 def html_report(
@@ -54,20 +57,41 @@ def html_report(
     *,
     before_after: Sequence[tuple[str, bytes, np.ndarray | bytes]] = (),
     viewer_js: str | None = None,
+    verdict: Verdict | None = None,
+    preset: str | None = None,
 ) -> str:
-    """Before and after side by side (per side: a title, its GLB, and a picture shown when there is no 3D
-    viewer), then the figures (caption, image) top to bottom, the metrics in words, and the notes."""
-    cards = [(side, view(f"viewer-{index}", side, glb, picture, viewer_js)) for index, (side, glb, picture) in enumerate(before_after)]
+    """The verdict and the preset on top; before and after side by side (per side: a title, its GLB, and a
+    picture shown when there is no 3D viewer; the 3D views turn together), then the figures (caption, image)
+    top to bottom, the metrics in words, and the notes."""
+    cards = [
+        (side, view(f"viewer-{index}", side, glb, picture, viewer_js, linked=True))
+        for index, (side, glb, picture) in enumerate(before_after)
+    ]
     note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
-    body = ""
+    body = verdict_line(verdict, preset)
     if cards:
-        hint = "drag to turn, scroll to zoom" if viewer_js else VIEWER_MISSING
-        body += f"<h2>Before and after</h2><p class=note>{html.escape(hint)}</p>{side_by_side(cards)}\n"
+        hint = "drag either to turn both, scroll to zoom" if viewer_js else VIEWER_MISSING
+        controls = (
+            '<p class=controls><button id="linked-pause">pause</button><button id="linked-parts">part colours</button></p>'
+            if viewer_js and len(cards) > 1 else ""
+        )  # fmt: skip
+        body += f"<h2>Before and after</h2><p class=note>{html.escape(hint)}</p>{controls}{side_by_side(cards)}\n"
     body += "\n".join(figure(caption, image) for caption, image in figures)
     body += f"\n<h2>Metrics</h2>{metrics_table(metrics)}\n"
     if note_items:
         body += f"<h2>Notes</h2><ul>{note_items}</ul>\n"
     return page(title, body, viewer_js, uses_viewer=bool(cards))
+
+
+def verdict_line(verdict: Verdict | None, preset: str | None = None) -> str:
+    """`verdict: applied (62% of the edited parts in purple, ...)` in its colour, and the preset that made it."""
+    line = ""
+    if verdict is not None:
+        css = "verdict-" + "".join(c if c.isalnum() else "-" for c in verdict.label).replace("--", "-")
+        line += f'<p class="verdict {css}"><b>verdict: {html.escape(verdict.label)}</b> ({html.escape(verdict.reason)})</p>'
+    if preset:
+        line += f"<p class=note>preset <b>{html.escape(preset)}</b></p>"
+    return line
 
 
 def metrics_table(metrics: Mapping[str, object], names: Sequence[str] | None = None) -> str:

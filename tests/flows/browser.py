@@ -75,3 +75,18 @@ def open_page(path: Path, screenshot_dir: Path, timeout_ms: int = 90_000) -> Pag
         finally:
             browser.close()
     return check
+
+
+def visible_text(path: Path, screenshot: Path) -> str:
+    """The text a person sees on the page (its body's innerText), and a full-page screenshot of it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            page.screenshot(path=str(screenshot), full_page=True)
+            return page.inner_text("body")
+        finally:
+            browser.close()

@@ -226,10 +226,18 @@ def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path
 
 def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    plain = run_cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store))
+    plain = run_cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store), check=False)
+    assert plain.returncode == 2  # refused before any work: its words describe no token
     assert "edit 'a photo of a red chair' changes no component: put the words next to the token" in plain.stderr
+    assert "--allow-no-edit" in plain.stderr and not store.exists()
+    noise = run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--fail-on-unapplied",
+                    "--out", str(tmp_path / "out"), check=False)  # fmt: skip
+    assert noise.returncode == 3, noise.stderr  # the tiny preset's random model: its edits are noise, and say so
+    assert "verdict  noise: random model" in noise.stdout and "(preset tiny)" in noise.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["chair__asset0-in-red.glb", "chair__asset0-in-red.html"]
+    assert f"mesh     {(tmp_path / 'out' / 'chair__asset0-in-red.glb').resolve()}" in noise.stdout
     second = json.loads(
-        run_cli("edit", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
+        run_cli("edit", str(chair), "--edit", "a photo of a blue chair", "--allow-no-edit", "--store", str(store), "--json").stdout
     )
     status = {entry["stage"]: entry["status"] for entry in second["stages"]}
     assert status == {

@@ -4,6 +4,7 @@ store, each mistake in one line with exit code 2; and the effective configuratio
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,36 @@ def test_mistakes_are_found_without_importing_the_pipeline(tmp_path: Path) -> No
     assert early("world", "train", "--config", str(tmp_path / "world.yaml")) == (None, [])
     (tmp_path / "mvdream.yaml").write_text("model:\n  target: ldm.MultiViewLDM\n")  # MVDream's own model file
     assert early("convert-mvdream", "x.ckpt", "--config", str(tmp_path / "mvdream.yaml"), "--out", "y") == (None, [])
+
+
+def test_a_command_that_names_no_preset_makes_real_edits_and_tiny_says_it_is_noise(tmp_path: Path) -> None:
+    """`world` by default; `mvdream` when a converted MVDream folder is configured; `tiny` only when named."""
+    base = {k: v for k, v in os.environ.items() if k not in ("DREAMEDIT3D_PRESET", "DREAMEDIT3D_MVDREAM")}
+
+    def show(*args: str, **env: str) -> tuple[dict, str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "config", "show", "--json", *args],
+            capture_output=True, text=True, cwd=PROJECT_ROOT, env={**base, **env}, check=True,
+        )  # fmt: skip
+        return json.loads(result.stdout), result.stderr
+
+    settings, said = show()
+    assert settings["preset"] == "world" and settings["model"]["source"] == "world" and said == ""
+    settings, _ = show(DREAMEDIT3D_MVDREAM=str(tmp_path / "mvdream-model"))
+    assert settings["preset"] == "mvdream" and settings["model"]["path"] == str(tmp_path / "mvdream-model")
+    settings, said = show("--preset", "tiny")
+    assert settings["preset"] == "tiny"
+    assert said.strip() == "preset tiny: random untrained models, every edit comes out as noise (to try the pipeline in seconds; --preset world edits for real)"
+    settings, said = show(DREAMEDIT3D_PRESET="tiny")
+    assert settings["preset"] == "tiny" and "noise" in said
+    assert early_with_env({"DREAMEDIT3D_PRESET": "huge"}, "edit", "x.glb").startswith("DREAMEDIT3D_PRESET=huge: unknown preset 'huge'")
+
+
+def early_with_env(env: dict[str, str], *argv: str) -> str:
+    script = f"from flows.cli import early_mistake; print(early_mistake({list(argv)!r}))"
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, env={**os.environ, **env}, check=True
+    ).stdout.strip()
 
 
 def test_the_recorded_setting_names_match_the_config_classes() -> None:

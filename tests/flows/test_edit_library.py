@@ -7,6 +7,7 @@ subprocesses pointed at the same server). Settings are the tiny preset cut down 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -71,7 +72,7 @@ def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path) -> Pa
     rows = [
         {"asset": "chair.glb", "edits": CHAIR_EDITS},
         {"asset": "nested.glb", "edits": ["a photo of <asset0> in blue"]},
-        {"asset": "empty.obj", "edits": ["a photo of <asset0>"]},
+        {"asset": "empty.obj", "edits": ["a photo of <asset0> in red"]},
     ]
     (folder / "manifest.yaml").write_text(yaml.safe_dump(rows))
     (folder / "fast.yaml").write_text(yaml.safe_dump(FAST))
@@ -82,7 +83,8 @@ def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path) -> Pa
 def first_batch(library: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> tuple[State, str]:
     store = str(tmp_path_factory.mktemp("batch") / "store")
     state = edit_library(
-        manifest=str(library / "manifest.yaml"), store=store, overrides=FAST, max_concurrency=2, return_state=True
+        manifest=str(library / "manifest.yaml"), store=store, preset="tiny", overrides=FAST, max_concurrency=2,
+        return_state=True,
     )
     return state, store
 
@@ -123,11 +125,18 @@ def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(firs
     summary = batch_summary(state)
     assert summary.summary_uri is not None and summary.index_uri is not None
     (batch,) = ArtifactStore(store).list(stage="batch")
-    table = batch.table("summary").to_pylist()
-    assert [(row["row"], row["status"]) for row in table] == [(1, "completed"), (2, "completed"), (3, "failed")]
-    assert "empty.obj" in table[2]["error"]
-    assert [s["stage"] for s in table[0]["stages"]][:6] == ["ingest", "render", "mask", "invert", "finetune", "sample"]
-    assert json.loads(table[0]["outputs"]) == summary.assets[0].outputs
+    table = batch.table("summary").to_pylist()  # one row per edit, in plain columns
+    assert [(row["row"], row["edit"], row["status"]) for row in table] == [
+        (1, CHAIR_EDITS[0], "completed"), (1, CHAIR_EDITS[1], "completed"),
+        (2, "a photo of <asset0> in blue", "completed"), (3, "a photo of <asset0> in red", "failed"),
+    ]  # fmt: skip
+    assert {row["preset"] for row in table} == {"tiny"}
+    assert [row["verdict"] for row in table] == ["noise: random model"] * 3 + [None]
+    assert "empty.obj" in table[3]["error"] and table[3]["mesh"] is None
+    edits = summary.assets[0].outputs["edits"]
+    assert [row["mesh"] for row in table[:2]] == [edit["mesh_source_frame"] for edit in edits]
+    assert [row["report"] for row in table[:2]] == [edit["report"] for edit in edits]
+    assert all(isinstance(row["edited_colour_share"], float) for row in table[:3])
 
     page = Path(summary.index_uri.removeprefix("file://")).read_text()
     assert 'src="file:' not in page  # meshes and pictures inlined: the page works copied anywhere
@@ -135,9 +144,14 @@ def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(firs
     for asset in summary.assets[:2]:
         for edit in asset.outputs["edits"]:
             assert f"<h3>{edit['prompt'].replace('<', '&lt;').replace('>', '&gt;')}</h3>" in page
-    assert "no geometry" in page  # the failure's error, and the command that retries it
-    assert f"dreamedit3d batch {summary.manifest} --store {summary.store} --preset tiny" in page
+    assert "no geometry" in page  # the failure's error; the file itself is broken: no retry, but "fix the file"
+    assert "fix the file" in page and "retry the failed rows" not in page
+    assert "edits: 3 noise: random model, 1 failed" in page and "preset <b>tiny</b>" in page  # at the top
+    assert page.count("verdict: noise: random model") == 2 * 3  # on each edit's card and above its details
     assert "share of the edited parts now in the asked colour" in page  # metrics in words
+    report_link = "../../" + summary.assets[0].outputs["edits"][0]["report"].split("/objects/", 1)[1]
+    assert f'href="{report_link}"' in page  # relative to the gallery's place in the store
+    assert (Path(summary.index_uri.removeprefix("file://")).parent / report_link).resolve().is_file()
 
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
@@ -190,13 +204,46 @@ def test_the_gallery_and_a_report_open_from_a_copied_folder_in_chromium_with_eve
     assert report.broken_images == 0
 
 
+def test_the_gallery_says_at_the_top_and_on_each_card_which_edits_landed(
+    first_batch: tuple[State, str], tmp_path: Path
+) -> None:
+    """One asset whose edit was applied, one whose edit was not, one that failed: a person sees which at once."""
+    from flows.batch_index import html_index
+    from tests.flows.browser import visible_text
+
+    summary = batch_summary(first_batch[0])
+    chair, nested, empty = summary.assets
+
+    def judged(outcome: Any, verdict: str, reason: str) -> Any:  # the tiny model's verdicts are all "noise"
+        edit = {**outcome.outputs["edits"][0], "verdict": verdict, "verdict_reason": reason}
+        return outcome.model_copy(update={"outputs": {**outcome.outputs, "edits": [edit]}, "edits": outcome.edits[:1]})
+
+    staged = summary.model_copy(update={"assets": [
+        judged(chair, "applied", "81% of the edited parts in gold, kept parts 31.0 dB from the source"),
+        judged(nested, "not applied", "2% of the edited parts in blue, kept parts 35.2 dB from the source"), empty,
+    ]})  # fmt: skip
+    page = tmp_path / "index.html"
+    page.write_text(html_index(staged, preset="world"))
+    text = visible_text(page, tmp_path / "gallery.png")
+    assert text.index("edits: 1 applied, 1 not applied, 1 failed") < text.index("row 1")  # at the top
+    assert "row 1: chair" in text and "completed (" in text and "· applied" in text
+    assert "· not applied" in text and "row 3: empty-" in text and "failed (" in text
+    assert "verdict: applied (81% of the edited parts in gold" in text
+    assert "verdict: not applied (2% of the edited parts in blue" in text
+    assert "fix the file" in text
+    status = json.loads(run_cli("status", "--store", first_batch[1], "--json").stdout)
+    verdicts = [edit["verdict"] for asset in status["assets"] for edit in asset["edits"]]
+    assert verdicts and set(verdicts) == {"noise: random model"}  # `status` shows each edit's verdict
+    assert {asset["preset"] for asset in status["assets"]} == {"tiny"}
+
+
 def test_a_rerun_computes_nothing_and_a_lost_artifact_alone_is_recomputed(
     first_batch: tuple[State, str], library: Path
 ) -> None:
     state, store = first_batch
     before = computed_keys(store)
     again = batch_summary(
-        edit_library(manifest=str(library / "manifest.yaml"), store=store, overrides=FAST, return_state=True)
+        edit_library(manifest=str(library / "manifest.yaml"), store=store, preset="tiny", overrides=FAST, return_state=True)
     )
     assert computed_keys(store) == before
     for asset in again.assets[:2]:
@@ -205,7 +252,7 @@ def test_a_rerun_computes_nothing_and_a_lost_artifact_alone_is_recomputed(
 
     lost = again.assets[0].stages[-1]["key"]  # the chair's last stage: nothing depends on it
     ArtifactStore(store).delete(lost)
-    edit_library(manifest=str(library / "manifest.yaml"), store=store, overrides=FAST, return_state=True)
+    edit_library(manifest=str(library / "manifest.yaml"), store=store, preset="tiny", overrides=FAST, return_state=True)
     assert computed_keys(store) - before == Counter({lost: 1})
 
 
@@ -243,14 +290,30 @@ def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str
 
 
 def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
-    first_batch: tuple[State, str], library: Path
+    first_batch: tuple[State, str], library: Path, tmp_path: Path
 ) -> None:
     _, store = first_batch
+    out = tmp_path / "results"
     result = run_cli(
-        "batch", str(library / "manifest.yaml"), "--store", store, "--config", str(library / "fast.yaml"), "--json"
-    )
-    assert result.returncode == 1, result.stderr
+        "batch", str(library / "manifest.yaml"), "--store", store, "--config", str(library / "fast.yaml"), "--json",
+        "--out", str(out), "--fail-on-unapplied",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr  # an asset failed: that comes before "not applied" (3)
     payload = json.loads(result.stdout)
+    # --out: every edit's GLB and report under a name a person reads, a plain table, the gallery linking them
+    assert sorted(path.name for path in out.iterdir()) == [
+        "chair__asset0-in-gold.glb", "chair__asset0-in-gold.html", "chair__asset1-in-red.glb", "chair__asset1-in-red.html",
+        "index.html", "nested__asset0-in-blue.glb", "nested__asset0-in-blue.html", "summary.csv",
+    ]  # fmt: skip
+    with open(out / "summary.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(row["row"], row["edit"], row["verdict"], row["mesh"]) for row in table][:2] == [
+        ("1", CHAIR_EDITS[0], "noise: random model", "chair__asset0-in-gold.glb"),
+        ("1", CHAIR_EDITS[1], "noise: random model", "chair__asset1-in-red.glb"),
+    ]  # fmt: skip
+    assert table[3]["status"] == "failed" and "no geometry" in table[3]["error"]
+    assert 'href="chair__asset0-in-gold.html"' in (out / "index.html").read_text()
+    assert payload["preset"] == "tiny" and payload["verdicts"] == {"noise: random model": 3, "failed": 1}
     assert (payload["completed"], payload["failed"]) == (2, 1)
     assert [a["status"] for a in payload["assets"]] == ["completed", "completed", "failed"]
     assert {"asset", "status", "error", "stages", "outputs"} <= set(payload["assets"][0])
@@ -316,7 +379,10 @@ def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resu
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: committed stages are kept; run the same command again to resume"
     assert stdout == ""
-    assert _session_processes(process.pid) == []  # no worker, no Blender left behind
+    # no worker, no Blender left behind (multiprocessing's resource tracker ends by itself once the command has:
+    # it cleans up after the stopped workers; give it a moment)
+    left = poll(lambda: _session_processes(process.pid), lambda found: found == [], timeout=5)
+    assert left == [], [(p.pid, p.cmdline()) for p in left]
     verify = run_cli("verify", "--store", str(store), "--check-only", "--json")
     assert json.loads(verify.stdout) == {"clean": True, "problems": []}
 
@@ -346,7 +412,7 @@ def test_two_batches_at_once_on_one_store_compute_each_stage_once(library: Path,
         yaml.safe_dump(
             [
                 {"asset": "chair.glb", "edits": CHAIR_EDITS[:1]},
-                {"asset": "nested.glb", "edits": ["a photo of <asset0>"]},
+                {"asset": "nested.glb", "edits": ["a photo of <asset0> in green"]},
             ]
         )
     )
@@ -372,4 +438,4 @@ def test_two_batches_at_once_on_one_store_compute_each_stage_once(library: Path,
 
 def test_several_assets_at_once_need_a_store_other_processes_can_reach(library: Path) -> None:
     with pytest.raises(ValueError, match="memory:// store lives in one process"):
-        edit_library(manifest=str(library / "manifest.yaml"), store="memory://batch", max_concurrency=2)
+        edit_library(manifest=str(library / "manifest.yaml"), store="memory://batch", preset="tiny", max_concurrency=2)

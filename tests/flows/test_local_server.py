@@ -11,6 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
+
+from tests.flows.fast_settings import FAST
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "flows.cli"]
@@ -20,6 +23,27 @@ CLI = [sys.executable, "-m", "flows.cli"]
 def env(tmp_path: Path) -> dict[str, str]:
     environment = {key: value for key, value in os.environ.items() if key not in ("PREFECT_API_URL", "DREAMEDIT3D_SERVER")}
     return {**environment, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+
+
+def runs_page(ui: str, run_name: str, screenshot: Path) -> dict:
+    """Open the UI's runs page in Chromium; how many runs of that name it lists, with the preset's tag."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.flows.browser import CHROMIUM_ARGS, chromium
+
+    api_errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("requestfailed", lambda request: api_errors.append(request.url) if "/api/" in request.url else None)
+            page.goto(f"{ui}/runs", wait_until="networkidle")
+            page.get_by_text(run_name).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(screenshot))
+            return {"runs": page.get_by_text(run_name).count(), "tags": page.get_by_text("preset:tiny").count(),
+                    "api_errors": api_errors}  # fmt: skip
+        finally:
+            browser.close()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,6 +66,17 @@ def test_the_first_command_starts_the_server_and_the_next_ones_reuse_it(
         assert second.returncode == 0, second.stderr
         assert "starting" not in second.stderr and json.loads(second.stdout)["status"] == "cached"
         assert json.loads(cli(env, "server", "status", "--json").stdout)["pid"] == server["pid"]  # the same one
+
+        # Prefect's UI works at the server's own address and lists an edit's run by its asset and edit
+        (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST))
+        edit = cli(env, "edit", asset, "--edit", "a photo of <asset0> in red", "--preset", "tiny",
+                   "--config", str(tmp_path / "fast.yaml"), "--store", store, "--verbose")  # fmt: skip
+        assert edit.returncode == 0, edit.stderr
+        assert f"View at {server['ui']}/runs/flow-run/" in edit.stderr  # --verbose: the run's UI link
+        assert "UI: " + server["ui"] in cli(env, "server", "status").stdout
+        found = runs_page(server["ui"], "two_objects.obj: a photo of <asset0> in red", tmp_path / "runs.png")
+        assert found["api_errors"] == [], found  # the UI reached its own API (not port 4200)
+        assert found["tags"] >= 1 and found["runs"] >= 1, found
 
         assert json.loads(cli(env, "server", "stop", "--json").stdout) == {"stopped": True}
         assert not psutil.pid_exists(server["pid"]) or psutil.Process(server["pid"]).status() == psutil.STATUS_ZOMBIE

@@ -34,9 +34,17 @@ def test_a_plan_before_and_after_running_the_asset_stages(tmp_path: Path) -> Non
     assert status["ingest"] == status["render"] == status["mask"] == "cached"
     assert status["invert"] == status["sample"] == "to compute"
     # the same stages computed again elsewhere are expected to take what they took here
-    elsewhere = plan_asset(chair, edits, str(tmp_path / "other"), CONFIG, typical={"render": 5.0, "invert": 7.0})
-    seconds, unknown = remaining_seconds(elsewhere)
-    assert seconds == 12.0 and unknown == len(elsewhere) - 2
+    typical = typical_seconds(store)
+    elsewhere = plan_asset(chair, edits, str(tmp_path / "other"), CONFIG, typical=typical)
     ledger = ArtifactStore(store).ledger.read().to_pylist()
-    render_seconds = next(row["seconds"] for row in ledger if row["stage"] == "render")
-    assert typical_seconds(store)["render"] == render_seconds  # the ledger's history is the estimate
+    took = {row["stage"]: row["seconds"] for row in ledger}
+    assert {p.stage: p.expected_seconds for p in elsewhere if p.stage in took} == took
+    seconds, unknown = remaining_seconds(elsewhere)
+    assert seconds == sum(took.values()) and unknown == len(elsewhere) - 3
+
+    # another preset (another model, other steps) is never estimated from these runs: unknown until it ran
+    world = plan_asset(chair, edits, str(tmp_path / "other"), pipeline_config("world"), typical=typical)
+    assert all(p.expected_seconds is None for p in world)
+    # nor the same preset with a setting that changes the cost
+    bigger = pipeline_config("tiny", {"render": {"image_size": 128}})
+    assert {p.stage for p in plan_asset(chair, edits, str(tmp_path / "other"), bigger, typical=typical) if p.expected_seconds} == {"ingest", "mask"}

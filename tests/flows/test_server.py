@@ -248,6 +248,7 @@ def test_a_distributed_batch_runs_cpu_stages_on_the_cpu_pool_and_gpu_stages_on_t
         parameters = {
             "manifest": str(library / "manifest.yaml"),
             "store": store,
+            "preset": "tiny",
             "overrides": FAST,
             "max_concurrency": 2,
             "distributed": True,
