@@ -89,9 +89,13 @@ def _load_config(preset: str | None, config_path: Path | None) -> Any:
         raise UserError(config_error(error, config_path)) from None
     except ValueError as error:
         raise UserError(f"invalid configuration: {_one_line(error)}") from None
-    if config.preset == "tiny":
+    if config.preset == "tiny" and not _said_tiny:
+        _said_tiny.append(True)  # once per command
         typer.echo(TINY_NOTE, err=True)
     return config
+
+
+_said_tiny: list[bool] = []
 
 
 def config_error(error: ValidationError, config_path: Path | None) -> str:
@@ -221,7 +225,7 @@ def _edit_text(result: Any, output_frame: OutputFrame, written: list[dict[str, s
     return "\n".join(lines)
 
 
-def check_prompts(prompts: list[str], allow_no_edit: bool) -> None:
+def check_prompts(prompts: list[str], allow_no_edit: bool, where: str = "") -> None:
     """Before any work: a prompt whose words are next to no token changes nothing; refused (exit 2) unless
     --allow-no-edit."""
     from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
@@ -229,7 +233,7 @@ def check_prompts(prompts: list[str], allow_no_edit: bool) -> None:
     idle = [prompt for prompt in prompts if not edit_phrases(prompt)]
     if idle and not allow_no_edit:
         raise UserError(
-            f"edit {idle[0]!r} changes no component: put the words next to the token they describe, e.g. "
+            f"{where}edit {idle[0]!r} changes no component: put the words next to the token they describe, e.g. "
             "'a photo of <asset0> in gold' (`dreamedit3d components ASSET` lists the tokens); --allow-no-edit runs it anyway"
         )
 
@@ -319,12 +323,37 @@ def _plan(location: str, edits: list[str], store: str, preset: str, config_path:
 
         planned = []
         for entry in read_manifest(location, base):
-            planned += plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical)
+            check_prompts(list(entry.edits), allow_no_edit=False, where=f"{location}: row {entry.row}: ")
+            planned += _checked_plan(entry.asset, entry.edits, store, entry.config(base), seed, typical, f"row {entry.row}: ")
     else:
-        planned = plan_asset(str(target.resolve()), edits, store, base, seed, typical)
+        check_prompts(edits, allow_no_edit=False)
+        planned = _checked_plan(str(target.resolve()), edits, store, base, seed, typical, "")
     seconds, unknown = remaining_seconds(planned)
     payload = {"stages": [asdict(entry) for entry in planned], "expected_seconds": seconds, "stages_without_history": unknown}
     emit(as_json, payload, _plan_text(planned))
+
+
+def _check_cached_tokens(entry: Any, store: str, base: Any, seed: int, where: str) -> None:
+    """A batch row whose edits name a token its cached components lack: refused before any work. A file that
+    cannot be read is left to its own run (it fails that row only)."""
+    from flows.planning import PromptError, plan_asset
+
+    try:
+        plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical={})
+    except PromptError as error:
+        raise UserError(f"{where}{Path(entry.asset).name}: {_one_line(error)}") from None
+    except Exception:  # noqa: BLE001 (unreadable here: the row's own run says why, the others go on)
+        return
+
+
+def _checked_plan(asset: str, edits: Any, store: str, config: Any, seed: int, typical: Any, where: str) -> list[Any]:
+    """`plan_asset`, an edit naming a token the cached components lack as a user's mistake (exit 2)."""
+    from flows.planning import plan_asset
+
+    try:
+        return plan_asset(asset, edits, store, config, seed, typical)
+    except ValueError as error:
+        raise UserError(f"{where}{Path(asset).name}: {_one_line(error)}") from None
 
 
 @app.command()
@@ -355,13 +384,24 @@ def components(
     result = _run_flow(asset, [], store, preset, config, until="mask", seed=0)
     ref = result.stages[-1]
     described = ref.metadata.get("described", [])
+    least = _load_config(preset, config).mask.min_coverage if described else 0.0
     rows = [f"{'token':<10} {'parts':<36} {'word':<12} coverage"]
     for entry in described:
         parts = ", ".join(entry["parts"]) or entry["name"]
-        rows.append(f"{entry['token']:<10} {parts[:36]:<36} {entry['initializer_word']:<12} {entry['coverage']:.0%}")
+        rows.append(f"{entry['token']:<10} {parts[:36]:<36} {entry['initializer_word']:<12} {entry['coverage']:.1%}")
+    foreground = sum(entry["coverage"] for entry in described) or 1.0  # the components share the object's pixels
+    small = [entry for entry in described if entry["coverage"] / foreground < least]
+    for entry in small:  # a token for a few pixels learns little: its edits rarely land
+        typer.echo(
+            f"warning: {entry['token']} ({', '.join(entry['parts']) or entry['name']}) is {entry['coverage'] / foreground:.1%} "
+            f"of the object's pixels, below mask.min_coverage {least:.1%}: edits of it may not show; mask.groups can "
+            "join it to a neighbour",
+            err=True,
+        )
     example_token = described[-1]["token"] if described else "<asset0>"
     hint = f'\nedit with, e.g.: dreamedit3d edit {asset} --edit "a photo of {example_token} in gold"'
-    emit(as_json, {"asset_id": ref.asset_id, "components": described}, "\n".join(rows) + hint)
+    payload = {"asset_id": ref.asset_id, "components": described, "below_min_coverage": [e["token"] for e in small]}
+    emit(as_json, payload, "\n".join(rows) + hint)
 
 
 server_app = typer.Typer(name="server", help="The local Prefect server the commands share.", no_args_is_help=True)
@@ -503,11 +543,9 @@ def batch(
 
     base = _load_config(preset, config)
     entries = read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
-    for entry in entries:
-        try:
-            check_prompts(list(entry.edits), allow_no_edit)
-        except UserError as error:
-            raise UserError(f"{manifest}: row {entry.row}: {error}") from None
+    for entry in entries:  # every prompt: words next to a token, and a token the cached components have
+        check_prompts(list(entry.edits), allow_no_edit, where=f"{manifest}: row {entry.row}: ")
+        _check_cached_tokens(entry, absolute_store(store), base, seed, f"{manifest}: row {entry.row}: ")
     from prefect.settings import get_current_settings
 
     if distributed and not get_current_settings().api.url:

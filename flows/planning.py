@@ -24,6 +24,10 @@ from tasks.running import cached_ref
 from tasks.stage import StageRef, cost_profile
 
 
+class PromptError(ValueError):
+    """An edit names a token the asset's (cached) components do not have."""
+
+
 @dataclass(frozen=True)
 class PlannedStage:
     asset: str
@@ -53,7 +57,8 @@ def plan_asset(
     seed: int = 0,
     typical: dict[tuple[str, str], float] | None = None,
 ) -> list[PlannedStage]:
-    """The edit of one asset, stage by stage, as `edit_asset` would run it (nothing is computed)."""
+    """The edit of one asset, stage by stage, as `edit_asset` would run it (nothing is computed). Where the
+    components are already cached, an edit naming a token the asset does not have is refused here (ValueError)."""
     typical = typical_seconds(store) if typical is None else typical
     stages = [stage for stage in EDIT.stages if EDIT.runs(stage, config)]
     planned: list[PlannedStage] = []
@@ -70,6 +75,11 @@ def plan_asset(
             call_refs[stage.name] = ref
         expected = 0.0 if ref else typical.get((stage.name, cost_profile(stage, call)))
         planned.append(PlannedStage(asset_path, stage.name, prompt, "cached" if ref else "to compute", expected))
+        if ref is not None and stage.check_edits is not None:  # the components are known: is every token one?
+            try:
+                stage.check_edits(ref, edits)
+            except ValueError as error:
+                raise PromptError(str(error)) from None
         if ref is None and not stage.per_edit:
             blocked = True
 

@@ -44,19 +44,29 @@ model-viewer { width: 320px; height: 320px; background-color: #b4b8be; --progres
 .controls button { margin-right: 0.5em; }
 """
 
-# The report's before and after viewers move as one: the first turns by itself and the others follow it; dragging
-# any of them turns all of them (and pauses the turning); a button pauses and resumes it, another colours every
-# material of both models in a colour of its own (parts, where each part has its material) and back.
+# The report's before and after viewers move as one: their turntables turn in step (the first one's angle is
+# the others'); dragging any of them turns the camera of all of them (and pauses the turning); a button pauses
+# and resumes it, another colours every material of both models in a colour of its own (the parts, where each
+# part has its material) and back.
 LINKED_VIEWERS_JS = """
 (() => {
   const viewers = [...document.querySelectorAll('model-viewer.linked')];
   if (viewers.length < 2) return;
   const [leader, ...others] = viewers;
-  others.forEach(v => v.removeAttribute('auto-rotate'));
   const pause = document.getElementById('linked-pause');
-  const setTurning = on => { leader.autoRotate = on; if (pause) pause.textContent = on ? 'pause' : 'turn'; };
+  const setTurning = on => { viewers.forEach(v => { v.autoRotate = on; }); if (pause) pause.textContent = on ? 'pause' : 'turn'; };
+  // auto-rotate turns each model on its own turntable: keep the others' turntables where the leader's is
+  const step = () => {
+    for (const v of others) {
+      if (v.loaded && leader.loaded && Math.abs(v.turntableRotation - leader.turntableRotation) > 0.005) {
+        v.resetTurntableRotation(leader.turntableRotation);
+      }
+    }
+    requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
   let copying = false;
-  const follow = from => {
+  const follow = from => {  // a drag turns the camera: the same camera for all
     if (copying) return;
     copying = true;
     const orbit = from.getCameraOrbit();
@@ -64,8 +74,7 @@ LINKED_VIEWERS_JS = """
     copying = false;
   };
   viewers.forEach(v => v.addEventListener('camera-change', e => {
-    if (e.detail.source === 'user-interaction') setTurning(false);
-    if (e.detail.source !== 'none' || v === leader) follow(v);
+    if (e.detail.source === 'user-interaction') { setTurning(false); follow(v); }
   }));
   if (pause) pause.addEventListener('click', () => setTurning(!leader.autoRotate));
   const palette = [[0.9,0.3,0.2,1],[0.2,0.5,0.9,1],[0.3,0.75,0.3,1],[0.95,0.75,0.2,1],[0.6,0.35,0.8,1],[0.2,0.8,0.8,1],[0.9,0.5,0.7,1],[0.55,0.4,0.25,1]];

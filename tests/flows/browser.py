@@ -90,3 +90,42 @@ def visible_text(path: Path, screenshot: Path) -> str:
             return page.inner_text("body")
         finally:
             browser.close()
+
+
+def linked_viewers(path: Path) -> dict[str, object]:
+    """A report's before/after viewers: do their turntables turn in step, does a drag on the second turn the
+    camera of both, does the pause button stop them, does "part colours" recolour both models?"""
+    from playwright.sync_api import sync_playwright
+
+    angles = "() => [...document.querySelectorAll('model-viewer.linked')].map(v => v.turntableRotation)"
+    cameras = "() => [...document.querySelectorAll('model-viewer.linked')].map(v => v.getCameraOrbit().theta)"
+    colours = ("() => [...document.querySelectorAll('model-viewer.linked')].map(v => "
+               "v.model.materials.map(m => m.pbrMetallicRoughness.baseColorFactor.join(',')))")  # fmt: skip
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            page.wait_for_function("() => [...document.querySelectorAll('model-viewer.linked')].every(v => v.loaded)", timeout=90_000)
+            page.wait_for_timeout(1000)
+            turning = [page.evaluate(angles), page.wait_for_timeout(700), page.evaluate(angles)]
+            page.click("#linked-pause")
+            page.wait_for_timeout(300)
+            paused = [page.evaluate(angles), page.wait_for_timeout(700), page.evaluate(angles)]
+            before = page.evaluate(cameras)
+            box = page.locator("model-viewer.linked").nth(1).bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] / 2 + 120, box["y"] + box["height"] / 2, steps=10)
+            page.mouse.up()
+            page.wait_for_timeout(500)
+            after = page.evaluate(cameras)
+            own = page.evaluate(colours)
+            page.click("#linked-parts")
+            page.wait_for_timeout(300)
+            parts = page.evaluate(colours)
+            return {"turning": (turning[0], turning[2]), "paused": (paused[0], paused[2]), "dragged": (before, after),
+                    "colours": (own, parts)}  # fmt: skip
+        finally:
+            browser.close()

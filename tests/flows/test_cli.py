@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
+from dreamedit3d_core.ingest import IngestedAsset, ingest_asset, make_example_asset
 from dreamedit3d_core.reconstruct import GLB_FRAME
 from storage import ArtifactStore
 
@@ -284,6 +284,22 @@ def test_components_says_which_token_is_which_part_before_any_editing(shared_ass
     assert [(entry["token"], entry["parts"]) for entry in listed] == [("<asset0>", ["cube"]), ("<asset1>", ["tetra"])]
     assert all(entry["initializer_word"] and 0 < entry["coverage"] <= 1 for entry in listed)
     assert not [key for key in _committed(store) if not key.startswith(("ingest-", "render-", "mask-"))]
+    assert json.loads(result.stdout)["below_min_coverage"] == [] and "warning" not in result.stderr
+
+    # a configured group smaller than mask.min_coverage keeps its token: `components` says its edits may not show
+    config = tmp_path / "groups.yaml"
+    config.write_text("mask:\n  groups: {one_leg: [leg_front_left]}\n  min_coverage: 0.1\n")
+    chair = make_example_asset(tmp_path / "chair.glb")
+    small = run_cli("components", str(chair), "--config", str(config), "--store", str(store), "--json")
+    payload = json.loads(small.stdout)
+    (token,) = [entry["token"] for entry in payload["components"] if entry["name"] == "one_leg"]
+    assert payload["below_min_coverage"] == [token]
+    assert f"warning: {token} (leg_front_left) is " in small.stderr and "below mask.min_coverage 10.0%" in small.stderr
+
+    # `plan` checks an edit's tokens against the cached components before any work
+    unknown = run_cli("plan", str(chair), "--config", str(config), "--edit", "a photo of <asset9> in gold",
+                      "--store", str(store), check=False)  # fmt: skip
+    assert unknown.returncode == 2 and "names unknown token(s) <asset9>" in unknown.stderr
 
 
 def test_finetune_killed_mid_training_resumes_from_its_checkpoint(chair: Path, tmp_path: Path) -> None:

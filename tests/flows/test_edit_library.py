@@ -183,7 +183,7 @@ def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(firs
 def test_the_gallery_and_a_report_open_from_a_copied_folder_in_chromium_with_every_3d_viewer_drawing(
     first_batch: tuple[State, str], tmp_path: Path
 ) -> None:
-    from tests.flows.browser import open_page
+    from tests.flows.browser import linked_viewers, open_page
 
     summary = batch_summary(first_batch[0])
     copied = tmp_path / "copied"
@@ -202,6 +202,16 @@ def test_the_gallery_and_a_report_open_from_a_copied_folder_in_chromium_with_eve
     assert sorted(report.viewers) == ["viewer-0", "viewer-1"], report.viewers  # before and after
     assert all(share > 0.02 for share in report.viewers.values()), report.viewers
     assert report.broken_images == 0
+
+    linked = linked_viewers(copied / "report.html")  # before and after move as one
+    (first, later) = linked["turning"]
+    assert later[0] != first[0] and later[0] == pytest.approx(later[1], abs=0.01)  # turning, in step
+    (stopped, still) = linked["paused"]
+    assert still == pytest.approx(stopped, abs=1e-6)  # the pause button stops both
+    (before, after) = linked["dragged"]
+    assert after[0] != pytest.approx(before[0], abs=0.05) and after[0] == pytest.approx(after[1], abs=1e-3)
+    (own, parts) = linked["colours"]
+    assert parts != own and parts[0][:2] == parts[1][:2]  # "part colours": each material its own, in both
 
 
 def test_the_gallery_says_at_the_top_and_on_each_card_which_edits_landed(
