@@ -11,12 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Container, Iterable
 
-# Words that name the container rather than the thing: exporters put them into every other name.
+# Words that name the container rather than the thing: exporters put them into every other name. The second
+# line is shading models and material channels, which name how a material is lit, not what it covers (the Duck's
+# material 'blinn3-fx' is no word for a duck).
 GENERIC_WORDS = frozenset(
     """
     mesh meshes submesh object obj material mat mtl geometry geo node primitive prim default uv uvs
     untitled unnamed model scene root polysurface shape group part component lod instance copy new
     tex texture surface gltf glb fbx ply stl
+    blinn phong lambert lambertian principled bsdf pbr shader standard specular diffuse metallic roughness
+    emission emissive unlit
     """.split()
 )
 

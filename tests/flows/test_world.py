@@ -126,6 +126,7 @@ def test_the_demo_recolours_only_the_named_part(tmp_path: Path) -> None:
     # changed colour, and the light the purple cube throws on it
     assert metrics["preserved_psnr"] > 22
     (edit,) = result["outputs"]["edits"]
+    assert edit["verdict"] == metrics["verdict"] == "applied" and result["preset"] == "world"  # and it says so
     merged = ingest_asset(Path(edit["mesh"].removeprefix("file://")), GLB_FRAME)
     source = IngestedAsset.read(Path(result["outputs"]["asset"].removeprefix("file://")))
     assert [part.name for part in merged.parts] == ["cone", "cube"]

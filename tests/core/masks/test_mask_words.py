@@ -45,3 +45,11 @@ def test_name_words_split_camel_case_digits_and_punctuation() -> None:
     assert name_words("leftFrontWheel.002") == ["left", "front", "wheel"]
     assert name_words("d8_die") == ["d", "die"]
     assert name_words("") == []
+
+
+def test_a_material_named_after_its_shading_model_is_no_word_for_the_part() -> None:
+    """The Duck (glTF sample): its part 'LOD3spShape' has no real word, its material is 'blinn3-fx': the
+    token starts from the class word, not from 'blinn'; a material with a real name still gives one."""
+    assert initializer_word(["LOD3spShape", "blinn3-fx"]) == "object"
+    assert initializer_word(["Mesh_0", "Principled BSDF", "phong1", "lambert2SG"], class_word="duck") == "duck"
+    assert initializer_word(["Mesh_0", "Leather"]) == "leather"
