@@ -314,13 +314,17 @@ def row_config(row: Row, model: str | None) -> Any:
     return pipeline_config("world", overrides)
 
 
+RUN_STAGES = ("ingest", "render", "mask", "invert", "finetune", "sample", "merge")  # what the benchmark runs (not evaluate)
+
+
 def row_digest(row: Row, config: Any, samples: int) -> str:
-    """What a row's cached scores depend on: its settings, the samples, the code of the stages."""
+    """What a row's cached scores depend on: its settings, the samples, the code of the stages it runs."""
     from tasks.catalog import EDIT
 
     used = ("model", "sample", "merge", "render", "mask") + (() if row.personalisation == "none" else ("invert", "finetune"))
     sections = {name: config.model_dump(mode="json")[name] for name in used}
-    text = json.dumps({"row": row.__dict__, "config": sections, "samples": samples, "code": {s.name: s.code_version for s in EDIT.stages}, "scoring": SCORING_VERSION}, sort_keys=True)
+    code = {s.name: s.code_version for s in EDIT.stages if s.name in RUN_STAGES}
+    text = json.dumps({"row": row.__dict__, "config": sections, "samples": samples, "code": code, "scoring": SCORING_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
