@@ -43,6 +43,27 @@ def preset_overrides(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few kilobytes of nested aliases expand to gigabytes ("billion laughs");
+    a manifest or a settings file never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed here", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load`, refusing anchors and aliases (yaml.YAMLError)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+MAX_SETTINGS_BYTES = 1 << 20  # a --config file: settings, not data
+
+
 class UserError(Exception):
     """A mistake the user can fix: printed as one line, exit code 2."""
 
@@ -51,13 +72,23 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     """A --config YAML file as a mapping of stage settings ({} for an empty file); UserError otherwise."""
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_SETTINGS_BYTES:
+        raise UserError(f"{path}: {path.stat().st_size} bytes is not a settings file (at most {MAX_SETTINGS_BYTES})")
     try:
-        settings = yaml.safe_load(path.read_text())
+        settings = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML: {one_line(error)}") from None
     if settings is not None and not isinstance(settings, dict):
         raise UserError(f"{path}: expected a mapping of stage settings at the top level")
     return settings or {}
+
+
+def printable(text: str) -> str:
+    """Text for a terminal or Markdown: control characters (escape sequences, newlines) shown as escapes, so a
+    name in a file cannot retitle the terminal, plant a hyperlink or write to the clipboard."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def one_line(error: BaseException) -> str:

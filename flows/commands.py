@@ -29,6 +29,7 @@ from flows.cli_common import (  # noqa: E402
     default_preset,
     emit,
     preset_overrides,
+    printable,
     read_settings_file,
     server_note,
 )
@@ -230,6 +231,9 @@ def check_prompts(prompts: list[str], allow_no_edit: bool, where: str = "") -> N
     --allow-no-edit."""
     from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
 
+    for prompt in prompts:
+        if any(not ch.isprintable() for ch in prompt):
+            raise UserError(f"{where}edit {printable(prompt)!r} holds control characters (a newline, an escape): write it on one line")
     idle = [prompt for prompt in prompts if not edit_phrases(prompt)]
     if idle and not allow_no_edit:
         raise UserError(
@@ -387,13 +391,13 @@ def components(
     least = _load_config(preset, config).mask.min_coverage if described else 0.0
     rows = [f"{'token':<10} {'parts':<36} {'word':<12} coverage"]
     for entry in described:
-        parts = ", ".join(entry["parts"]) or entry["name"]
+        parts = printable(", ".join(entry["parts"]) or entry["name"])  # names come from the file: no escapes pass
         rows.append(f"{entry['token']:<10} {parts[:36]:<36} {entry['initializer_word']:<12} {entry['coverage']:.1%}")
     foreground = sum(entry["coverage"] for entry in described) or 1.0  # the components share the object's pixels
     small = [entry for entry in described if entry["coverage"] / foreground < least]
     for entry in small:  # a token for a few pixels learns little: its edits rarely land
         typer.echo(
-            f"warning: {entry['token']} ({', '.join(entry['parts']) or entry['name']}) is {entry['coverage'] / foreground:.1%} "
+            f"warning: {entry['token']} ({printable(', '.join(entry['parts']) or entry['name'])}) is {entry['coverage'] / foreground:.1%} "
             f"of the object's pixels, below mask.min_coverage {least:.1%}: edits of it may not show; mask.groups can "
             "join it to a neighbour",
             err=True,

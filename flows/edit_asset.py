@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from dreamedit3d_core.config import PipelineConfig
 from dreamedit3d_core.mvdiffusion import EditConfig
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
+from flows.cli_common import printable
 from flows.deployments import run_stage_remotely
 from tasks.catalog import EDIT
 from tasks.prefect_task import run_task
@@ -127,9 +128,9 @@ def _announce_components(masks: StageRef, edits: list[str]) -> None:
     if not described:
         return
     names = {entry["token"]: ", ".join(entry["parts"]) or entry["name"] for entry in described}
-    sys.stderr.write(f"[{masks.asset_id}] components: {', '.join(f'{t} = {n}' for t, n in names.items())}\n")
+    sys.stderr.write(printable(f"[{masks.asset_id}] components: {', '.join(f'{t} = {n}' for t, n in names.items())}") + "\n")
     for prompt in edits:
-        sys.stderr.write(f"[{masks.asset_id}] {edit_reading(prompt, names)}\n")
+        sys.stderr.write(printable(f"[{masks.asset_id}] {edit_reading(prompt, names)}") + "\n")
 
 
 def edit_reading(prompt: str, names: dict[str, str]) -> str:
@@ -155,10 +156,10 @@ def _publish_summary(result: EditResult) -> None:
         if ref.stage != "evaluate":
             continue
         edit = next(e for e in result.outputs["edits"] if e["prompt"] == ref.metadata.get("prompt"))
-        lines += [f"## {ref.metadata.get('prompt')}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {name} | {value} |" for name, value in ref.metadata.items() if name != "prompt"]
+        lines += [f"## {printable(str(ref.metadata.get('prompt')))}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {printable(str(value)).replace('|', '/')} |" for name, value in ref.metadata.items() if name != "prompt"]
         lines += ["", f"mesh: `{edit.get('mesh')}`  ", f"report: `{edit.get('report')}`", ""]
-    key = "".join(c if c.isalnum() else "-" for c in f"report-{result.asset_id}".lower())
+    key = "".join(c if c.isascii() and c.isalnum() else "-" for c in f"report-{result.asset_id}".lower())
     create_markdown_artifact(markdown="\n".join(lines), key=key, description=f"DreamEdit3D edits of {result.asset_id}")
 
 

@@ -137,13 +137,38 @@ def start(host: str, port: int) -> dict:
                 os.killpg(process.pid, signal.SIGTERM)
             raise ServerError(f"the local Prefect server did not start; see {log}")
         time.sleep(0.5)
-    state = {"url": local_url, "ui": url[: -len("/api")], "pid": process.pid, "log": str(log), "host": host}
+    state = {"url": local_url, "ui": url[: -len("/api")], "pid": process.pid, "log": str(log), "host": host,
+             "started": _start_time(process.pid)}  # fmt: skip
     if secret:
         state["secret"] = secret
     descriptor = os.open(state_file(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(json.dumps(state))
     return state
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:  # noqa: BLE001 (gone, or no psutil: then the command line alone is checked)
+        return None
+
+
+def is_our_server(state: dict) -> bool:
+    """Whether the recorded pid is still the server this record names (a stale record's pid may belong to
+    another process by now): its command line runs `prefect server start` and it started when recorded."""
+    try:
+        import psutil
+
+        process = psutil.Process(int(state["pid"]))
+        command = " ".join(process.cmdline())
+        if "prefect" not in command or "server start" not in command:
+            return False
+        return state.get("started") is None or abs(process.create_time() - float(state["started"])) < 1.0
+    except Exception:  # noqa: BLE001 (gone, or not ours to inspect)
+        return False
 
 
 def client_environment(state: dict) -> dict[str, str]:
@@ -163,6 +188,8 @@ def stop() -> dict | None:
         except (OSError, ValueError):
             return None
         state_file().unlink(missing_ok=True)
+        if not is_our_server(state):
+            return None  # a stale record: its pid is gone or belongs to another process now, which is left alone
         try:
             os.killpg(int(state["pid"]), signal.SIGTERM)
         except (ProcessLookupError, PermissionError, ValueError, KeyError):

@@ -93,6 +93,9 @@ class ManifestEntry(BaseModel):
         return PipelineConfig.model_validate(merge(base.model_dump(), self.overrides))
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists assets and prompts: 64 MiB is hundreds of thousands of rows
+
+
 def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]:
     """Parse and validate a manifest (a local path, or a URL: see flows/sources.py); raise ManifestError naming
     every bad row at once. The entries of a manifest at a URL name local copies of their assets."""
@@ -110,6 +113,8 @@ def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: {path.stat().st_size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         rows = _csv_rows(path)
@@ -201,12 +206,20 @@ def _fetch_asset(library: RemoteLibrary, asset: str) -> str:
 
 def _csv_rows(path: Path) -> list[dict[str, Any]]:
     # utf-8-sig: spreadsheets save CSV with a byte-order mark, which would otherwise rename the first column.
+    rows: list[dict[str, Any]] = []
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle, restkey=_EXTRA_FIELDS)
-        if reader.fieldnames is None or "asset" not in reader.fieldnames:
-            raise ManifestError(f"{path}: the CSV needs a header row with an 'asset' column")
-        # Empty cells are absent values, but the column is kept: an unknown column is an error in every row.
-        return [{name: None if value == "" else value for name, value in row.items()} for row in reader]
+        try:
+            if reader.fieldnames is None or "asset" not in reader.fieldnames:
+                raise ManifestError(f"{path}: the CSV needs a header row with an 'asset' column")
+            # Empty cells are absent values, but the column is kept: an unknown column is an error in every row.
+            for row in reader:
+                rows.append({name: None if value == "" else value for name, value in row.items()})
+        except UnicodeDecodeError as error:
+            raise ManifestError(f"{path}: row {len(rows) + 1}: not UTF-8 text ({error.reason})") from None
+        except csv.Error as error:  # e.g. a field larger than the csv module's limit (128 KiB)
+            raise ManifestError(f"{path}: row {len(rows) + 1}: {error}") from None
+    return rows
 
 
 def _parquet_rows(path: Path) -> list[dict[str, Any]]:
@@ -219,10 +232,14 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _yaml_rows(path: Path) -> list[dict[str, Any]]:
+    from flows.cli_common import load_yaml
+
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
-        raise ManifestError(f"{path}: not valid YAML: {error}") from None
+        raise ManifestError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
     if isinstance(document, dict) and "assets" in document:
         document = document["assets"]
     if not isinstance(document, list) or not all(isinstance(row, dict) for row in document):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 
 from dreamedit3d_core.ingest import IngestedAsset
@@ -13,8 +15,11 @@ from tasks.running import StageInputs, StageOutputs
 
 
 def asset_id_for(source: Path, digest: str) -> str:
-    """Readable and unique: the file's stem and the start of its content digest."""
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in source.stem).strip("-") or "asset"
+    """Readable and unique: the file's stem as an ASCII slug (accents dropped, other letters and marks as '-';
+    the file's own name is kept where it is shown) and the start of its content digest. Ids go into paths and
+    keys, which take ASCII only (Prefect's artifact keys among them)."""
+    ascii_stem = unicodedata.normalize("NFKD", source.stem).encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9_-]", "-", ascii_stem)).strip("-") or "asset"
     return f"{stem[:40]}-{digest[:8]}"
 
 

@@ -385,8 +385,9 @@ def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resu
         os.killpg(process.pid, signal.SIGINT)
     interrupted = time.monotonic()
     stdout, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - interrupted < 5, "one signal took longer than 5 s to stop the batch"
-    assert process.returncode == 130, stderr
+    took = time.monotonic() - interrupted
+    assert took < 5, f"one signal took {took:.1f} s to stop the batch (exit {process.returncode}):\n{stderr[-3000:]}"
+    assert process.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "interrupted: committed stages are kept; run the same command again to resume"
     assert stdout == ""
     # no worker, no Blender left behind (multiprocessing's resource tracker ends by itself once the command has:

@@ -257,3 +257,20 @@ def test_files_an_asset_references_must_stay_inside_the_manifest_folder(library:
     assert "2 bad row(s)" in message and "row 2" not in message
     assert "row 1: asset 'sub/escape.obj': escape.obj: material library '../../secret.mtl' is outside" in message
     assert "row 3: asset 'sub/linked.obj'" in message and "symbolic link" in message
+
+
+def test_yaml_aliases_a_huge_csv_field_and_bytes_that_are_not_utf8_are_refused_in_one_line(library: Path) -> None:
+    """A few kilobytes of YAML aliases expand to gigabytes ("billion laughs"); a manifest never needs them."""
+    laughs = "a: &a ['lol', 'lol']\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+    (library / "laughs.yaml").write_text(laughs + "assets: [{asset: chair.glb, edits: *c}]\n")
+    with pytest.raises(ManifestError, match="anchors and aliases .* are not allowed"):
+        read_manifest(library / "laughs.yaml", BASE)
+    write_csv(library / "wide.csv", "asset,edits\nchair.glb," + "x" * 200_000 + "\n")
+    with pytest.raises(ManifestError, match=r"wide.csv: row 1: field larger than field limit"):
+        read_manifest(library / "wide.csv", BASE)
+    (library / "latin1.csv").write_bytes("asset,edits\nchair.glb,a photo of <asset0> in caf\xe9 brown\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"latin1.csv: row 1: not UTF-8 text"):
+        read_manifest(library / "latin1.csv", BASE)
+    (library / "latin1.yaml").write_bytes("- asset: chair.glb\n  edits: [caf\xe9]\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"latin1.yaml: not UTF-8 text"):
+        read_manifest(library / "latin1.yaml", BASE)
