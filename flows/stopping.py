@@ -9,7 +9,8 @@ first signal
    still alive after a grace period (`stop_descendants`); the auto-started Prefect server runs in a session of
    its own and is left alone,
 3. raises KeyboardInterrupt in the main thread, so that the command ends through its normal path;
-4. and, should that path hang anyway, a watchdog ends the process with exit 130 at a deadline.
+4. and, should that path hang anyway, a watchdog ends the process with exit 130 at a deadline (3.5 s after the
+   signal).
 Nothing is half-committed by this: the store commits an artifact in one rename at the end of its write.
 A second signal while stopping is ignored: it is never needed.
 """
@@ -26,8 +27,8 @@ from types import FrameType
 
 import psutil
 
-GRACE_S = 1.5  # SIGTERM, then SIGKILL for the processes still alive after this
-DEADLINE_S = 4.0  # the whole command gone after this, whatever its own path does
+GRACE_S = 1.0  # SIGTERM, then SIGKILL for the processes still alive after this
+DEADLINE_S = 3.5  # the whole command gone this long after the signal, whatever its own path does
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -59,13 +60,14 @@ def quiet_resource_tracker() -> None:
         os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
 
 
-def stop_descendants(grace_s: float = GRACE_S, rounds: int = 3) -> list[int]:
+def stop_descendants(grace_s: float = GRACE_S, deadline: float | None = None) -> list[int]:
     """SIGTERM to every descendant in this session, SIGKILL to those alive after `grace_s`; their pids. Again
-    while new ones turn up: a worker may have started Blender just as it was stopped (this process is their
-    subreaper, so such an orphan is still found here)."""
+    while new ones turn up, until `deadline` (time.monotonic()): a worker may have started Blender just as it
+    was stopped (this process is their subreaper, so such an orphan is still found here)."""
+    deadline = time.monotonic() + 3 * grace_s if deadline is None else deadline
     stopped: list[int] = []
-    for _ in range(rounds):
-        processes = [p for p in descendants() if p.pid not in stopped or p.is_running()]
+    while time.monotonic() < deadline:
+        processes = [p for p in descendants() if _alive(p)]
         if not processes:
             break
         for process in processes:
@@ -73,15 +75,22 @@ def stop_descendants(grace_s: float = GRACE_S, rounds: int = 3) -> list[int]:
                 process.terminate()
             except psutil.Error:
                 pass
-        _, alive = psutil.wait_procs(processes, timeout=grace_s)
+        _, alive = psutil.wait_procs(processes, timeout=max(0.05, min(grace_s, deadline - time.monotonic())))
         for process in alive:
             try:
                 process.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(alive, timeout=grace_s)
+        psutil.wait_procs(alive, timeout=max(0.05, min(0.5, deadline - time.monotonic())))
         stopped += [process.pid for process in processes]
     return stopped
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def adopt_orphans() -> None:
@@ -100,9 +109,9 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
     `farewell()` is what the watchdog prints before it ends the process."""
     stopping = threading.Event()
 
-    def watchdog() -> None:
-        stop_descendants()
-        time.sleep(max(0.0, DEADLINE_S - GRACE_S))
+    def watchdog(deadline: float) -> None:
+        stop_descendants(deadline=deadline - 0.5)  # the deadline counts from the signal, not from here
+        time.sleep(max(0.0, deadline - time.monotonic()))
         farewell()
         sys.stderr.flush()
         os._exit(exit_code)
@@ -111,8 +120,9 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
         if stopping.is_set():
             return  # already stopping
         stopping.set()
+        deadline = time.monotonic() + DEADLINE_S
         on_first(signum)
-        threading.Thread(target=watchdog, name="dreamedit3d-stop", daemon=True).start()
+        threading.Thread(target=watchdog, args=(deadline,), name="dreamedit3d-stop", daemon=True).start()
         raise KeyboardInterrupt
 
     for signum in STOP_SIGNALS:
