@@ -90,13 +90,9 @@ def _load_config(preset: str | None, config_path: Path | None) -> Any:
         raise UserError(config_error(error, config_path)) from None
     except ValueError as error:
         raise UserError(f"invalid configuration: {_one_line(error)}") from None
-    if config.preset == "tiny" and not _said_tiny:
-        _said_tiny.append(True)  # once per command
+    if config.preset == "tiny":
         typer.echo(TINY_NOTE, err=True)
     return config
-
-
-_said_tiny: list[bool] = []
 
 
 def config_error(error: ValidationError, config_path: Path | None) -> str:
@@ -125,12 +121,10 @@ def config_error(error: ValidationError, config_path: Path | None) -> str:
     return where + "; ".join(problems)
 
 
-def _run_flow(
-    asset: Path, edits: list[str], store: str, preset: str, config_path: Path | None, until: str | None, seed: int
-) -> Any:
+def _run_flow(asset: Path, edits: list[str], store: str, config: Any, until: str | None, seed: int) -> Any:
+    """`edit_asset` for ASSET with a loaded config (`_load_config`), tagged with its preset and store."""
     if not asset.exists():
         raise UserError(f"asset file not found: {asset}")
-    config = _load_config(preset, config_path)
     from prefect import tags
 
     from flows.edit_asset import edit_asset, run_tags
@@ -189,7 +183,7 @@ def edit(
     check_prompts(edit, allow_no_edit)
     if dry_run:
         return _plan(asset, edit, store, preset, config, seed, as_json)
-    result = _run_flow(asset, edit, store, preset, config, until=None, seed=seed)
+    result = _run_flow(asset, edit, store, _load_config(preset, config), until=None, seed=seed)
     summary = result.summary()
     if out is not None:
         from flows.outputs import write_outputs
@@ -214,13 +208,11 @@ def _edit_text(result: Any, output_frame: OutputFrame, written: list[dict[str, s
         lines.append(f"edit {entry['prompt']!r}:")
         if entry.get("verdict"):
             lines.append(f"  {'verdict':<8} {entry['verdict']} ({entry.get('verdict_reason')})")
-        copy = copies.get(entry["prompt"], {})
+        copy = copies.get(entry["prompt"], {})  # --out: the mesh and the report as copied (same names)
         for label, name in (("mesh", mesh), ("preview", "mesh_preview"), ("report", "report")):
-            key = {"mesh_source_frame": "mesh", "mesh": "mesh"}.get(name, name)
-            if key in copy:
-                lines.append(f"  {label:<8} {copy[key]}")
-            elif name in entry:
-                lines.append(f"  {label:<8} {_local(entry[name])}")
+            shown = copy.get(label) or (_local(entry[name]) if name in entry else None)
+            if shown:
+                lines.append(f"  {label:<8} {shown}")
     if not result.outputs.get("edits"):
         lines.append(_outputs_text(result.outputs))
     return "\n".join(lines)
@@ -262,7 +254,7 @@ def _stage_command(stage: str, needs_edit: bool) -> None:
     ) -> None:
         if needs_edit and not edit:
             raise UserError(f"`{stage}` needs at least one --edit prompt")
-        result = _run_flow(asset, edit, store, preset, config, until=stage, seed=seed)
+        result = _run_flow(asset, edit, store, _load_config(preset, config), until=stage, seed=seed)
         ref = result.stages[-1]
         payload = {
             "asset_id": ref.asset_id,
@@ -337,27 +329,23 @@ def _plan(location: str, edits: list[str], store: str, preset: str, config_path:
     emit(as_json, payload, _plan_text(planned))
 
 
-def _check_cached_tokens(entry: Any, store: str, base: Any, seed: int, where: str) -> None:
-    """A batch row whose edits name a token its cached components lack: refused before any work. A file that
-    cannot be read is left to its own run (it fails that row only)."""
+def _checked_plan(
+    asset: str, edits: Any, store: str, config: Any, seed: int, typical: Any, where: str, in_batch: bool = False
+) -> list[Any]:
+    """`plan_asset`, an edit naming a token the cached components lack as a user's mistake (exit 2). In a batch
+    (`in_batch`) a file that cannot be read is left to its own run, which fails that row only."""
     from flows.planning import PromptError, plan_asset
 
     try:
-        plan_asset(entry.asset, entry.edits, store, entry.config(base), seed, typical={})
-    except PromptError as error:
-        raise UserError(f"{where}{Path(entry.asset).name}: {_one_line(error)}") from None
-    except Exception:  # noqa: BLE001 (unreadable here: the row's own run says why, the others go on)
-        return
-
-
-def _checked_plan(asset: str, edits: Any, store: str, config: Any, seed: int, typical: Any, where: str) -> list[Any]:
-    """`plan_asset`, an edit naming a token the cached components lack as a user's mistake (exit 2)."""
-    from flows.planning import plan_asset
-
-    try:
         return plan_asset(asset, edits, store, config, seed, typical)
-    except ValueError as error:
+    except PromptError as error:
         raise UserError(f"{where}{Path(asset).name}: {_one_line(error)}") from None
+    except Exception as error:
+        if in_batch:
+            return []
+        if isinstance(error, ValueError):
+            raise UserError(f"{where}{Path(asset).name}: {_one_line(error)}") from None
+        raise
 
 
 @app.command()
@@ -385,10 +373,11 @@ def components(
 ) -> None:
     """Which token is which part of ASSET, before any editing: each component's token, parts, initializer
     word and coverage of the views (runs only ingest, render and mask; cached ones cost nothing)."""
-    result = _run_flow(asset, [], store, preset, config, until="mask", seed=0)
+    settings = _load_config(preset, config)
+    result = _run_flow(asset, [], store, settings, until="mask", seed=0)
     ref = result.stages[-1]
     described = ref.metadata.get("described", [])
-    least = _load_config(preset, config).mask.min_coverage if described else 0.0
+    least = settings.mask.min_coverage
     rows = [f"{'token':<10} {'parts':<36} {'word':<12} coverage"]
     for entry in described:
         parts = printable(", ".join(entry["parts"]) or entry["name"])  # names come from the file: no escapes pass
@@ -418,8 +407,12 @@ def server_status(as_json: JsonOption = False) -> None:
     from flows.local_server import running
 
     state = running()
-    public = {key: value for key, value in (state or {}).items() if key != "secret"}  # never printed
-    emit(as_json, {"running": state is not None, **public}, _server_text(state) if state else "not running")
+    emit(as_json, {"running": state is not None, **_public(state or {})}, _server_text(state) if state else "not running")
+
+
+def _public(state: dict[str, Any]) -> dict[str, Any]:
+    """The server's record without its secret (`server secret` alone prints that)."""
+    return {key: value for key, value in state.items() if key != "secret"}
 
 
 def _server_text(state: dict[str, Any]) -> str:
@@ -442,17 +435,13 @@ def server_start(
     as_json: JsonOption = False,
 ) -> None:
     """Start the background server (commands start one on loopback by themselves; this one can listen wider)."""
-    from flows.local_server import _free_port, _locked, running, start
+    from flows.local_server import ServerError, start_server
 
-    with _locked():
-        state = running()
-        if state is not None:
-            if state.get("host", "127.0.0.1") != host or (port is not None and not state["url"].endswith(f":{port}/api")):
-                raise UserError(f"a server already runs at {state['url']}: `dreamedit3d server stop` it first")
-        else:
-            state = start(host, port or _free_port())
-    public = {key: value for key, value in state.items() if key != "secret"}
-    emit(as_json, {"running": True, **public}, _server_text(state))
+    try:
+        state = start_server(host, port)
+    except ServerError as error:
+        raise UserError(str(error)) from None
+    emit(as_json, {"running": True, **_public(state)}, _server_text(state))
 
 
 @server_app.command("secret")
@@ -549,7 +538,8 @@ def batch(
     entries = read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs
     for entry in entries:  # every prompt: words next to a token, and a token the cached components have
         check_prompts(list(entry.edits), allow_no_edit, where=f"{manifest}: row {entry.row}: ")
-        _check_cached_tokens(entry, absolute_store(store), base, seed, f"{manifest}: row {entry.row}: ")
+        where = f"{manifest}: row {entry.row}: "
+        _checked_plan(entry.asset, entry.edits, absolute_store(store), entry.config(base), seed, {}, where, in_batch=True)
     from prefect.settings import get_current_settings
 
     if distributed and not get_current_settings().api.url:

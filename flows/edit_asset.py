@@ -20,6 +20,7 @@ from dreamedit3d_core.mvdiffusion import EditConfig
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
 from flows.cli_common import printable
 from flows.deployments import run_stage_remotely
+from storage import ascii_slug
 from tasks.catalog import EDIT
 from tasks.prefect_task import run_task
 from tasks.stage import Stage, StageCall, StageRef
@@ -159,7 +160,7 @@ def _publish_summary(result: EditResult) -> None:
         lines += [f"## {printable(str(ref.metadata.get('prompt')))}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {printable(str(value)).replace('|', '/')} |" for name, value in ref.metadata.items() if name != "prompt"]
         lines += ["", f"mesh: `{edit.get('mesh')}`  ", f"report: `{edit.get('report')}`", ""]
-    key = "".join(c if c.isascii() and c.isalnum() else "-" for c in f"report-{result.asset_id}".lower())
+    key = ascii_slug(f"report-{result.asset_id}").lower()  # Prefect's artifact keys: lowercase ASCII and '-'
     create_markdown_artifact(markdown="\n".join(lines), key=key, description=f"DreamEdit3D edits of {result.asset_id}")
 
 

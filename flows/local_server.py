@@ -87,15 +87,25 @@ def ensure_server() -> str | None:
     `PREFECT_API_URL` is set or the temporary per-command server was asked for."""
     if os.environ.get("PREFECT_API_URL") or os.environ.get("DREAMEDIT3D_SERVER") == "temporary":
         return None
+    return start_server()["url"]
+
+
+def start_server(host: str | None = None, port: int | None = None) -> dict:
+    """The running server's record (whatever it listens on, when no `host` is asked for), starting one on
+    `host`:`port` (loopback and a free port by default) when none runs; ServerError when the one running
+    listens elsewhere than asked."""
     with _locked():
         state = running()
-        if state is not None:
-            return state["url"]
-        return start(LOOPBACK, _free_port())["url"]
+        if state is None:
+            return _start(host or LOOPBACK, port or _free_port())
+        elsewhere = port is not None and not state["url"].endswith(f":{port}/api")
+        if host is not None and (state.get("host", LOOPBACK) != host or elsewhere):
+            raise ServerError(f"a server already runs at {state['url']}: `dreamedit3d server stop` it first")
+        return state
 
 
-def start(host: str, port: int) -> dict:
-    """Start the background server on `host`:`port` and record it (call with the lock held, none running).
+def _start(host: str, port: int) -> dict:
+    """Start the background server on `host`:`port` and record it (with the lock held and none running).
 
     Its UI is told its own API address (else it looks for port 4200). On any address but loopback, other
     machines reach it: it then requires an API secret (a random one, recorded in the state file, readable by
@@ -152,7 +162,7 @@ def _start_time(pid: int) -> float | None:
         import psutil
 
         return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 (gone, or no psutil: then the command line alone is checked)
+    except Exception:  # noqa: BLE001 (gone already: then the command line alone is checked)
         return None
 
 

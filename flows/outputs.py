@@ -9,13 +9,13 @@ written to a temporary name and renamed, so an interrupted copy never leaves hal
 from __future__ import annotations
 
 import os
+import io
 import re
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from storage import ArtifactStore
+from storage import ArtifactStore, ascii_slug
 
 MAX_SLUG = 60
 
@@ -23,9 +23,7 @@ MAX_SLUG = 60
 def slug(text: str) -> str:
     """`a photo of <asset0> in gold` -> `asset0-in-gold`: ASCII letters, digits and hyphens."""
     text = re.sub(r"^\s*a (photo|picture|render) of\s+", "", text, flags=re.IGNORECASE)
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    words = re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-").lower()
-    return words[:MAX_SLUG].rstrip("-") or "edit"
+    return re.sub("-+", "-", ascii_slug(text).lower())[:MAX_SLUG].rstrip("-") or "edit"
 
 
 def output_names(asset: str, prompts: Sequence[str]) -> list[str]:
@@ -85,13 +83,11 @@ def write_batch_outputs(out: Path, summary: Any) -> dict[str, Any]:
             links[row["report"]] = Path(copy["report"]).name
         row.update(mesh=Path(copy["mesh"]).name if copy.get("mesh") else None,
                    report=Path(copy["report"]).name if copy.get("report") else None)  # fmt: skip
-    table = out / "summary.csv"
-    partial = table.with_name(".summary.csv.partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, table)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(COLUMNS))
+    writer.writeheader()
+    writer.writerows(rows)
+    table = _write(out / "summary.csv", text.getvalue().encode("utf-8"))
     gallery = html_index(summary, preset=summary.preset or "-", report_links=links)
     index = _write(out / "index.html", gallery.encode())
-    return {"folder": str(out.resolve()), "summary": str(table.resolve()), "index": str(index), "files": len(copies) * 2}
+    return {"folder": str(out.resolve()), "summary": str(table), "index": str(index), "files": len(copies) * 2}

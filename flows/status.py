@@ -7,6 +7,7 @@ from typing import Any
 
 from storage import ArtifactStore
 from tasks.catalog import pipeline_of
+from tasks.running import INTERRUPTED_ERROR
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
@@ -58,7 +59,7 @@ def _details(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failed_state(row: dict[str, Any]) -> str:
-    return "interrupted" if (row.get("error") or "").startswith("interrupted") else "failed"
+    return "interrupted" if row.get("error") == INTERRUPTED_ERROR else "failed"
 
 
 def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> list[dict[str, Any]]:
@@ -90,5 +91,4 @@ def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> l
 def _prompt(store: ArtifactStore, key: str, row: dict[str, Any]) -> str | None:
     if store.is_committed(key):
         return store.get(key).metadata.get("result", {}).get("prompt")
-    details = json.loads(row["details"]) if row.get("details") else {}
-    return details.get("prompt")
+    return _details(row).get("prompt")

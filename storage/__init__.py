@@ -39,7 +39,7 @@ file is older than the write lease (`DREAMEDIT3D_WRITE_LEASE_S`, 1 hour), by the
 
 from storage.artifact import Artifact
 from storage.commit import StoreError
-from storage.keys import artifact_key, file_digest
+from storage.keys import artifact_key, ascii_slug, file_digest
 from storage.ledger import Ledger, LedgerRecord
 from storage.store import ArtifactStore, default_cache_dir
 from storage.verify import VerifyReport

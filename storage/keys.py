@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Mapping, Set
 from pathlib import PurePath
 from typing import Any
@@ -85,6 +86,13 @@ def _sort_key(value: Any) -> str:
 def canonical_json(obj: Any) -> str:
     """One string per value: sorted keys, no whitespace, shortest float repr."""
     return json.dumps(to_json(obj, canonical=True), sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def ascii_slug(text: str, keep: str = "") -> str:
+    """A name for paths and keys, which take ASCII only: accents dropped (café -> cafe), every other character
+    but letters, digits and `keep` as '-', no '-' at either end ('' when nothing is left)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(rf"[^A-Za-z0-9{re.escape(keep)}]", "-", ascii_text).strip("-")
 
 
 def artifact_key(stage: str, code_version: str, config: Mapping[str, Any], inputs: Mapping[str, str]) -> str:

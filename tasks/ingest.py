@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from pathlib import Path
 
 from dreamedit3d_core.ingest import IngestedAsset
 from dreamedit3d_core.ingest.isolated import ingest_isolated
 from dreamedit3d_core.ingest.source_files import source_files
-from storage import file_digest
+from storage import ascii_slug, file_digest
 from tasks.artifacts import ASSET, PARTS
 from tasks.running import StageInputs, StageOutputs
 
@@ -18,8 +16,7 @@ def asset_id_for(source: Path, digest: str) -> str:
     """Readable and unique: the file's stem as an ASCII slug (accents dropped, other letters and marks as '-';
     the file's own name is kept where it is shown) and the start of its content digest. Ids go into paths and
     keys, which take ASCII only (Prefect's artifact keys among them)."""
-    ascii_stem = unicodedata.normalize("NFKD", source.stem).encode("ascii", "ignore").decode("ascii")
-    stem = re.sub(r"-+", "-", re.sub(r"[^A-Za-z0-9_-]", "-", ascii_stem)).strip("-") or "asset"
+    stem = ascii_slug(source.stem, keep="_-") or "asset"
     return f"{stem[:40]}-{digest[:8]}"
 
 
