@@ -155,6 +155,77 @@ def ascii_ply(folder: Path) -> Path:
     return folder / "mesh.ply"
 
 
+def library_named_often(folder: Path, lines: int = 200, textures: int = 1000) -> Path:
+    """An OBJ whose `mtllib` lines name one library of 1000 textured materials 200 times (valid, and cheap:
+    the library is parsed once)."""
+    (folder / "big.mtl").write_text("".join(f"newmtl m{i}\nKd 1 0 0\nmap_Kd t{i}.png\n" for i in range(textures)))
+    (folder / "many.obj").write_text("mtllib big.mtl\n" * lines + QUAD + "usemtl m0\nf 1/1 2/2 3/3\n")
+    return folder / "many.obj"
+
+
+def library_named_400_times(folder: Path) -> Path:
+    """The same with 400 `mtllib` lines: more references than ingest.limits.max_material_libraries (256)."""
+    return library_named_often(folder, lines=400)
+
+
+def library_named_1600_times(folder: Path) -> Path:
+    """The same with 1600 `mtllib` lines (once 62 s in listing the asset's files alone)."""
+    return library_named_often(folder, lines=1600)
+
+
+def large_obj(folder: Path, vertices: int = 1_000_000) -> Path:
+    """A 16 MB valid OBJ: a million vertices, a triangle on each three."""
+    rng = np.random.default_rng(0)
+    text = "".join(f"v {x:.4f} {y:.4f} {z:.4f}\n" for x, y, z in rng.random((vertices, 3)))
+    text += "".join(f"f {i + 1} {i + 2} {i + 3}\n" for i in range(0, vertices - 2, 3))
+    (folder / "large.obj").write_text(text)
+    return folder / "large.obj"
+
+
+def fan_beyond_memory(folder: Path, corners: int = 9_000_000) -> Path:
+    """An 18 MB OBJ of one face with 9 million corners, within the vertex and face limits: reading it needs
+    more memory than the reader's limit (ingest.limits.max_memory_bytes, set to 1 GiB for this file)."""
+    (folder / "fan.obj").write_text(QUAD + "f " + "1 2 3 " * (corners // 3) + "\n")
+    return folder / "fan.obj"
+
+
+PLY_HEADER = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n"
+PLY_FACES = "element face 2\nproperty list uchar int vertex_indices\n"
+PLY_ROWS = "0 0 0\n1 0 0\n1 1 0\n0 1 0\n3 0 1 2\n3 0 2 3\n"
+
+
+def ply_extra_element(folder: Path) -> Path:
+    """A 10 MB ASCII PLY whose extra element has 5 million rows (valid: read, in bounded memory)."""
+    header = PLY_HEADER + PLY_FACES + "element junk 5000000\nproperty uchar a\nend_header\n"
+    (folder / "extra.ply").write_bytes((header + PLY_ROWS).encode() + b"1\n" * 5_000_000)
+    return folder / "extra.ply"
+
+
+def ply_nan_count(folder: Path) -> Path:
+    """A PLY whose face count is `nan`."""
+    (folder / "nan.ply").write_text(PLY_HEADER + PLY_FACES.replace("2", "nan") + "end_header\n" + PLY_ROWS)
+    return folder / "nan.ply"
+
+
+def ply_float_list_length(folder: Path) -> Path:
+    """A PLY whose face lists give their length as a float."""
+    (folder / "float.ply").write_text(PLY_HEADER + PLY_FACES.replace("uchar", "float") + "end_header\n" + PLY_ROWS)
+    return folder / "float.ply"
+
+
+def ply_float_index(folder: Path) -> Path:
+    """A PLY with a face index of 1.5 (once silently truncated to 1)."""
+    (folder / "index.ply").write_text(PLY_HEADER + PLY_FACES + "end_header\n" + PLY_ROWS.replace("3 0 1 2", "3 0 1.5 2"))
+    return folder / "index.ply"
+
+
+def stl_blank_lines(folder: Path) -> Path:
+    """An ASCII STL with 40 000 blank lines between its two facets (valid)."""
+    facet = "facet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\nendloop\nendfacet\n"
+    (folder / "blank.stl").write_text("solid x\n" + facet + "\n" * 40_000 + facet + "endsolid x\n")
+    return folder / "blank.stl"
+
+
 FILES: list[tuple[str, Callable[[Path], Path]]] = [
     ("a small valid OBJ (the baseline)", small_obj),
     ("glTF: a chain of 3000 parent nodes", node_chain),
@@ -166,14 +237,30 @@ FILES: list[tuple[str, Callable[[Path], Path]]] = [
     ("glTF: a JSON list", json_list),
     ("glTF: JSON nested 200000 deep", deep_json),
     ("PLY: 1 MB of ASCII (valid)", ascii_ply),
+    ("OBJ: one 1000-texture library named 200 times (valid)", library_named_often),
+    ("OBJ: one 1000-texture library named 400 times", library_named_400_times),
+    ("OBJ: one 1000-texture library named 1600 times", library_named_1600_times),
+    ("OBJ: 16 MB, a million vertices (valid)", large_obj),
+    ("OBJ: a face of 9 million corners, reader memory limited to 1 GiB", fan_beyond_memory),
+    ("PLY: 10 MB, an extra element of 5 million rows (valid)", ply_extra_element),
+    ("PLY: a face count of nan", ply_nan_count),
+    ("PLY: face lists whose length is a float", ply_float_list_length),
+    ("PLY: a face index of 1.5", ply_float_index),
+    ("STL: 40 000 blank lines (valid)", stl_blank_lines),
 ]
+# a --config file given with a file, where its row measures one limit at a lower value than the default
+CONFIGS = {fan_beyond_memory: "ingest:\n  limits:\n    max_memory_bytes: 1073741824\n"}
 
 
-def run(path: Path, store: Path) -> dict:
+def run(path: Path, store: Path, config: str | None = None) -> dict:
     env = {**os.environ, "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+    options = []
+    if config is not None:
+        (store.parent / "config.yaml").write_text(config)
+        options = ["--config", str(store.parent / "config.yaml")]
     started = time.perf_counter()
     result = subprocess.run(
-        ["/usr/bin/time", "-v", *CLI, "ingest", str(path), "--store", str(store)],
+        ["/usr/bin/time", "-v", *CLI, "ingest", str(path), "--store", str(store), *options],
         capture_output=True, text=True, env=env, timeout=900,
     )
     wall = time.perf_counter() - started
@@ -206,7 +293,7 @@ def main() -> None:
             folder = Path(tmp) / f"{index}"
             folder.mkdir()
             path = build(folder)
-            rows.append({"what": what, "bytes": path.stat().st_size, **run(path, folder / "store")})
+            rows.append({"what": what, "bytes": path.stat().st_size, **run(path, folder / "store", CONFIGS.get(build))})
             print(f"{what}: exit {rows[-1]['exit']}, {rows[-1]['wall_s']:.1f} s, {rows[-1]['peak_mb']:.0f} MB", flush=True)
     base = rows[0]
     lines = [

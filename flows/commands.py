@@ -420,8 +420,10 @@ def _server_text(state: dict[str, Any]) -> str:
     if state.get("ui"):
         lines.append(f"UI: {state['ui']} (flow runs are named after the asset and its first edit)")
     if state.get("secret"):
-        lines.append("other machines: PREFECT_API_URL=" + state["ui"] + "/api and PREFECT_API_AUTH_STRING from "
-                     "`dreamedit3d server secret` (this user only)")  # fmt: skip
+        lines.append("the UI's login and other machines' PREFECT_API_AUTH_STRING: `dreamedit3d server secret` "
+                     "(this user only)")  # fmt: skip
+        if state.get("host", "127.0.0.1") != "127.0.0.1":
+            lines.append(f"other machines: PREFECT_API_URL={state['ui']}/api")
     return "\n".join(lines)
 
 
@@ -446,12 +448,12 @@ def server_start(
 
 @server_app.command("secret")
 def server_secret() -> None:
-    """Print the running server's API secret (for PREFECT_API_AUTH_STRING on other machines)."""
+    """Print the running server's API secret: the UI's login, and PREFECT_API_AUTH_STRING on other machines."""
     from flows.local_server import running
 
     state = running()
     if state is None or not state.get("secret"):
-        raise UserError("no server with a secret runs here (a loopback server needs none)")
+        raise UserError("no server with a secret runs here (`dreamedit3d server start` starts one)")
     typer.echo(state["secret"])
 
 

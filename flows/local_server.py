@@ -3,8 +3,9 @@
 Prefect runs flows against an API server. Without `PREFECT_API_URL`, Prefect would start a temporary server
 for each command (10-20 s on 2 cores) and stop it at the end. Instead the first command that runs a flow
 starts `prefect server start` in the background, on loopback, and records where it is in
-`$PREFECT_HOME/dreamedit3d-server.json`; later commands find it there (after checking it answers) and use
-it. `dreamedit3d server status` says where it is, `dreamedit3d server stop` stops it.
+`$PREFECT_HOME/dreamedit3d-server.json` (readable by this user only: it holds the server's API secret); later
+commands find it there (after checking it answers) and use it. `dreamedit3d server status` says where it
+is, `dreamedit3d server secret` prints the secret its UI asks for, `dreamedit3d server stop` stops it.
 
 `PREFECT_API_URL` (a server you run yourself) always wins; `DREAMEDIT3D_SERVER=temporary` asks for Prefect's
 temporary server per command instead. Only the standard library is used here: this runs before the
@@ -107,10 +108,15 @@ def start_server(host: str | None = None, port: int | None = None) -> dict:
 def _start(host: str, port: int) -> dict:
     """Start the background server on `host`:`port` and record it (with the lock held and none running).
 
-    Its UI is told its own API address (else it looks for port 4200). On any address but loopback, other
-    machines reach it: it then requires an API secret (a random one, recorded in the state file, readable by
-    this user only), which the commands here pass on and other machines set as PREFECT_API_AUTH_STRING."""
+    Its UI is told its own API address (else it looks for port 4200). Every server is the starting user's
+    alone, on loopback too (other local users, and any web page open in a browser, reach loopback):
+    - it requires an API secret, a random one recorded in the state file (mode 0600, this user only), which
+      the commands here pass on, other machines set as PREFECT_API_AUTH_STRING and the UI asks for once;
+    - CORS grants only the UI's own origin, so no other site's page can read its answers;
+    - CSRF protection is on: a state-changing request needs a token the server hands to authenticated
+      clients (Prefect's client and UI fetch it by themselves)."""
     public = host if host not in ("0.0.0.0", "::") else socket.getfqdn()  # what another machine's browser uses
+    secret = f"dreamedit3d:{secrets.token_urlsafe(24)}"  # user:password, as the UI's login form takes it
     url = f"http://{public}:{port}/api"
     log = prefect_home() / "dreamedit3d-server.log"
     sys.stderr.write(
@@ -124,11 +130,11 @@ def _start(host: str, port: int) -> dict:
         "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_UI_API_URL": url,
+        "PREFECT_SERVER_API_AUTH_STRING": secret,
+        "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": ",".join(dict.fromkeys([url[: -len("/api")], f"http://{LOOPBACK}:{port}"])),
+        "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
     }
     env.pop("PREFECT_API_URL", None)
-    secret = None if host == LOOPBACK else f"dreamedit3d:{secrets.token_urlsafe(24)}"
-    if secret:
-        env["PREFECT_SERVER_API_AUTH_STRING"] = secret
     prefect = Path(sys.executable).with_name("prefect")
     with open(log, "ab") as output:
         process = subprocess.Popen(
@@ -148,9 +154,7 @@ def _start(host: str, port: int) -> dict:
             raise ServerError(f"the local Prefect server did not start; see {log}")
         time.sleep(0.5)
     state = {"url": local_url, "ui": url[: -len("/api")], "pid": process.pid, "log": str(log), "host": host,
-             "started": _start_time(process.pid)}  # fmt: skip
-    if secret:
-        state["secret"] = secret
+             "started": _start_time(process.pid), "secret": secret}  # fmt: skip
     descriptor = os.open(state_file(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(json.dumps(state))

@@ -103,8 +103,8 @@ def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]
     library = None
     path = location
     if is_url(location):
-        library = RemoteLibrary(location)
         try:
+            library = RemoteLibrary(location, max_file_bytes=base.ingest.limits.max_file_bytes)
             path = library.fetch_manifest()
         except FileNotFoundError as error:
             raise ManifestError(str(error)) from None

@@ -186,6 +186,8 @@ class ArtifactStore:
         paths = [entry["path"] for entry in record["files"]]
         if paths:  # lists: async filesystems (s3, gcs) upload them concurrently
             self.fs.put([str(staging / p) for p in paths], [f"{remote}/{p}" for p in paths])
+        if self.leases is not None:  # a holder whose lease lapsed must not commit: another may own the key now
+            self.leases.check(key)
         self.fs.pipe_file(self.commit_path(key), data)  # one PUT: atomic on object stores
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -202,6 +204,8 @@ class ArtifactStore:
         # no other live writer can be uploading an attempt of this key. Elsewhere nothing can tell.
         if not (self.is_local or self.leases is not None):
             return []
+        if self.leases is not None:  # only the lease's live holder may delete other attempts' files
+            self.leases.check(key)
         removed = []
         self.fs.invalidate_cache(self.path("objects", key))
         if self.fs.exists(self.path("objects", key)):

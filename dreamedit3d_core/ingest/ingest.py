@@ -81,10 +81,22 @@ def _clean(parts: list[Part], source: str, config: IngestConfig, warnings: list[
     return cleaned
 
 
-def _unique_names(parts: list[Part]) -> None:
+def printable_name(name: str) -> str:
+    """A part name as people see it: control and format characters (terminal escapes, bidirectional
+    overrides, line breaks) become spaces and runs of spaces one space; printable text is kept as written."""
+    if all(ch.isprintable() for ch in name):
+        return name
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+
+
+def _unique_names(parts: list[Part], source: str, warnings: list[str]) -> None:
+    """Printable, non-empty names, unique within the asset (`seat`, `seat_1`, ...)."""
     seen: set[str] = set()
     for i, part in enumerate(parts):
-        base = (part.name or "").strip() or f"part_{i}"
+        printable = printable_name(part.name or "")
+        if printable != (part.name or ""):
+            warnings.append(f"{source}: part name {part.name!r} has control characters; named {printable!r}")
+        base = printable.strip() or f"part_{i}"
         name, k = base, 1
         while name in seen:
             name, k = f"{base}_{k}", k + 1
@@ -120,7 +132,12 @@ def ingest_asset(
     files = SourceResolver(path, config.limits)
     try:
         parts, materials, warnings = _READERS[suffix](files)
-    except (RecursionError, MemoryError, Image.DecompressionBombError) as error:
+    except MemoryError:
+        raise AssetError(
+            f"{path.name}: reading the file needs more memory than a reader may use "
+            f"(ingest.limits.max_memory_bytes={config.limits.max_memory_bytes:,})"
+        ) from None
+    except (RecursionError, Image.DecompressionBombError) as error:
         # what the limits did not foresee is still the file's doing: refused, not retried
         raise AssetError(f"{path.name}: the file is too large or too deeply nested to read ({type(error).__name__})") from None
     finally:
@@ -128,10 +145,11 @@ def ingest_asset(
             opened.extend(files.opened)
     check_count(config.limits, "max_vertices", sum(len(p.vertices) for p in parts), path.name, "vertices")
     check_count(config.limits, "max_faces", sum(len(p.faces) for p in parts), path.name, "triangles")
+    check_count(config.limits, "max_parts", len(parts), path.name, "parts")
     parts = _clean(parts, path.name, config, warnings)
     parts = split_single_mesh(parts, materials, warnings, path.name)
     materials = _compact_materials(parts, materials)
-    _unique_names(parts)
+    _unique_names(parts, path.name, warnings)
 
     up_axis = DEFAULT_UP_AXIS[suffix] if config.up_axis == "auto" else config.up_axis
     transform = np.eye(4)

@@ -5,7 +5,10 @@ checks and normalises the file and writes the asset folder (`IngestedAsset.write
 `IngestConfig.timeout_s`, then stops it and refuses the file. A file the reader refuses comes back as the same
 AssetError (exit code 2, its message the last line of the child's stderr); a child killed by the system (the
 out-of-memory killer) is a fault of the machine, `IngestCrashed`, which a retry may get past. The child's
-last line on stdout says which files it opened and its peak memory.
+address space is limited to `ingest.limits.max_memory_bytes` (RLIMIT_AS), so a file that would need more
+fails inside the reader with a MemoryError and is refused, not retried, and the kernel's out-of-memory
+killer never has to choose between it and a neighbouring Blender or training process. The child's last
+line on stdout says which files it opened and its peak memory.
 
     python -m dreamedit3d_core.ingest.isolated ASSET_FILE OUT_DIR CONFIG_JSON
 """
@@ -78,17 +81,28 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def limit_memory(max_bytes: int) -> None:
+    """Limit this process's address space (RLIMIT_AS) to `max_bytes`, never above a hard limit already set."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (max_bytes if hard == resource.RLIM_INFINITY else min(max_bytes, hard), hard))
+
+
 def main(argv: list[str]) -> int:
     from dreamedit3d_core.ingest.ingest import ingest_asset  # the readers (trimesh) only in the child
 
-    path, out_dir, config_json = Path(argv[0]), Path(argv[1]), argv[2]
+    path, out_dir, config = Path(argv[0]), Path(argv[1]), IngestConfig.model_validate_json(argv[2])
+    limit_memory(config.limits.max_memory_bytes)  # after the imports: the limit is for what the file makes us do
     opened: list[SourceFile] = []
     try:
-        asset = ingest_asset(path, IngestConfig.model_validate_json(config_json), opened=opened)
+        asset = ingest_asset(path, config, opened=opened)
         asset.write(out_dir, overwrite=True)
         code = 0
     except AssetError as error:
         sys.stderr.write(" ".join(str(error).split()) + "\n")
+        code = _REFUSED
+    except MemoryError:  # past the reader (cleaning, writing): still the file's size, still refused
+        limit = config.limits.max_memory_bytes
+        sys.stderr.write(f"{path.name}: ingesting it needs more memory than ingest.limits.max_memory_bytes={limit:,}\n")
         code = _REFUSED
     except Exception:  # a bug, not the file: the caller shows the traceback
         traceback.print_exc()

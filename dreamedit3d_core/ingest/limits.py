@@ -36,6 +36,13 @@ class IngestLimits(BaseModel):
     max_faces: int = Field(10_000_000, gt=0)  # triangles over the whole asset, instances counted
     max_textures: int = Field(256, gt=0)  # images the asset's used materials name
     max_texture_pixels: int = Field(8192 * 8192, gt=0)  # width x height of one texture, read from its header
+    max_ply_rows: int = Field(20_000_000, gt=0)  # rows of all elements of a PLY together, read from its header
+    max_ply_header_bytes: int = Field(2**20, gt=0)  # a PLY's header up to 'end_header' (real files: a few KB)
+    max_parts: int = Field(10_000, gt=0)  # parts of the asset (OBJ objects or groups with faces, glTF meshes placed)
+    max_material_libraries: int = Field(256, gt=0)  # OBJ `mtllib` references (each name of each line counts)
+    max_materials: int = Field(10_000, gt=0)  # materials an OBJ's libraries define, all libraries together
+    max_texture_references: int = Field(10_000, gt=0)  # `map_Kd` statements in an OBJ's libraries
+    max_memory_bytes: int = Field(8 * 2**30, ge=2**30)  # address space of the process reading the file (RLIMIT_AS)
 
 
 def check_count(limits: IngestLimits, name: str, count: int, where: str, what: str) -> None:

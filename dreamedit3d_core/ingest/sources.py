@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +43,15 @@ class SourceFile:
 class SourceResolver:
     """Finds the files an asset references and reads them; `opened` lists every file read, main file first.
     `limits` are the asset's size limits: `read` checks a file's size before reading it, and the readers
-    check the rest against the same object."""
+    check the rest against the same object. `timeout_s`, where given, is a wall-clock budget: `find`, `read`
+    and the readers' line loops (`check_time`) refuse the asset once it is spent, so work done with an asset
+    outside the reader's own process (listing its files for a cache key) is bounded in time too."""
 
-    def __init__(self, main: Path, limits: IngestLimits | None = None) -> None:
+    def __init__(self, main: Path, limits: IngestLimits | None = None, timeout_s: float | None = None) -> None:
         main = Path(main)
         self.limits = limits or IngestLimits()
+        self.timeout_s = timeout_s
+        self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self.main = SourceFile(relative=main.name, path=main)
         self.root = main.parent
         self._real_root = Path(os.path.realpath(self.root))
@@ -66,6 +71,7 @@ class SourceResolver:
         folder (an absolute path, `..` leaving it) is tried by its base name only, inside the folder; when
         nothing is found that way, the reference is refused.
         """
+        self.check_time()
         folder = posixpath.dirname(referrer.relative)
         as_written: list[tuple[str, str]] = []  # (spelling, the name it gives relative to the referrer's folder)
         base_names: list[tuple[str, str]] = []
@@ -101,6 +107,7 @@ class SourceResolver:
 
     def read(self, file: SourceFile) -> bytes:
         """The file's bytes (read once, then served again; its size checked first); records it in `opened`."""
+        self.check_time()
         if file.relative not in self._contents:
             try:
                 size = file.path.stat().st_size
@@ -110,6 +117,14 @@ class SourceResolver:
                 raise AssetError(f"{self.main.relative}: cannot read {file.relative!r} ({error.strerror})") from None
             self.opened.append(file)
         return self._contents[file.relative]
+
+    def check_time(self) -> None:
+        """Refuse the asset once the time budget is spent (no budget: never)."""
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise AssetError(
+                f"{self.main.relative}: reading the asset's references took longer than {self.timeout_s:g} s "
+                "(ingest.timeout_s), so it is refused"
+            )
 
     def _checked_name(self, spelling: str, referrer: SourceFile, what: str, uri: bool) -> tuple[str, str | None]:
         """The spelling as a posix name, and why it points outside the folder (None when it does not).

@@ -25,8 +25,9 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**environment, "PREFECT_HOME": str(tmp_path / "prefect-home")}
 
 
-def runs_page(ui: str, run_name: str, screenshot: Path) -> dict:
-    """Open the UI's runs page in Chromium; how many runs of that name it lists, with the preset's tag."""
+def runs_page(ui: str, secret: str, run_name: str, screenshot: Path) -> dict:
+    """Log in to the UI with the server's secret and open its runs page in Chromium; how many runs of that name
+    it lists, with the preset's tag."""
     from playwright.sync_api import sync_playwright
 
     from tests.flows.browser import CHROMIUM_ARGS, chromium
@@ -36,7 +37,15 @@ def runs_page(ui: str, run_name: str, screenshot: Path) -> dict:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("requestfailed", lambda request: api_errors.append(request.url) if "/api/" in request.url else None)
+            def failed(request) -> None:  # noqa: ANN001 (Playwright's types)
+                # requests cut short by leaving a page (the login's redirect) are not the API failing to answer
+                if "/api/" in request.url and "ERR_ABORTED" not in (request.failure or ""):
+                    api_errors.append(f"{request.url}: {request.failure}")
+
+            page.on("requestfailed", failed)
+            page.goto(f"{ui}/runs", wait_until="networkidle")
+            page.get_by_placeholder("admin:pass").fill(secret)  # the UI asks for the secret first
+            page.get_by_role("button", name="Login").click()
             page.goto(f"{ui}/runs", wait_until="networkidle")
             page.get_by_text(run_name).first.wait_for(timeout=60_000)
             page.screenshot(path=str(screenshot))
@@ -74,12 +83,47 @@ def test_the_first_command_starts_the_server_and_the_next_ones_reuse_it(
         assert edit.returncode == 0, edit.stderr
         assert f"View at {server['ui']}/runs/flow-run/" in edit.stderr  # --verbose: the run's UI link
         assert "UI: " + server["ui"] in cli(env, "server", "status").stdout
-        found = runs_page(server["ui"], "two_objects.obj: a photo of <asset0> in red", tmp_path / "runs.png")
+        secret = cli(env, "server", "secret").stdout.strip()
+        found = runs_page(server["ui"], secret, "two_objects.obj: a photo of <asset0> in red", tmp_path / "runs.png")
         assert found["api_errors"] == [], found  # the UI reached its own API (not port 4200)
         assert found["tags"] >= 1 and found["runs"] >= 1, found
+
+        assert_only_its_user_and_its_ui_get_answers(server["url"], secret, prefect_home=Path(env["PREFECT_HOME"]))
 
         assert json.loads(cli(env, "server", "stop", "--json").stdout) == {"stopped": True}
         assert not psutil.pid_exists(server["pid"]) or psutil.Process(server["pid"]).status() == psutil.STATUS_ZOMBIE
         assert cli(env, "server", "status").stdout.strip() == "not running"
     finally:
         cli(env, "server", "stop")
+
+
+def curl(*args: str) -> tuple[int, dict[str, str]]:
+    """The status code and the (lower-cased) headers of one request made with curl."""
+    result = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", *args], capture_output=True, text=True, timeout=60)
+    lines = result.stdout.strip().splitlines()
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers
+
+
+def assert_only_its_user_and_its_ui_get_answers(url: str, secret: str, prefect_home: Path) -> None:
+    """The shared server answers nobody without its secret (other local users, web pages), grants CORS to its
+    own UI's origin only, and refuses state-changing requests without a CSRF token."""
+    assert (prefect_home / "dreamedit3d-server.json").stat().st_mode & 0o077 == 0  # the secret: this user only
+    runs = [f"{url}/flow_runs/filter", "-X", "POST", "-H", "content-type: application/json", "-d", "{}"]
+    assert curl(f"{url}/health")[0] == 200  # the health check alone is open
+    assert curl(f"{url}/csrf-token?client=test")[0] == 401
+    assert curl(*runs, "-H", "Origin: https://evil.example")[0] in (401, 403)  # refused: no secret (nor CSRF token)
+    assert curl(*runs, "-u", secret)[0] == 403  # the secret without a CSRF token
+    token_result = subprocess.run(["curl", "-s", "-u", secret, f"{url}/csrf-token?client=test"], capture_output=True,
+                                  text=True, timeout=60)  # fmt: skip
+    csrf = ["-H", f"Prefect-Csrf-Token: {json.loads(token_result.stdout)['token']}", "-H", "Prefect-Csrf-Client: test"]
+    assert curl(*runs, "-u", secret, *csrf)[0] == 200
+    preflight = [f"{url}/flow_runs/filter", "-X", "OPTIONS", "-H", "Access-Control-Request-Method: POST"]
+    status, headers = curl(*preflight, "-H", "Origin: https://evil.example")
+    assert status >= 400 and "access-control-allow-origin" not in headers, headers
+    status, headers = curl(*runs, "-u", secret, *csrf, "-H", "Origin: https://evil.example")
+    assert status == 200 and "access-control-allow-origin" not in headers, headers  # a page there cannot read it
+    origin = url[: -len("/api")]
+    status, headers = curl(*preflight, "-H", f"Origin: {origin}")
+    assert status == 200 and headers.get("access-control-allow-origin") == origin, headers
+

@@ -9,6 +9,7 @@ failure here reproduces.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -35,6 +36,58 @@ GOOD = {
     "two_objects.obj": ["two_objects.obj"],
 }
 Mutation = Callable[[Path, np.random.Generator], None]
+
+
+def _cube() -> tuple[np.ndarray, list[list[int]]]:
+    """A unit cube: 8 corners; 3 sides as quads and 3 as two triangles each (rows of two lengths)."""
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=np.float32)
+    quads = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
+    return corners, quads[:3] + [[a, b, c] for a, b, c, d in quads[3:] for a, b, c in ((a, b, c), (a, c, d))]
+
+
+def _ply(encoding: str) -> bytes:
+    """The cube as a PLY with vertex colours and two elements the reader steps over (one of lists)."""
+    corners, faces = _cube()
+    header = (
+        f"ply\nformat {encoding} 1.0\ncomment made by the fuzz test\nelement material 2\nproperty list uchar float weights\n"
+        "element vertex 8\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\n"
+        "element edge 2\nproperty int vertex1\nproperty int vertex2\nend_header\n"
+    ).encode()
+    colours = [(i * 30, 255 - i * 30, 128) for i in range(8)]
+    if encoding == "ascii":
+        rows = ["2 0.5 0.5", "1 1.0"] + [f"{x:g} {y:g} {z:g} {r} {g} {b}" for (x, y, z), (r, g, b) in zip(corners, colours)]
+        rows += [f"{len(face)} {' '.join(map(str, face))}" for face in faces] + ["0 1", "1 3"]
+        return header + ("\n".join(rows) + "\n").encode()
+    data = struct.pack("<B2f", 2, 0.5, 0.5) + struct.pack("<Bf", 1, 1.0)
+    data += b"".join(struct.pack("<3f3B", *corner, *colour) for corner, colour in zip(corners, colours))
+    data += b"".join(struct.pack(f"<B{len(face)}i", len(face), *face) for face in faces)
+    return header + data + struct.pack("<4i", 0, 1, 1, 3)
+
+
+def _stl(binary: bool) -> bytes:
+    """The cube's triangles as an STL."""
+    corners, faces = _cube()
+    triangles = corners[[[f[0], f[j], f[j + 1]] for f in faces for j in range(1, len(f) - 1)]]  # (12, 3, 3)
+    if binary:
+        records = b"".join(struct.pack("<12fH", 0, 0, 0, *triangle.ravel(), 0) for triangle in triangles)
+        return b"made by the fuzz test".ljust(80, b" ") + struct.pack("<I", len(triangles)) + records
+    facets = "".join(
+        "facet normal 0 0 0\n outer loop\n" + "".join(f"  vertex {x:g} {y:g} {z:g}\n" for x, y, z in triangle)
+        + " endloop\nendfacet\n"
+        for triangle in triangles
+    )
+    return f"solid cube\n{facets}endsolid cube\n".encode()
+
+
+# PLY and STL files built here (the shared assets have none); their own mutations, below
+MESHES: dict[str, Callable[[], bytes]] = {
+    "ply_text.ply": lambda: _ply("ascii"),
+    "ply_binary.ply": lambda: _ply("binary_little_endian"),
+    "stl_text.stl": lambda: _stl(binary=False),
+    "stl_binary.stl": lambda: _stl(binary=True),
+}
 
 
 def truncate(fraction: float) -> Mutation:
@@ -121,6 +174,59 @@ MUTATIONS: dict[str, Mutation] = {
 }
 
 
+def flip_header_bytes(count: int) -> Mutation:
+    """Bytes flipped among the first 200 (a PLY's header, an STL's first lines or its triangle count)."""
+
+    def mutate(path: Path, rng: np.random.Generator) -> None:
+        data = bytearray(path.read_bytes())
+        for index in rng.integers(0, min(len(data), 200), count):
+            data[index] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    return mutate
+
+
+def inflated_count(count: int) -> Mutation:
+    """PLY: one element's row count in the header becomes `count`; binary STL: the triangle count; ASCII STL:
+    one facet gets `count` % 100000 vertex lines more."""
+
+    def mutate(path: Path, rng: np.random.Generator) -> None:
+        data = path.read_bytes()
+        if path.suffix == ".ply":
+            header, rest = data.split(b"end_header\n", 1)
+            elements = list(re.finditer(rb"element (\w+) (\d+)", header))
+            chosen = elements[int(rng.integers(len(elements)))]
+            header = header[: chosen.start(2)] + str(count).encode() + header[chosen.end(2) :]
+            path.write_bytes(header + b"end_header\n" + rest)
+        elif data.startswith(b"solid"):
+            start = data.index(b"  vertex")
+            path.write_bytes(data[:start] + b"  vertex 1 2 3\n" * (count % 100_000) + data[start:])
+        else:
+            path.write_bytes(data[:80] + struct.pack("<I", count) + data[84:])
+
+    return mutate
+
+
+def blank_lines(path: Path, rng: np.random.Generator) -> None:
+    """40000 blank lines after a random line end (of a binary file: after any byte 10)."""
+    data = path.read_bytes()
+    ends = [i + 1 for i, byte in enumerate(data) if byte == 10]
+    at = ends[int(rng.integers(len(ends)))] if ends else len(data)
+    path.write_bytes(data[:at] + b"\n" * 40_000 + data[at:])
+
+
+MESH_MUTATIONS: dict[str, Mutation] = {
+    "truncated to 10%": truncate(0.1),
+    "truncated to 60%": truncate(0.6),
+    "truncated by one byte": truncate(0.9999),
+    "8 bytes flipped": flip_bytes(8),
+    "header bytes flipped": flip_header_bytes(4),
+    "a huge count": inflated_count(2**31 - 1),
+    "a count beyond the data": inflated_count(9_999_999),
+    "blank lines": blank_lines,
+}
+
+
 def corpus(shared_assets: Path, folder: Path) -> Iterator[tuple[str, Path]]:
     rng = np.random.default_rng(2026)
     outside = folder / "outside"
@@ -133,6 +239,13 @@ def corpus(shared_assets: Path, folder: Path) -> Iterator[tuple[str, Path]]:
             copy.mkdir()
             for file in files:
                 shutil.copy(shared_assets / "good" / file, copy / file)
+            mutate(copy / name, rng)
+            yield f"{name}, {label}", copy / name
+    for name, build in MESHES.items():
+        for label, mutate in MESH_MUTATIONS.items():
+            copy = folder / f"{Path(name).stem}-{label.replace(' ', '_').replace('%', '')}"
+            copy.mkdir()
+            (copy / name).write_bytes(build())
             mutate(copy / name, rng)
             yield f"{name}, {label}", copy / name
 
@@ -186,7 +299,7 @@ def test_every_mutated_file_is_ingested_or_refused_fast_and_nothing_partial_stay
     assert result.returncode == 0, result.stderr[-3000:]
     outcomes = json.loads(result.stdout.strip().splitlines()[-1])
     files = outcomes["files"]
-    assert len(files) == len(GOOD) * len(MUTATIONS)
+    assert len(files) == len(GOOD) * len(MUTATIONS) + len(MESHES) * len(MESH_MUTATIONS)
     for label, seen in files.items():
         assert seen["seconds"] < outcomes["baseline_s"] + SECONDS, (label, seen)
         if seen["outcome"] == "refused":  # one line naming the file; a reference outside is named, never read
@@ -204,6 +317,8 @@ def test_every_mutated_file_is_ingested_or_refused_fast_and_nothing_partial_stay
     assert store.verify().clean  # nothing half-written
     for kind in ("truncated to 10%", "a huge count", "a reference outside", "deep nesting"):
         assert all(files[f"{name}, {kind}"]["outcome"] == "refused" for name in GOOD), kind
+    for kind in ("truncated to 10%", "a huge count", "a count beyond the data"):
+        assert all(files[f"{name}, {kind}"]["outcome"] == "refused" for name in MESHES), kind
     for path in (tmp_path / "store").rglob("*"):  # no byte of the files outside the folder reached the store
         assert not path.is_file() or b"not an image" not in path.read_bytes()
 
