@@ -53,12 +53,28 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases (&name, *name) are not allowed here", event.start_mark
             )
-        return super().compose_node(parent, index)
+        # nesting is composed by recursion (and scanned ahead for each level): stop long before either costs
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+MAX_YAML_DEPTH = 64  # settings and manifests nest a few levels; no real file comes near
 
 
 def load_yaml(text: str) -> Any:
-    """`yaml.safe_load`, refusing anchors and aliases (yaml.YAMLError)."""
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    """`yaml.safe_load`, refusing anchors and aliases, nesting deeper than MAX_YAML_DEPTH and values Python
+    will not convert (an integer of thousands of digits): all as yaml.YAMLError."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except (ValueError, RecursionError) as error:
+        raise yaml.YAMLError(f"a value cannot be read ({type(error).__name__}: {one_line(error)})") from None
 
 
 MAX_SETTINGS_BYTES = 1 << 20  # a --config file: settings, not data

@@ -94,6 +94,9 @@ class ManifestEntry(BaseModel):
 
 
 MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists assets and prompts: 64 MiB is hundreds of thousands of rows
+MAX_MANIFEST_ROWS = 10_000  # assets in one manifest: more nights than one; split a larger library
+MAX_FIELD_BYTES = 128 << 10  # one cell (the csv module's own limit): a prompt list or a settings mapping
+MAX_OVERRIDES_DEPTH = 16  # nesting of a row's settings (stage, section, value: three levels in practice)
 
 
 def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]:
@@ -126,6 +129,8 @@ def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]
         raise ManifestError(f"{path}: unknown manifest format {suffix!r} (use .csv, .parquet or .yaml)")
     if not rows:
         raise ManifestError(f"{path}: the manifest lists no assets")
+    if len(rows) > MAX_MANIFEST_ROWS:
+        raise ManifestError(f"{path}: {len(rows):,} rows; a manifest may list at most {MAX_MANIFEST_ROWS:,} assets")
     entries, errors = [], []
     for number, row in enumerate(rows, start=1):
         try:
@@ -154,14 +159,21 @@ def _entry(
     if not isinstance(edits, list) or not all(isinstance(edit, str) and edit.strip() for edit in edits):
         raise ManifestError("edits must be a list of non-empty prompts (in CSV: prompts separated by '|')")
     edits = [edit.strip() for edit in edits]
+    for edit in edits:
+        if not edit.isprintable():
+            raise ManifestError(f"edit {edit!r} holds control characters (a newline, an escape): write it on one line")
     overrides = row.get("overrides") or {}
     if isinstance(overrides, str):
         try:
             overrides = json.loads(overrides)
-        except json.JSONDecodeError as error:
+        except RecursionError:
+            raise ManifestError(f"overrides nested more than {MAX_OVERRIDES_DEPTH} levels deep") from None
+        except ValueError as error:  # JSONDecodeError, or a number of thousands of digits
             raise ManifestError(f"overrides is not valid JSON: {error}") from None
     if not isinstance(overrides, dict):
         raise ManifestError("overrides must be a mapping of stage settings")
+    if _depth(overrides) > MAX_OVERRIDES_DEPTH:
+        raise ManifestError(f"overrides nested more than {MAX_OVERRIDES_DEPTH} levels deep")
     check_asset_settings(overrides)
     resolved = _resolve_asset(manifest, asset) if library is None else _fetch_asset(library, asset)
     entry = ManifestEntry(row=number, asset=resolved, edits=edits, overrides=overrides)
@@ -204,6 +216,18 @@ def _fetch_asset(library: RemoteLibrary, asset: str) -> str:
         raise ManifestError(f"asset {asset!r} could not be copied from {library.folder_url}: {error}") from None
 
 
+def _depth(value: Any) -> int:
+    """How deeply mappings and lists nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def _csv_rows(path: Path) -> list[dict[str, Any]]:
     # utf-8-sig: spreadsheets save CSV with a byte-order mark, which would otherwise rename the first column.
     rows: list[dict[str, Any]] = []
@@ -214,6 +238,9 @@ def _csv_rows(path: Path) -> list[dict[str, Any]]:
                 raise ManifestError(f"{path}: the CSV needs a header row with an 'asset' column")
             # Empty cells are absent values, but the column is kept: an unknown column is an error in every row.
             for row in reader:
+                if len(rows) == MAX_MANIFEST_ROWS:  # one more than allowed is enough to refuse the manifest
+                    rows.append({})
+                    break
                 rows.append({name: None if value == "" else value for name, value in row.items()})
         except UnicodeDecodeError as error:
             raise ManifestError(f"{path}: row {len(rows) + 1}: not UTF-8 text ({error.reason})") from None
@@ -226,9 +253,53 @@ def _parquet_rows(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pylist()
+        parquet = pq.ParquetFile(path)
+        metadata = parquet.metadata
+        # What the file will decode to, from its footer, before anything is decoded: a few kilobytes of
+        # repeated values compress to nothing and decode to gigabytes.
+        if metadata.num_rows > MAX_MANIFEST_ROWS:
+            raise ManifestError(f"{path}: {metadata.num_rows:,} rows; a manifest may list at most {MAX_MANIFEST_ROWS:,} assets")
+        groups = [metadata.row_group(i) for i in range(metadata.num_row_groups)]
+        decoded = sum(group.total_byte_size for group in groups)
+        if decoded > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{path}: decodes to {decoded:,} bytes; a manifest may have at most {MAX_MANIFEST_BYTES:,}")
+        values = sum(group.column(c).num_values for group in groups for c in range(group.num_columns))
+        if values > MAX_MANIFEST_ROWS * 64:
+            raise ManifestError(f"{path}: {values:,} values; at most {MAX_MANIFEST_ROWS * 64:,} in a manifest")
+        # text stays dictionary-encoded until each distinct value's size is checked (a value repeated in
+        # every row is stored once in the file, but would be decoded once per row)
+        text = [column.path for column in parquet.schema if _is_text(column)]
+        table = pq.ParquetFile(path, read_dictionary=text).read()
+        rows = []
+        for batch in table.to_batches(max_chunksize=256):
+            for column in batch.columns:
+                _check_text_sizes(path, column)
+            rows.extend(batch.to_pylist())
+        return rows
+    except ManifestError:
+        raise
     except Exception as error:  # pyarrow raises several kinds for a broken file
-        raise ManifestError(f"{path}: not a readable Parquet file: {error}") from None
+        raise ManifestError(f"{path}: not a readable Parquet file: {' '.join(str(error).split())}") from None
+
+
+def _is_text(column: Any) -> bool:
+    return column.physical_type == "BYTE_ARRAY"
+
+
+def _check_text_sizes(path: Path, array: Any) -> None:
+    """Refuse a manifest whose text cells (in lists too) are larger than MAX_FIELD_BYTES, looking at each
+    distinct value of dictionary-encoded text once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        array = pc.list_flatten(array)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary
+    if pa.types.is_string(array.type) or pa.types.is_binary(array.type) or pa.types.is_large_string(array.type):
+        longest = pc.max(pc.binary_length(array)).as_py()
+        if longest is not None and longest > MAX_FIELD_BYTES:
+            raise ManifestError(f"{path}: a cell of {longest:,} bytes; a manifest's cells hold at most {MAX_FIELD_BYTES:,}")
 
 
 def _yaml_rows(path: Path) -> list[dict[str, Any]]:
