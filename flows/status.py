@@ -7,7 +7,7 @@ from typing import Any
 
 from storage import ArtifactStore
 from tasks.catalog import pipeline_of
-from tasks.running import INTERRUPTED_ERROR
+from tasks.running import INTERRUPTED_ERROR, SHARED_ASSET
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
@@ -34,7 +34,9 @@ def stage_status(store_uri: str) -> list[dict[str, Any]]:
     table = []
     for asset_id in sorted({asset_id for asset_id, _ in latest}):
         stages: dict[str, dict[str, Any]] = {}
-        for stage in pipeline_of(asset_id).stage_names:
+        # work every asset shares (the prior samples) is listed under its own pseudo-asset, by what ran
+        names = sorted({s for a, s in latest if a == asset_id}) if asset_id == SHARED_ASSET else pipeline_of(asset_id).stage_names
+        for stage in names:
             row = latest.get((asset_id, stage))
             if row is None:
                 state, error = "not run", None

@@ -3,13 +3,23 @@
 Resumable inside the stage: checkpoints go to the store's scratch folder for this artifact key every
 `checkpoint_every` steps, and a killed run continues from the last one (the ledger's details say from
 which step). The scratch folder is removed once the fine-tuned model is committed.
+
+The class samples for prior preservation depend on the base model, the cameras and the prior settings, not
+on the asset: they are a shared artifact (`StageInputs.shared`, stage "prior"), drawn by the first asset of
+a library and read by every other.
 """
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
+import torch
+
 from dreamedit3d_core.mvdiffusion.loading import load_base_model
-from dreamedit3d_core.personalize import finetune_model, load_token_embeddings, prepare_training_data
-from dreamedit3d_core.personalize.data import attribute_phrases
+from dreamedit3d_core.personalize import finetune_model, load_token_embeddings, prepare_training_data, prior_latents_for
+from dreamedit3d_core.personalize.config import FinetuneConfig
+from dreamedit3d_core.personalize.data import TrainingData, attribute_phrases
 from tasks.artifacts import (
     CAMERAS,
     COMPONENTS,
@@ -21,8 +31,11 @@ from tasks.artifacts import (
     RENDERS,
     TOKEN_EMBEDDINGS,
 )
+from tasks.models import base_model_digest
 from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
+
+PRIOR_SETTINGS = ("prior_prompt", "prior_images", "prior_sample_steps", "prior_guidance_scale", "prior_negative_prompt", "seed")
 
 
 def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
@@ -35,9 +48,10 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
     data = prepare_training_data(
         model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors(), attributes
     )
+    prior = shared_prior(inputs, model, data, config) if config.prior_preservation else None
     with progress("finetune") as on_step:
         result = finetune_model(
-            model, data, tokens, config, checkpoint_dir=inputs.scratch_dir(), on_step=on_step
+            model, data, tokens, config, checkpoint_dir=inputs.scratch_dir(), on_step=on_step, prior_latents=prior
         )
     outputs.save(FINETUNED_MODEL, result.model.save_pretrained)
     outputs.save(FINETUNE_LOG, result.log)
@@ -52,3 +66,20 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
         "probe_before": result.probe_before,
         "probe_after": result.probe_after,
     }
+
+
+def shared_prior(inputs: StageInputs, model: object, data: TrainingData, config: FinetuneConfig) -> torch.Tensor:
+    """The class samples every asset fine-tuned with these settings shares: drawn once (by the first asset)
+    and read from the store by every other."""
+    settings = {name: getattr(config, name) for name in PRIOR_SETTINGS}
+    cameras = np.ascontiguousarray(data.cameras.cpu().numpy())
+    digests = {
+        "base_model": base_model_digest(inputs.settings("model")),
+        "cameras": hashlib.sha256(cameras.tobytes() + str(cameras.shape).encode()).hexdigest(),
+    }
+    arrays = inputs.shared(
+        "prior", inputs.stage.code_version, settings, digests,
+        lambda: {"latents": prior_latents_for(model, data.cameras, config).numpy()},  # type: ignore[arg-type]
+    )  # fmt: skip
+    return torch.from_numpy(arrays["latents"])
+

@@ -14,11 +14,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import numpy as np
 import psutil
 
 from dreamedit3d_core.mvdiffusion import EditConfig
@@ -27,6 +28,9 @@ from tasks.artifacts import Noun
 from tasks.stage import Stage, StageCall, StagePlan, StageRef, cost_profile, plan
 
 L = TypeVar("L")
+
+
+SHARED_ASSET = "shared"  # the asset id, in the ledger and the store, of work every asset shares (StageInputs.shared)
 
 
 class UpstreamChanged(RuntimeError):
@@ -80,6 +84,35 @@ class StageInputs:
         if self.call.source is None:
             raise KeyError(f"stage {self.stage.name!r} reads no source file")
         return Path(self.call.source)
+
+    def shared(
+        self,
+        name: str,
+        version: str,
+        settings: Mapping[str, Any],
+        inputs: Mapping[str, str],
+        compute: Callable[[], Mapping[str, np.ndarray]],
+    ) -> dict[str, np.ndarray]:
+        """Work that depends on no asset and that every asset's stage would otherwise repeat (the base model's
+        class samples for prior preservation): an artifact of its own, keyed by `name`, `version`, `settings`
+        and `inputs` (digests, e.g. the base model's), computed by the first call (`compute()` gives named
+        arrays) and read by every later one, on any machine sharing the store. It has a ledger row of its own
+        under the asset id "shared": computed once, cached for every other asset."""
+        started, clock = datetime.now(timezone.utc), time.perf_counter()
+        shared_plan = StagePlan(self.store.root_uri, SHARED_ASSET, name, version, dict(settings), dict(inputs))
+        metadata = {"asset_id": SHARED_ASSET, "config": dict(settings), "inputs": dict(inputs),
+                    "first_asset": self.asset_id}  # fmt: skip
+
+        def write(writer: ArtifactWriter) -> None:
+            writer.tensors("tensors", {key: np.ascontiguousarray(value) for key, value in compute().items()})
+
+        try:
+            artifact, status = self.store.compute(shared_plan.key, stage=name, metadata=metadata, fn=write)
+        except BaseException as error:
+            _append_ledger(self.store, shared_plan, "failed", started, clock, None, error)
+            raise
+        _append_ledger(self.store, shared_plan, status, started, clock, None, None, {"for_asset": self.asset_id})
+        return artifact.tensors("tensors")
 
     def scratch_dir(self) -> Path:
         """A local folder kept across crashes until the artifact is committed (in-stage checkpoints)."""

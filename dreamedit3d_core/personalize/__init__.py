@@ -7,7 +7,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "config": ("FinetuneConfig", "InvertConfig", "ProbeConfig", "TrainingConfig"),
         "data": ("TrainingData", "flip_views", "mirror_cameras", "prepare_training_data"),
-        "finetune": ("FinetuneResult", "finetune_model"),
+        "finetune": ("FinetuneResult", "finetune_model", "prior_latents_for"),
         "invert": ("InversionResult", "invert_tokens"),
         "loop": ("PersonalizationCancelled",),
         "probe": ("AttentionProbe", "attention_isolation", "attention_preview", "probe_attention"),

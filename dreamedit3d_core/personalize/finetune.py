@@ -152,27 +152,36 @@ def fingerprint(
     }
 
 
-@torch.no_grad()
-def make_prior(
-    model: MultiViewDiffusion, data: TrainingData, config: FinetuneConfig, checkpoint: Checkpoint | None
-) -> PriorSet:
-    """Class samples of the base model (before any fine-tuning step), as latents; a checkpoint keeps them."""
+def prior_set(latents: torch.Tensor, config: FinetuneConfig, device: torch.device) -> PriorSet:
+    """Class samples drawn beforehand (`prior_latents_for`), with the prompts they were drawn from."""
     prompts = [config.prior_prompts[i % len(config.prior_prompts)] for i in range(config.prior_images)]
-    if checkpoint is not None and "prior_latents" in checkpoint.extras:
-        latents = checkpoint.extras["prior_latents"].to(model.device)
-        return PriorSet(latents=latents, prompts=tuple(prompts), weight=config.prior_weight)
+    if len(latents) != len(prompts):
+        raise ValueError(f"{len(latents)} prior samples given, the config asks for {len(prompts)}")
+    return PriorSet(latents=latents.to(device), prompts=tuple(prompts), weight=config.prior_weight)
+
+
+@torch.no_grad()
+def prior_latents_for(model: MultiViewDiffusion, cameras: torch.Tensor, config: FinetuneConfig) -> torch.Tensor:
+    """The base model's class samples for prior preservation, as latents (E, V, C, h, w) on the CPU: what
+    `make_prior` draws before training, depending only on the base model, the cameras and the prior
+    settings (no asset), so one set serves every asset fine-tuned with them."""
+    prompts = [config.prior_prompts[i % len(config.prior_prompts)] for i in range(config.prior_images)]
     generator = torch.Generator().manual_seed(config.seed + 2)
     sample_config = SampleConfig(
         steps=config.prior_sample_steps,
         guidance_scale=config.prior_guidance_scale,
         negative_prompt=config.prior_negative_prompt,
     )
-    output = sample_views(model, prompts, data.cameras, sample_config, generator)
-    return PriorSet(
-        latents=output.latents.to(model.device),  # (E, V, C, h, w)
-        prompts=tuple(prompts),
-        weight=config.prior_weight,
-    )
+    return sample_views(model, prompts, cameras, sample_config, generator).latents.cpu()
+
+
+def make_prior(
+    model: MultiViewDiffusion, data: TrainingData, config: FinetuneConfig, checkpoint: Checkpoint | None
+) -> PriorSet:
+    """Class samples of the base model (before any fine-tuning step), as latents; a checkpoint keeps them."""
+    if checkpoint is not None and "prior_latents" in checkpoint.extras:
+        return prior_set(checkpoint.extras["prior_latents"], config, model.device)
+    return prior_set(prior_latents_for(model, data.cameras, config), config, model.device)
 
 
 def finetune_model(
@@ -184,8 +193,12 @@ def finetune_model(
     checkpoint_dir: Path | None = None,
     on_step: StepCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    prior_latents: torch.Tensor | None = None,
 ) -> FinetuneResult:
-    """Fine-tune `model` (which already holds `tokens`, e.g. from load_token_embeddings) on `data`."""
+    """Fine-tune `model` (which already holds `tokens`, e.g. from load_token_embeddings) on `data`.
+
+    `prior_latents`: the class samples for prior preservation made beforehand by `prior_latents_for` (they
+    depend on the base model and the settings only, so every asset can share one set); drawn here when None."""
     config = config or FinetuneConfig()
     check_tokens(tokens)
     check_training_setup(model, data, tokens, config)
@@ -210,7 +223,9 @@ def finetune_model(
     else:
         before = probe_attention(model, data, tokens, config)
         isolation_before, probe_before = before.rows("before_finetune"), before.losses()
-    prior = make_prior(model, data, config, checkpoint) if config.prior_preservation else None
+    prior = None
+    if config.prior_preservation:
+        prior = make_prior(model, data, config, checkpoint) if prior_latents is None else prior_set(prior_latents, config, device)
     variants = [data, flip_views(model, data)] if config.augmentation == "flip" else [data]
 
     parameters = select_trainable(model, config)
