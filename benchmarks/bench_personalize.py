@@ -228,17 +228,17 @@ def projection_rows(results: list[tuple[Variant, dict[str, Any]]], judge: bool) 
     return rows
 
 
-def write_results(text: str, section: str) -> None:
+def write_results(text: str, section: str, path: Path = RESULTS) -> None:
     block = f"## {section}\n\n{text}\n"
     header = "# Personalisation benchmark\n\nWritten by benchmarks/bench_personalize.py.\n"
-    existing = RESULTS.read_text() if RESULTS.is_file() else header
+    existing = path.read_text() if path.is_file() else header
     pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(existing):
         existing = pattern.sub(lambda _: block + "\n", existing)
     else:
         existing = existing.rstrip("\n") + "\n\n" + block
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(existing.rstrip("\n") + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(existing.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -251,6 +251,7 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per variant")
     parser.add_argument("--only", default=None, help="run only variants whose name contains this text")
+    parser.add_argument("--results", type=Path, default=RESULTS.parent, help=f"folder for {RESULTS.name}")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -291,9 +292,9 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     section = f"{'full' if args.full else 'tiny'} / {torch.device(args.device).type}"
-    write_results(text, section)
+    write_results(text, section, args.results / RESULTS.name)
     print(text)
-    print(f"\nwritten to {RESULTS}")
+    print(f"\nwritten to {args.results / RESULTS.name}")
 
 
 if __name__ == "__main__":

@@ -53,13 +53,13 @@ def measure(device: str, batch: int, steps: int, warmup: int) -> dict[str, float
     return {"batch": batch, "s_per_step": seconds, "objects_per_s": batch / seconds, "peak_gib": peak}
 
 
-def write_results(table: str, section: str) -> str:
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Pretraining throughput (world_small)\n"
+def write_results(table: str, section: str, path: Path = RESULTS) -> str:
+    text = path.read_text() if path.is_file() else "# Pretraining throughput (world_small)\n"
     block = f"## {section}\n\n{table}\n"
     pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
     return block
 
 
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--results", type=Path, default=RESULTS.parent, help=f"folder for {RESULTS.name}")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     batches = args.batches or ([32, 64, 128, 256] if cuda else [2, 8])
@@ -80,7 +81,7 @@ def main() -> None:
         lines.append(f"| {r['batch']} | {r['s_per_step']:.4f} | {r['objects_per_s']:.1f} | {peak} |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     table = "\n".join(lines) + f"\n\n{steps} timed steps after warm-up; bf16 autocast on CUDA; peak RSS {rss:.1f} GiB."
-    print(write_results(table, f"{args.device} ({name}), torch {torch.__version__}"))
+    print(write_results(table, f"{args.device} ({name}), torch {torch.__version__}", args.results / RESULTS.name))
 
 
 if __name__ == "__main__":
