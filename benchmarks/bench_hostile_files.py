@@ -173,8 +173,8 @@ def library_named_1600_times(folder: Path) -> Path:
     return library_named_often(folder, lines=1600)
 
 
-def large_obj(folder: Path, vertices: int = 1_000_000) -> Path:
-    """A 16 MB valid OBJ: a million vertices, a triangle on each three."""
+def large_obj(folder: Path, vertices: int = 500_000) -> Path:
+    """A 16 MB valid OBJ: half a million vertices, a triangle on each three (once 775 MB to read)."""
     rng = np.random.default_rng(0)
     text = "".join(f"v {x:.4f} {y:.4f} {z:.4f}\n" for x, y, z in rng.random((vertices, 3)))
     text += "".join(f"f {i + 1} {i + 2} {i + 3}\n" for i in range(0, vertices - 2, 3))
@@ -182,8 +182,8 @@ def large_obj(folder: Path, vertices: int = 1_000_000) -> Path:
     return folder / "large.obj"
 
 
-def fan_beyond_memory(folder: Path, corners: int = 9_000_000) -> Path:
-    """An 18 MB OBJ of one face with 9 million corners, within the vertex and face limits: reading it needs
+def fan_beyond_memory(folder: Path, corners: int = 6_000_000) -> Path:
+    """A 12 MB OBJ of one face with 6 million corners, within the vertex and face limits: reading it needs
     more memory than the reader's limit (ingest.limits.max_memory_bytes, set to 1 GiB for this file)."""
     (folder / "fan.obj").write_text(QUAD + "f " + "1 2 3 " * (corners // 3) + "\n")
     return folder / "fan.obj"
@@ -240,8 +240,8 @@ FILES: list[tuple[str, Callable[[Path], Path]]] = [
     ("OBJ: one 1000-texture library named 200 times (valid)", library_named_often),
     ("OBJ: one 1000-texture library named 400 times", library_named_400_times),
     ("OBJ: one 1000-texture library named 1600 times", library_named_1600_times),
-    ("OBJ: 16 MB, a million vertices (valid)", large_obj),
-    ("OBJ: a face of 9 million corners, reader memory limited to 1 GiB", fan_beyond_memory),
+    ("OBJ: 16 MB, half a million vertices (valid)", large_obj),
+    ("OBJ: a face of 6 million corners, reader memory limited to 1 GiB", fan_beyond_memory),
     ("PLY: 10 MB, an extra element of 5 million rows (valid)", ply_extra_element),
     ("PLY: a face count of nan", ply_nan_count),
     ("PLY: face lists whose length is a float", ply_float_list_length),

@@ -112,7 +112,7 @@ def test_listing_an_assets_files_stops_at_its_time_budget(tmp_path: Path) -> Non
 def test_a_file_needing_more_memory_than_the_readers_limit_is_refused_not_crashed(tmp_path: Path) -> None:
     """Within every count limit, yet reading it takes over 1 GiB: a MemoryError in the reader (refused, not
     retried as a crash of the machine), never the kernel's out-of-memory killer."""
-    path = hostile.fan_beyond_memory(tmp_path, corners=6_000_000)
+    path = hostile.fan_beyond_memory(tmp_path)  # 6 million corners
     config = IngestConfig(limits=IngestLimits(max_memory_bytes=GIB))
     report: dict = {}
     with pytest.raises(AssetError) as error:
