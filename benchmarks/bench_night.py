@@ -126,12 +126,17 @@ def main() -> None:
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
+    header = (
+        f"# A night's throughput\n\nWritten by `benchmarks/bench_night.py --objects {args.objects} --edits {args.edits} "
+        f"--concurrency {' '.join(map(str, args.concurrency))} --preset {args.preset}` on {platform.machine()} with "
+        f"{os.cpu_count()} CPU cores; `dreamedit3d batch` through the command line on the local Prefect server.\n\n"
+    )
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dreamedit3d-night-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
         manifest = write_library(work, args.objects, args.edits)
         more = write_library(work, args.objects, args.edits, extra_edit=True)
-        results = []
         for concurrency in args.concurrency:
             store = work / f"store-{concurrency}"
             for name, which in (("empty store", manifest), ("again, all cached", manifest), ("one new edit per asset", more)):
@@ -140,20 +145,19 @@ def main() -> None:
                 print(f"{name}, concurrency {concurrency}: {result['wall_s']:.0f} s, "
                       f"{result['assets_per_hour']:.1f} assets/h, orchestration {100 * result['orchestration_share']:.0f}%, "
                       f"prior {result['prior_rows']}", flush=True)  # fmt: skip
+                write_results(Path(args.results), header, results)  # after every run: a stopped run keeps its rows
+    print(write_results(Path(args.results), header, results))
+
+
+def write_results(folder: Path, header: str, results: list[dict[str, Any]]) -> str:
     first = [r for r in results if r["run"] == "empty store"]
-    speedup = first[1]["assets_per_hour"] / first[0]["assets_per_hour"] if len(first) > 1 and first[0]["assets_per_hour"] else None
-    header = (
-        f"# A night's throughput\n\nWritten by `benchmarks/bench_night.py --objects {args.objects} --edits {args.edits} "
-        f"--concurrency {' '.join(map(str, args.concurrency))} --preset {args.preset}` on {platform.machine()} with "
-        f"{os.cpu_count()} CPU cores; `dreamedit3d batch` through the command line on the local Prefect server.\n\n"
-    )
     text = header + table(results)
-    if speedup is not None:
+    if len(first) > 1 and first[0]["assets_per_hour"]:
+        speedup = first[1]["assets_per_hour"] / first[0]["assets_per_hour"]
         text += f"\nA second concurrent asset: {speedup:.2f}x the assets per hour of one.\n"
-    results_dir = Path(args.results)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "night.md").write_text(text)
-    print(text)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "night.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
