@@ -12,6 +12,7 @@ a library and read by every other.
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import numpy as np
 import torch
@@ -77,9 +78,13 @@ def shared_prior(inputs: StageInputs, model: object, data: TrainingData, config:
         "base_model": base_model_digest(inputs.settings("model")),
         "cameras": hashlib.sha256(cameras.tobytes() + str(cameras.shape).encode()).hexdigest(),
     }
-    arrays = inputs.shared(
-        "prior", inputs.stage.code_version, settings, digests,
-        lambda: {"latents": prior_latents_for(model, data.cameras, config).numpy()},  # type: ignore[arg-type]
-    )  # fmt: skip
+    def draw() -> dict[str, np.ndarray]:
+        sys.stderr.write(
+            f"finetune: drawing {config.prior_images} class samples of the base model for prior preservation "
+            f"({config.prior_sample_steps} steps each; once: every later asset with these settings reads them)\n"
+        )
+        return {"latents": prior_latents_for(model, data.cameras, config).numpy()}  # type: ignore[arg-type]
+
+    arrays = inputs.shared("prior", inputs.stage.code_version, settings, digests, draw)
     return torch.from_numpy(arrays["latents"])
 
