@@ -378,15 +378,27 @@ class ArtifactStore:
         return uploaded
 
     def pull_scratch(self, key: str, folder: pathlib.Path) -> list[str]:
-        """Download the store's complete scratch entries of `key` into `folder`; returns their names."""
+        """Download the store's complete scratch entries of `key` into `folder`; returns their names.
+
+        The machine that wrote them may still be running (it lost its lease, not its process) and drop an older
+        entry once it uploaded a newer one: an entry that vanishes while it is being copied is skipped (the
+        newer one is taken instead), never an error that fails the resumed stage."""
         remote = self.path("scratch", key)
-        names = sorted(self._scratch_entries(key))
-        for name in names:
+        self.fs.invalidate_cache(remote)  # a listing cached earlier in this process may name dropped entries
+        pulled = []
+        for name in sorted(self._scratch_entries(key)):
             staging = folder / f".pull-{name}"
             shutil.rmtree(staging, ignore_errors=True)
-            self.fs.get(f"{remote}/{name}/", str(staging), recursive=True)
+            try:
+                self.fs.get(f"{remote}/{name}/", str(staging), recursive=True)
+                if not self.fs.exists(f"{remote}/{name}.done"):  # dropped while we copied: possibly partial
+                    raise FileNotFoundError(f"{remote}/{name}")
+            except FileNotFoundError:
+                shutil.rmtree(staging, ignore_errors=True)
+                continue
             staging.replace(folder / name)
-        return names
+            pulled.append(name)
+        return pulled
 
     def _scratch_entries(self, key: str) -> set[str]:
         remote = self.path("scratch", key)

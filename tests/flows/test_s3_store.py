@@ -104,7 +104,9 @@ def test_a_batch_writes_its_gallery_to_s3(s3_bucket: str, tmp_path: Path) -> Non
     assert page.count("<model-viewer ") == 2 and 'src="s3:' not in page  # inlined: opens anywhere
 
 
-def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_bucket: str, tmp_path: Path) -> None:
+def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(
+    s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tasks.running import ScratchSync
 
     root = f"s3://{s3_bucket}/store"
@@ -135,6 +137,24 @@ def test_checkpoints_reach_the_store_and_another_machine_resumes_from_them(s3_bu
     assert worker_b.push_scratch(key) == ["step-000004"]
     worker_c = ArtifactStore(root, cache_dir=tmp_path / "machine-c")
     assert sorted(p.name for p in worker_c.scratch_dir(key).iterdir()) == ["step-000004"]
+
+    # The first worker, still running, drops an entry while a third machine copies it: the third skips it.
+    (resumed / "step-000006").mkdir()
+    (resumed / "step-000006" / "state.json").write_text('{"step": 6}')
+    assert worker_b.push_scratch(key) == ["step-000006"]
+    worker_d = ArtifactStore(root, cache_dir=tmp_path / "machine-d")
+    get = worker_d.fs.get
+
+    def get_while_dropped(remote: str, local: str, **kwargs: object) -> None:
+        if "step-000004" in remote:  # dropped by the other machine just before this copy
+            worker_b.fs.rm(f"{worker_b.path('scratch', key)}/step-000004.done")
+            worker_b.fs.rm(f"{worker_b.path('scratch', key)}/step-000004", recursive=True)
+            worker_d.fs.invalidate_cache()
+        get(remote, local, **kwargs)
+
+    monkeypatch.setattr(worker_d.fs, "get", get_while_dropped)  # the s3fs instance is shared: undone after
+    pulled = worker_d.scratch_dir(key)
+    assert sorted(p.name for p in pulled.iterdir()) == ["step-000006"]  # no partial step-000004, no error
 
     worker_b.clear_scratch(key)  # committed: the checkpoints go, here and in the store
     assert not worker_b.fs.exists(worker_b.path("scratch", key))
