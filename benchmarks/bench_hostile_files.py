@@ -294,6 +294,7 @@ def main() -> None:
             folder.mkdir()
             path = build(folder)
             rows.append({"what": what, "bytes": path.stat().st_size, **run(path, folder / "store", CONFIGS.get(build))})
+            rows[-1]["message"] = rows[-1]["message"].replace(tmp, "<tmp>")  # no machine's paths in the table
             print(f"{what}: exit {rows[-1]['exit']}, {rows[-1]['wall_s']:.1f} s, {rows[-1]['peak_mb']:.0f} MB", flush=True)
     base = rows[0]
     lines = [
