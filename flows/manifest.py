@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dreamedit3d_core.config import PipelineConfig, merge
 from dreamedit3d_core.ingest import AssetError, source_files
+from dreamedit3d_core.ingest.limits import nesting_depth
 from flows.sources import RemoteLibrary, is_url, local_location
 
 
@@ -172,7 +173,7 @@ def _entry(
             raise ManifestError(f"overrides is not valid JSON: {error}") from None
     if not isinstance(overrides, dict):
         raise ManifestError("overrides must be a mapping of stage settings")
-    if _depth(overrides) > MAX_OVERRIDES_DEPTH:
+    if nesting_depth(overrides) > MAX_OVERRIDES_DEPTH:
         raise ManifestError(f"overrides nested more than {MAX_OVERRIDES_DEPTH} levels deep")
     check_asset_settings(overrides)
     resolved = _resolve_asset(manifest, asset) if library is None else _fetch_asset(library, asset)
@@ -214,18 +215,6 @@ def _fetch_asset(library: RemoteLibrary, asset: str) -> str:
         raise ManifestError(f"asset {asset!r} {error}") from None
     except OSError as error:
         raise ManifestError(f"asset {asset!r} could not be copied from {library.folder_url}: {error}") from None
-
-
-def _depth(value: Any) -> int:
-    """How deeply mappings and lists nest in `value` (a scalar is 0), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
 
 
 def _csv_rows(path: Path) -> list[dict[str, Any]]:

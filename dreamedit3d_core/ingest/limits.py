@@ -66,7 +66,7 @@ def load_json(text: bytes, limits: IngestLimits, where: str, what: str = "JSON d
     except RecursionError:  # the parser stops at Python's recursion limit, long before memory runs short
         document, depth = None, sys.getrecursionlimit()
     else:
-        depth = _depth(document)
+        depth = nesting_depth(document)
     if depth > limits.max_json_depth:
         raise AssetError(
             f"{where}: JSON nested {depth}{'+' if document is None else ''} levels deep, more than the limit "
@@ -75,7 +75,7 @@ def load_json(text: bytes, limits: IngestLimits, where: str, what: str = "JSON d
     return document
 
 
-def _depth(document: object) -> int:
+def nesting_depth(document: object) -> int:
     """How deeply arrays and objects nest in a parsed JSON document (a scalar is 0), without recursion."""
     deepest, stack = 0, [(document, 1)]
     while stack:

@@ -14,26 +14,13 @@ import pytest
 from dreamedit3d_core.ingest import AssetError, IngestConfig, ingest_asset
 from dreamedit3d_core.ingest.isolated import ingest_isolated
 from dreamedit3d_core.ingest.limits import IngestLimits
+from tests.core.ingest.test_ingest_hostile import limited, refused
 
 SECONDS = 10.0  # bounds on a behaviour (streaming, linear time), not benchmarks
 PEAK_BYTES = 2**30
 VERTICES = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.float32)
 FACES = [[0, 1, 2], [0, 2, 3]]
 FACET = "facet normal 0 0 1\n outer loop\n  vertex 0 0 0\n  vertex 1 0 0\n  vertex 0 1 0\n endloop\nendfacet\n"
-
-
-def limited(**limits: int) -> IngestConfig:
-    return IngestConfig(limits=IngestLimits(**limits))
-
-
-def refused(path: Path, config: IngestConfig | None = None, *fragments: str) -> str:
-    with pytest.raises(AssetError) as info:
-        ingest_asset(path, config)
-    message = str(info.value)
-    assert path.name in message and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 def ply(
