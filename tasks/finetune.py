@@ -17,7 +17,6 @@ import sys
 import numpy as np
 import torch
 
-from dreamedit3d_core.mvdiffusion.loading import load_base_model
 from dreamedit3d_core.personalize import finetune_model, load_token_embeddings, prepare_training_data, prior_latents_for
 from dreamedit3d_core.personalize.config import FinetuneConfig
 from dreamedit3d_core.personalize.data import TrainingData, attribute_phrases
@@ -32,7 +31,7 @@ from tasks.artifacts import (
     RENDERS,
     TOKEN_EMBEDDINGS,
 )
-from tasks.models import base_model_digest
+from tasks.models import base_model, base_model_digest
 from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
 
@@ -43,7 +42,7 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
     components = inputs.load(COMPONENTS)
     tokens = components["token"]
     config = inputs.settings("finetune")
-    model = load_base_model(inputs.settings("model"))
+    model, model_was = base_model(inputs.settings("model"))
     load_token_embeddings(inputs.load(TOKEN_EMBEDDINGS), model, tokens)
     attributes = attribute_phrases(components["colour"])
     data = prepare_training_data(
@@ -60,6 +59,7 @@ def finetune(inputs: StageInputs, outputs: StageOutputs) -> dict:
     outputs.save(FINETUNE_ATTENTION_PREVIEW, result.attention_preview)
     return {
         "tokens": list(tokens),
+        "base_model": model_was,  # loaded by this process now, or reused from an earlier stage
         "resumed_from_step": result.resumed_from_step,
         "trained_parameters": len(result.trained_parameters),
         # how the model must be prompted: each token with these words (attribute-aware training), or bare

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dreamedit3d_core.mvdiffusion.loading import load_base_model
 from dreamedit3d_core.personalize import invert_tokens, prepare_training_data, save_token_embeddings
 from dreamedit3d_core.personalize.data import attribute_phrases
 from tasks.artifacts import (
@@ -15,6 +14,7 @@ from tasks.artifacts import (
     RENDERS,
     TOKEN_EMBEDDINGS,
 )
+from tasks.models import base_model
 from tasks.progress import progress
 from tasks.running import StageInputs, StageOutputs
 
@@ -22,7 +22,7 @@ from tasks.running import StageInputs, StageOutputs
 def invert(inputs: StageInputs, outputs: StageOutputs) -> dict:
     components = inputs.load(COMPONENTS)
     tokens = components["token"]
-    model = load_base_model(inputs.settings("model"))
+    model, model_was = base_model(inputs.settings("model"))
     data = prepare_training_data(
         model, inputs.load(RENDERS).rgb_white, inputs.load(MASKS), inputs.load(CAMERAS).mvdream_vectors(),
         attribute_phrases(components["colour"]),
@@ -35,6 +35,7 @@ def invert(inputs: StageInputs, outputs: StageOutputs) -> dict:
     outputs.save(ATTENTION_PREVIEW, result.attention_preview)
     return {
         "tokens": list(tokens),
+        "base_model": model_was,  # loaded by this process now, or reused from an earlier stage
         "initializer_words": result.initializer_words,
         "probe_before": result.probe_before,
         "probe_after": result.probe_after,

@@ -6,20 +6,47 @@ worker gives the same keys, so cached artifacts are reused there; changing one b
 multi-GB folder takes seconds, so each file's digest is kept in a small cache beside the folder
 (`.dreamedit3d-digests.json`, or in `~/.cache/dreamedit3d/digests/` when the folder is read-only) and
 recomputed only when the file's size or modification time changed.
+
+A worker process that runs many stages loads a base model once: `base_model` keeps it, keyed by its digest, on
+the CPU, and hands each stage its own copy (a stage trains what it gets). The stages say in their ledger
+details whether the model was loaded or reused.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from dreamedit3d_core.execution import key_settings
 from dreamedit3d_core.mvdiffusion.settings import ModelConfig, model_folder
 from storage import file_digest
 
+if TYPE_CHECKING:  # torch and the model are imported when a model is loaded, not by the catalog that imports this
+    from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion
+
 DIGESTS_FILE = ".dreamedit3d-digests.json"
+_KEPT: dict[str, MultiViewDiffusion] = {}  # base model digest -> the model as loaded, on the CPU; never handed out
+
+
+def base_model(config: ModelConfig) -> tuple[MultiViewDiffusion, Literal["loaded", "reused"]]:
+    """A copy of the base model for one stage, on the configured device with its performance options, and
+    whether this process loaded it now or reused the one it loaded for an earlier stage. One model is kept at a
+    time: a worker that moves on to another model lets the previous one go."""
+    import torch
+
+    from dreamedit3d_core.mvdiffusion.loading import load_base_weights, resolve_device
+
+    digest = base_model_digest(config)
+    how: Literal["loaded", "reused"] = "reused" if digest in _KEPT else "loaded"
+    if how == "loaded":
+        _KEPT.clear()
+        _KEPT[digest] = load_base_weights(config, torch.device("cpu"))
+    model = copy.deepcopy(_KEPT[digest]).to(resolve_device(config.device))
+    return model.apply_performance(config.performance), how
 
 
 def base_model_digest(config: ModelConfig) -> str:

@@ -20,15 +20,17 @@ def resolve_device(device: str) -> torch.device:
 
 def load_base_model(config: ModelConfig) -> MultiViewDiffusion:
     """The model the pipeline personalises, on the configured device with its performance options."""
-    device = resolve_device(config.device)
+    return load_base_weights(config, resolve_device(config.device)).apply_performance(config.performance)
+
+
+def load_base_weights(config: ModelConfig, device: torch.device) -> MultiViewDiffusion:
+    """The base model's weights as stored (float32, no performance options applied), on `device`."""
     folder = model_folder(config)
     if folder is None:
-        model = MultiViewDiffusion.build_tiny(seed=config.seed).to(device)
-    else:
-        if not folder.is_dir():
-            hint = "train one with `dreamedit3d world train`" if config.source == "world" else (
-                "convert weights with `dreamedit3d convert-mvdream`"
-            )
-            raise ValueError(f"model folder {folder} does not exist ({hint})")
-        model = MultiViewDiffusion.from_pretrained(folder, device=device)
-    return model.apply_performance(config.performance)
+        return MultiViewDiffusion.build_tiny(seed=config.seed).to(device)
+    if not folder.is_dir():
+        hint = "train one with `dreamedit3d world train`" if config.source == "world" else (
+            "convert weights with `dreamedit3d convert-mvdream`"
+        )
+        raise ValueError(f"model folder {folder} does not exist ({hint})")
+    return MultiViewDiffusion.from_pretrained(folder, device=device)

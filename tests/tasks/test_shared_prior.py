@@ -4,6 +4,7 @@ finetune would have drawn by itself."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -40,6 +41,9 @@ def test_a_librarys_second_asset_reads_the_prior_samples_the_first_one_drew(tmp_
     assert list(shared["stages"]) == ["prior"] and shared["stages"]["prior"]["state"] == "done"  # `status` lists it
     finetunes = [row for row in ledger if row["stage"] == "finetune"]
     assert [row["status"] for row in finetunes] == ["computed", "computed"]  # two assets, one set of samples
+    # and one base model: a process that runs many stages loads it once, hands each stage a copy, and says so
+    trained = [row for row in ledger if row["stage"] in ("invert", "finetune")]
+    assert [json.loads(row["details"])["base_model"] for row in trained][1:] == ["reused"] * 3
 
     # what is shared is what a finetune draws by itself: the base model's samples for these settings
     from dreamedit3d_core.mvdiffusion.loading import load_base_model
@@ -62,3 +66,15 @@ def test_a_librarys_second_asset_reads_the_prior_samples_the_first_one_drew(tmp_
         refs[stage.name] = run_stage(stage, EDIT.call(stage, store=store, config=other, upstream=refs, source=chair))
     statuses = [row["status"] for row in ArtifactStore(store).ledger.read().to_pylist() if row["stage"] == "prior"]
     assert statuses == ["computed", "cached", "computed"]
+
+
+def test_the_kept_base_model_is_never_the_one_a_stage_trains() -> None:
+    from tasks.models import base_model
+
+    first, _ = base_model(CONFIG.model)
+    before = {name: p.detach().clone() for name, p in first.unet.named_parameters()}
+    for p in first.unet.parameters():
+        p.data.add_(1.0)  # a stage trains its copy in place
+    second, how = base_model(CONFIG.model)
+    assert how == "reused" and second is not first
+    assert all(torch.equal(p, before[name]) for name, p in second.unet.named_parameters())
