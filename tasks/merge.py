@@ -10,11 +10,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from dreamedit3d_core.evaluate import turntable_strip, write_gif
 from dreamedit3d_core.ingest import IngestedAsset
 from dreamedit3d_core.merge import edit_glbs, merge_edit
-from dreamedit3d_core.reconstruct import GLB_FRAME
-from dreamedit3d_core.render import render_mesh_file
 from tasks.artifacts import (
     ASSET,
     CAMERAS,
@@ -29,8 +26,7 @@ from tasks.artifacts import (
     VIEWS,
 )
 from tasks.running import StageInputs, StageOutputs
-
-TURNTABLE_VIEWS = 8
+from tasks.turntable import turntable
 
 
 def merge(inputs: StageInputs, outputs: StageOutputs) -> dict:
@@ -51,12 +47,11 @@ def merge(inputs: StageInputs, outputs: StageOutputs) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         glb = Path(scratch) / "mesh.glb"
         glb.write_bytes(normalised)
-        turntable = inputs.settings("render").orbit(TURNTABLE_VIEWS)
-        spin = render_mesh_file(glb, turntable.camera_set(), turntable, GLB_FRAME)  # Blender, as the source
+        gif, strip = turntable(glb, inputs.settings("render"), Path(scratch))
         outputs.save(MESH, glb)
         outputs.save(MESH_SOURCE_FRAME, source_frame)
-        outputs.save(TURNTABLE, write_gif(spin.rgba, Path(scratch) / "turntable.gif"))
-    outputs.save(MESH_PREVIEW, turntable_strip(spin.rgba))
+        outputs.save(TURNTABLE, gif)
+    outputs.save(MESH_PREVIEW, strip)
     outputs.save(MERGE_REPORT, [{key: row.get(key) for key in MERGE_COLUMNS} for row in result.components])
     edited = [row for row in result.components if row["edited"]]
     return {

@@ -29,7 +29,7 @@ from dreamedit3d_core.evaluate.report import html_report
 from dreamedit3d_core.evaluate.turntable import turntable_strip
 from dreamedit3d_core.geometry.cameras import CameraSet
 from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
-from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
+from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, edited_components
 from dreamedit3d_core.reconstruct import GLB_FRAME
 from dreamedit3d_core.render import RenderConfig, Renders, render_mesh_file, render_views
 
@@ -47,11 +47,6 @@ class EditEvaluation:
 def evaluation_render_config(render_config: RenderConfig, views_config: EvaluationViewsConfig) -> RenderConfig:
     """The renderer of the source and the result: the render stage's, on the evaluation orbit."""
     return render_config.orbit(views_config.views, views_config.elevation)
-
-
-def edited_components(prompt: str, tokens: Sequence[str]) -> list[int]:
-    """Indices of the components the prompt edits (the tokens its edit words belong to)."""
-    return [list(tokens).index(token) for token in edit_phrases(prompt) if token in tokens]
 
 
 def _linear(srgb: np.ndarray) -> np.ndarray:

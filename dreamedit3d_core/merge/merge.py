@@ -25,7 +25,7 @@ from dreamedit3d_core.merge.config import MergeConfig
 from dreamedit3d_core.merge.faces import face_components
 from dreamedit3d_core.merge.shape import agreement, rebuild_surface, silhouette_change
 from dreamedit3d_core.mvdiffusion.wording import appearance_only
-from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
+from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, edited_components
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
 from dreamedit3d_core.render import Renders
 from dreamedit3d_core.reconstruct.stage import reconstruct_views
@@ -39,11 +39,6 @@ class MergeResult:
     maps_to_geometry: bool  # False: some edited component owns no face, so the views cannot go back on the asset
     seconds: float
     warnings: list[str] = field(default_factory=list)
-
-
-def edited_components(prompt: str, tokens: Sequence[str]) -> list[int]:
-    """Indices of the components the prompt edits (the tokens its edit words belong to)."""
-    return sorted({list(tokens).index(token) for token in edit_phrases(prompt) if token in tokens})
 
 
 def resize_nearest(images: np.ndarray, size: int) -> np.ndarray:

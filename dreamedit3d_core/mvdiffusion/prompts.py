@@ -132,6 +132,12 @@ def edited_tokens(prompt: str) -> list[str]:
     return list(edit_phrases(prompt))
 
 
+def edited_components(prompt: str, tokens: Sequence[str]) -> list[int]:
+    """Indices into `tokens` of the components the prompt edits (the tokens its edit words belong to), in the
+    components' order; the merge and the evaluation both ask this."""
+    return sorted({list(tokens).index(token) for token in edit_phrases(prompt) if token in tokens})
+
+
 def plain_prompt(prompt: str) -> str:
     """The prompt without its edit words: "a photo of <asset0> and <asset1> in green" and "a photo of <asset0>
     and a green <asset1>" -> "a photo of <asset0> and <asset1>" (an article before removed leading words goes
