@@ -25,7 +25,7 @@ from tasks import interruption
 from tasks.catalog import all_stages, find_stage
 from tasks.prefect_task import run_task
 from tasks.running import run_stage
-from tasks.stage import Stage, StageCall, StageRef, plan
+from tasks.stage import Stage, StageCall, StageRef, planned
 
 STAGE_FLOW = "run-stage"
 # Seconds between two looks at a remote run's state: a GPU stage takes far longer, so this is all latency.
@@ -70,7 +70,7 @@ def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
     """
     from prefect.deployments import run_deployment
 
-    expected = plan(stage, call)
+    expected = planned(stage, call)
     store = ArtifactStore(expected.store_uri)
     if store.is_committed(expected.key):  # nothing to compute: no remote run, the task returns it here as cached
         return run_task(stage, call)

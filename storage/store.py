@@ -38,6 +38,9 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("DREAMEDIT3D_CACHE") or "~/.cache/dreamedit3d").expanduser()
 
 
+_LAYOUT_CURRENT: set[str] = set()  # roots whose layout this process has checked (ArtifactStore.upgrade_layout)
+
+
 class ArtifactStore:
     """Catalog of stage artifacts rooted at a local folder or an fsspec URL (file://, memory://, s3://, ...).
 
@@ -69,7 +72,8 @@ class ArtifactStore:
         self.scratch_root = pathlib.Path(self.root, "scratch") if self.is_local else self.cache_dir / "scratch"
         if self.is_local:
             self.fs.makedirs(self.root, exist_ok=True)
-        self._move_legacy_commit_records()
+        if self.root_uri not in _LAYOUT_CURRENT:  # once per store and process, not in every constructor
+            self.upgrade_layout()
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root_uri!r})"
@@ -409,6 +413,13 @@ class ArtifactStore:
         return {name.removesuffix(".done") for name in names if name.endswith(".done")}
 
     # -- stores of older versions ------------------------------------------------------------------------
+
+    def upgrade_layout(self) -> None:
+        """Bring a store written by an older version to today's layout (its commit records moved from
+        manifests/ to commits/); a store in today's layout is left as it is. The first `ArtifactStore` of a root in
+        a process runs it; later ones trust it."""
+        self._move_legacy_commit_records()
+        _LAYOUT_CURRENT.add(self.root_uri)
 
     def _move_legacy_commit_records(self) -> None:
         """Move the commit records of a store written before they had their own name from manifests/ to commits/.

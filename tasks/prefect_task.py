@@ -21,7 +21,7 @@ from prefect.cache_policies import CachePolicy
 from storage import ArtifactStore
 from tasks import interruption
 from tasks.running import run_stage
-from tasks.stage import Stage, StageCall, StageRef, plan
+from tasks.stage import Stage, StageCall, StageRef, planned
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ArtifactCachePolicy(CachePolicy):
             return None
         try:
             call = inputs["call"] if isinstance(inputs["call"], StageCall) else StageCall.model_validate(inputs["call"])
-            key = plan(self.stage, call).key
+            key = planned(self.stage, call).key
             record = ArtifactStore(call.store).read_commit(key)
         except Exception:  # not committed (StoreError), or bad input: the task runs and raises its own error
             return None

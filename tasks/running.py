@@ -25,7 +25,7 @@ import psutil
 from dreamedit3d_core.mvdiffusion import EditConfig
 from storage import Artifact, ArtifactStore, ArtifactWriter, LedgerRecord
 from tasks.artifacts import Noun
-from tasks.stage import Stage, StageCall, StagePlan, StageRef, cost_profile, plan
+from tasks.stage import Stage, StageCall, StagePlan, StageRef, cost_profile, planned
 
 L = TypeVar("L")
 
@@ -148,14 +148,14 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     try:
-        stage_plan = plan(stage, call)
+        stage_plan = planned(stage, call)
     except BaseException as error:
         unplanned = StagePlan(call.store, _asset_id_of(stage, call), stage.name, stage.code_version, {}, {})
         _append_ledger(ArtifactStore(call.store), unplanned, "failed", started, clock, None, error, key=f"{stage.name}-unplanned")
         raise
     store = ArtifactStore(stage_plan.store_uri)
     key = stage_plan.key
-    run_facts = {"preset": call.preset, "profile": cost_profile(stage, call)}  # for estimates
+    run_facts = {"preset": call.preset, "profile": cost_profile(stage, call, stage_plan.config)}  # for estimates
     metadata = {"asset_id": stage_plan.asset_id, "config": dict(stage_plan.config), "inputs": dict(stage_plan.inputs)}
     monitor = PeakMemory()
 
@@ -204,7 +204,7 @@ def _reference(
 def cached_ref(stage: Stage, call: StageCall) -> StageRef | None:
     """The stage's committed artifact for `call` as `run_stage` would return it cached, or None when it is
     not committed; computes nothing and writes no ledger row (for plans and dry runs)."""
-    stage_plan = plan(stage, call)
+    stage_plan = planned(stage, call)
     store = ArtifactStore(stage_plan.store_uri)
     if not store.is_committed(stage_plan.key):
         return None

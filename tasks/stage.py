@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter
 
 from dreamedit3d_core.execution import is_execution_only, key_settings
 from dreamedit3d_core.mvdiffusion import EditConfig
@@ -71,6 +71,9 @@ class StageCall(BaseModel):
     edit: EditConfig | None = None  # per-edit stages: the edit
     source: str | None = None  # a stage that reads the source file (ingest): its path
     preset: str | None = None  # the preset the config came from: recorded in the ledger, never part of the key
+    # the call's plan, made once (`planned`) and shared by whoever holds this call in this process (the flow,
+    # Prefect's cache policy, run_stage); never sent: a remote worker plans the call itself
+    _plan: StagePlan | None = PrivateAttr(default=None)
 
 
 @dataclass(eq=False)
@@ -239,12 +242,23 @@ def stage_settings(stage: Stage, call: StageCall) -> dict[str, Any]:
     return settings
 
 
-def cost_profile(stage: Stage, call: StageCall) -> str:
+def cost_profile(stage: Stage, call: StageCall, settings: Mapping[str, Any] | None = None) -> str:
     """What a stage's run time depends on besides the asset: the preset and the stage's settings (the model,
-    steps, sizes; not the edit prompt). Runs with the same profile are the history an estimate goes by."""
-    facts = {"stage": stage.name, "preset": call.preset, "settings": stage_settings(stage, call)}
+    steps, sizes; not the edit prompt). Runs with the same profile are the history an estimate goes by.
+    `settings`: the stage's settings when they are known already (a plan's), else they are worked out."""
+    if settings is None:
+        settings = stage_settings(stage, call)
+    facts = {"stage": stage.name, "preset": call.preset, "settings": {k: v for k, v in settings.items() if k != "edit"}}
     text = json.dumps(facts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def planned(stage: Stage, call: StageCall) -> StagePlan:
+    """`plan(stage, call)`, made once per call: planning hashes the source's files and the weights' digests, and
+    a stage call is asked for its key by the flow, by Prefect's cache policy and by `run_stage`."""
+    if call._plan is None or call._plan.stage != stage.name:
+        call._plan = plan(stage, call)
+    return call._plan
 
 
 def plan(stage: Stage, call: StageCall) -> StagePlan:

@@ -332,6 +332,7 @@ def test_a_store_of_an_older_version_reopens_with_every_artifact(
     _to_legacy_layout(store)
 
     reopened = ArtifactStore(store.root_uri, cache_dir=tmp_path / "other cache")
+    reopened.upgrade_layout()  # what the first ArtifactStore of this root in a new process does
     assert not reopened.fs.exists(reopened.path("manifests"))
     assert sorted(reopened.fs.ls(reopened.path("commits"), detail=False)) == sorted(map(reopened.commit_path, records))
     assert {a.key: a.record for a in reopened.list()} == records
@@ -342,6 +343,19 @@ def test_a_store_of_an_older_version_reopens_with_every_artifact(
     assert reopened.verify().clean
     _, status = reopened.compute(mask_key, stage="mask", fn=lambda w: w.json("components", []))
     assert status == "cached"
+
+
+def test_a_process_checks_a_stores_layout_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage import store as store_module
+
+    checked: list[str] = []
+    move = ArtifactStore._move_legacy_commit_records
+    monkeypatch.setattr(ArtifactStore, "_move_legacy_commit_records", lambda self: checked.append(self.root_uri) or move(self))
+    monkeypatch.setattr(store_module, "_LAYOUT_CURRENT", set())
+    for _ in range(5):
+        ArtifactStore(tmp_path / "one")
+    ArtifactStore(tmp_path / "two")
+    assert [Path(uri).name for uri in checked] == ["one", "two"]
 
 
 def test_an_interrupted_move_of_an_older_store_is_finished_on_the_next_open(
@@ -362,6 +376,7 @@ def test_an_interrupted_move_of_an_older_store_is_finished_on_the_next_open(
         writer.json("summary", {"key": "render-0", "version": 2})
 
     reopened = ArtifactStore(store.root_uri, cache_dir=tmp_path / "other cache")
+    reopened.upgrade_layout()  # what the first ArtifactStore of this root in a new process does
     assert not reopened.fs.exists(reopened.path("manifests"))
     assert [a.key for a in reopened.list()] == keys
     assert [a.json("summary")["version"] for a in reopened.list()] == [2, 1, 1]  # commits/ holds the newer record
