@@ -38,14 +38,21 @@ def unknown_setting(settings: dict[str, Any], tree: dict[str, Any], prefix: str 
     for name, value in settings.items():
         dotted = f"{prefix}{name}"
         if name not in tree:
-            close = difflib.get_close_matches(str(name), list(tree), n=1)
-            hint = f"; did you mean {prefix + close[0]!r}?" if close else f" (valid here: {', '.join(tree)})"
-            return f"unknown setting {dotted!r}{hint}"
+            return unknown_name(name, list(tree), prefix)
         if isinstance(tree[name], dict) and isinstance(value, dict):
             found = unknown_setting(value, tree[name], dotted + ".")
             if found:
                 return found
     return None
+
+
+def unknown_name(name: Any, known: list[str], prefix: str = "") -> str:
+    """`unknown setting 'PREFIX.NAME'` with the closest of the names valid there, else those names: the command
+    line's one did-you-mean, for `unknown_setting` and for the config classes' own refusals (flows/cli/settings.py)."""
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"; did you mean {prefix + close[0]!r}?" if close else f" (valid here: {', '.join(known)})" if known else ""
+    dotted = f"{prefix}{name}"
+    return f"unknown setting {dotted!r}{hint}"
 
 
 def main(argv: list[str]) -> int:

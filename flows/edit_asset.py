@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from dreamedit3d_core.config import PipelineConfig
 from dreamedit3d_core.mvdiffusion import EditConfig
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases
-from flows.cli_common import printable
 from flows.deployments import run_stage_remotely
+from flows.text import printable
 from storage import ascii_slug
 from tasks.catalog import EDIT
 from tasks.prefect_task import run_task
@@ -46,6 +46,50 @@ class EditResult(BaseModel):
             ],
             "outputs": self.outputs,
         }
+
+    def text(self, output_frame: str = "source", written: list[dict[str, str]] | None = None) -> str:
+        """What a person wants after an edit: one line on the run, then each edit's verdict, asset, picture and
+        report (each stage's line was on stderr as it ran; every artifact is in --json). `output_frame`: the
+        mesh named, `source` or `normalised`; `written`: the copies `--out` made (flows/outputs.py)."""
+        computed = sum(ref.status == "computed" for ref in self.stages)
+        seconds = sum(ref.seconds for ref in self.stages)
+        lines = [
+            f"asset {self.asset_id} (preset {self.preset}): {len(self.stages)} stages, {computed} computed, "
+            f"{len(self.stages) - computed} cached, {seconds:.1f} s"
+        ]
+        mesh = "mesh_source_frame" if output_frame == "source" else "mesh"
+        copies = {entry["prompt"]: entry for entry in written or []}
+        for entry in self.outputs.get("edits", []):
+            lines.append(f"edit {entry['prompt']!r}:")
+            if entry.get("verdict"):
+                lines.append(f"  {'verdict':<8} {entry['verdict']} ({entry.get('verdict_reason')})")
+            copy = copies.get(entry["prompt"], {})  # --out: the mesh and the report as copied (same names)
+            for label, name in (("mesh", mesh), ("preview", "mesh_preview"), ("report", "report")):
+                shown = copy.get(label) or (_local(entry[name]) if name in entry else None)
+                if shown:
+                    lines.append(f"  {label:<8} {shown}")
+        if not self.outputs.get("edits"):
+            lines.append(self._outputs_text())
+        return "\n".join(lines)
+
+    def _outputs_text(self) -> str:
+        lines = [f"  {name:<17} {uri}" for name, uri in self.outputs.items() if name != "edits"]
+        for edit in self.outputs.get("edits", []):
+            lines.append(f"  edit {edit['prompt']!r}:")
+            lines += [f"    {name:<15} {uri}" for name, uri in edit.items() if name != "prompt"]
+        return "\n".join(lines)
+
+    def stage_table(self) -> str:
+        """The asset, then a line per stage run: status, seconds and key (the per-stage commands)."""
+        lines = [f"asset {self.asset_id}"]
+        for ref in self.stages:
+            lines.append(f"  {ref.stage:<12} {ref.status:<9} {ref.seconds:7.2f} s  {ref.key}")
+        return "\n".join(lines)
+
+
+def _local(uri: str) -> str:
+    """A file:// URI as the plain path a person can open; other URLs as they are."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
 def run(stage: Stage, call: StageCall, distributed: bool) -> StageRef:
@@ -156,8 +200,8 @@ def _publish_summary(result: EditResult) -> None:
     for ref in result.stages:
         if ref.stage != "evaluate":
             continue
-        edit = next(e for e in result.outputs["edits"] if e["prompt"] == ref.metadata.get("prompt"))
-        lines += [f"## {printable(str(ref.metadata.get('prompt')))}", "", "| metric | value |", "|---|---|"]
+        edit = next(e for e in result.outputs["edits"] if e["prompt"] == ref.edit)
+        lines += [f"## {printable(str(ref.edit))}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {printable(str(value)).replace('|', '/')} |" for name, value in ref.metadata.items() if name != "prompt"]
         lines += ["", f"mesh: `{edit.get('mesh')}`  ", f"report: `{edit.get('report')}`", ""]
     key = ascii_slug(f"report-{result.asset_id}").lower()  # Prefect's artifact keys: lowercase ASCII and '-'
@@ -170,7 +214,7 @@ def _result(refs: list[StageRef]) -> EditResult:
     edits: dict[str, dict[str, Any]] = {}
     for ref in refs:
         if EDIT.stage(ref.stage).per_edit:
-            prompt = ref.metadata.get("prompt", "")
+            prompt = ref.edit or ""
             edits.setdefault(prompt, {"prompt": prompt}).update(ref.artifacts)
             if ref.stage == "evaluate" and "verdict" in ref.metadata:  # did the edit land (verdict.py), and the numbers
                 edits[prompt].update({name: ref.metadata.get(name) for name in SUMMARY_METRICS})

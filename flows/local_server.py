@@ -62,6 +62,24 @@ def running() -> dict | None:
     return state if answers(state["url"]) else None
 
 
+def public(state: dict) -> dict:
+    """The server's record without its secret (`server secret` alone prints that)."""
+    return {key: value for key, value in state.items() if key != "secret"}
+
+
+def server_text(state: dict) -> str:
+    """The recorded server as `dreamedit3d server status` says it: where, its UI and how other machines reach it."""
+    lines = [f"running at {state['url']} (pid {state['pid']}, log {state['log']})"]
+    if state.get("ui"):
+        lines.append(f"UI: {state['ui']} (flow runs are named after the asset and its first edit)")
+    if state.get("secret"):
+        lines.append("the UI's login and other machines' PREFECT_API_AUTH_STRING: `dreamedit3d server secret` "
+                     "(this user only)")  # fmt: skip
+        if state.get("host", "127.0.0.1") != "127.0.0.1":
+            lines.append(f"other machines: PREFECT_API_URL={state['ui']}/api")
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
     """One command at a time decides whether to start the server (two first commands start one server)."""

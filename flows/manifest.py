@@ -30,6 +30,7 @@ from dreamedit3d_core.config import PipelineConfig, merge
 from dreamedit3d_core.ingest import AssetError, source_files
 from dreamedit3d_core.ingest.limits import nesting_depth
 from flows.sources import RemoteLibrary, is_url, local_location
+from flows.text import load_yaml
 
 
 _EXTRA_FIELDS = "\x00extra"  # where csv.DictReader puts the fields of a row longer than the header
@@ -292,8 +293,6 @@ def _check_text_sizes(path: Path, array: Any) -> None:
 
 
 def _yaml_rows(path: Path) -> list[dict[str, Any]]:
-    from flows.cli_common import load_yaml
-
     try:
         document = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:

@@ -15,6 +15,7 @@ import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from dreamedit3d_core.config import PipelineConfig
 from dreamedit3d_core.mvdiffusion import EditConfig
@@ -100,3 +101,21 @@ def remaining_seconds(planned: Sequence[PlannedStage]) -> tuple[float, int]:
     """Expected seconds of the stages to compute, and how many of them have no history."""
     todo = [stage for stage in planned if stage.status == "to compute"]
     return sum(stage.expected_seconds or 0.0 for stage in todo), sum(stage.expected_seconds is None for stage in todo)
+
+
+def plan_text(planned: Sequence[PlannedStage]) -> str:
+    """The plan as `dreamedit3d plan` prints it: a line per asset and stage, then what is left and how long."""
+    from tasks.progress import duration
+
+    lines = [f"{'asset':<28} {'stage':<12} {'status':<11} expected   edit"]
+    for entry in planned:
+        expected = "-" if entry.status == "cached" else ("unknown" if entry.expected_seconds is None else duration(entry.expected_seconds))
+        lines.append(f"{Path(entry.asset).name[:28]:<28} {entry.stage:<12} {entry.status:<11} {expected:<10} {entry.prompt or ''}")
+    seconds, unknown = remaining_seconds(planned)
+    todo = sum(entry.status == "to compute" for entry in planned)
+    if todo and unknown == todo:
+        estimate = "time unknown (no past runs of these stages in this store)"
+    else:
+        estimate = f"about {duration(seconds)}" + (f" ({unknown} without past runs to go by)" if unknown else "")
+    lines.append(f"{todo} of {len(planned)} stages to compute, {estimate}")
+    return "\n".join(lines)

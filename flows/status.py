@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from storage import ArtifactStore
-from tasks.catalog import pipeline_of
+from tasks.catalog import EDIT, pipeline_of
 from tasks.running import INTERRUPTED_ERROR, SHARED_ASSET
+from tasks.stage import edit_prompt
 
 
 def stage_status(store_uri: str) -> list[dict[str, Any]]:
@@ -66,7 +67,7 @@ def _failed_state(row: dict[str, Any]) -> str:
 
 def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> list[dict[str, Any]]:
     """The asset's edits: per prompt, the state of each per-edit stage (from its latest ledger row per key;
-    the prompt comes from the artifact's metadata, or from the run's details)."""
+    the prompt comes from the stage's plan, see `_prompt`)."""
     pipeline = pipeline_of(asset_id)
     per_edit = [stage.name for stage in pipeline.stages if stage.per_edit]
     latest: dict[str, dict[str, Any]] = {}
@@ -91,6 +92,41 @@ def _edits(store: ArtifactStore, rows: list[dict[str, Any]], asset_id: str) -> l
 
 
 def _prompt(store: ArtifactStore, key: str, row: dict[str, Any]) -> str | None:
+    """The edit a per-edit run belongs to: its plan's (the commit's settings, or the run's ledger details); runs
+    recorded before the plan said so named it in what the stage returned."""
     if store.is_committed(key):
-        return store.get(key).metadata.get("result", {}).get("prompt")
-    return _details(row).get("prompt")
+        metadata = store.get(key).metadata
+        return edit_prompt(metadata.get("config", {})) or metadata.get("result", {}).get("prompt")
+    if row["status"] == "failed":
+        return None  # shown on the asset's row, with its error
+    details = _details(row)
+    return details.get("edit") or details.get("prompt")
+
+
+def status_text(table: list[dict[str, Any]]) -> str:
+    """`stage_status`'s table as `dreamedit3d status` prints it: a row per asset, a column per stage with its
+    compute time, failures and each edit on lines of their own (the world model's stages on one line)."""
+    if not table:
+        return "no assets in this store yet"
+    header = f"{'asset':<28}{'preset':>8}" + "".join(f"{stage:>12}" for stage in EDIT.stage_names)
+    rows = [header]
+    for row in table:
+        if tuple(row["stages"]) != EDIT.stage_names:  # the world model's stages: a line of their own
+            cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
+                     for stage, cell in row["stages"].items()]
+            rows.append(f"{row['asset_id']:<28}" + ", ".join(cells))
+            continue
+        cells = []
+        for stage in EDIT.stage_names:
+            cell = row["stages"][stage]
+            text = cell["state"] if cell["seconds"] is None else f"{cell['state']} {cell['seconds']:.1f}s"
+            cells.append(f"{text:>12}")
+        rows.append(f"{row['asset_id']:<28}{row.get('preset') or '-':>8}" + "".join(cells))
+        rows += [f"  {stage} {cell['state']}: {cell['error']}" for stage, cell in row["stages"].items() if cell["error"]]
+        for edit in row.get("edits", []):
+            cells = [f"{stage} {cell['state']}" + ("" if cell["seconds"] is None else f" {cell['seconds']:.1f}s")
+                     for stage, cell in edit["stages"].items()]  # fmt: skip
+            verdict = f" -> {edit['verdict']} ({edit['verdict_reason']})" if edit.get("verdict") else ""
+            rows.append(f"  edit {edit['prompt']!r}: " + ", ".join(cells) + verdict)
+            rows += [f"    {stage} {cell['state']}: {cell['error']}" for stage, cell in edit["stages"].items() if cell["error"]]
+    return "\n".join(rows)

@@ -71,6 +71,8 @@ class StageInputs:
         return upstream in self.call.upstream
 
     def load(self, noun: Noun[Any, L]) -> L:
+        if noun not in self.stage.loads:
+            raise KeyError(f"stage {self.stage.name!r} loads {noun.name!r} without declaring it in the catalog")
         return noun.load(self.artifact(self.stage.pipeline.producer(noun).name))
 
     @property
@@ -156,6 +158,8 @@ def run_stage(stage: Stage, call: StageCall) -> StageRef:
     store = ArtifactStore(stage_plan.store_uri)
     key = stage_plan.key
     run_facts = {"preset": call.preset, "profile": cost_profile(stage, call, stage_plan.config)}  # for estimates
+    if stage_plan.edit is not None:
+        run_facts["edit"] = stage_plan.edit  # which edit the run was for, also when it failed
     metadata = {"asset_id": stage_plan.asset_id, "config": dict(stage_plan.config), "inputs": dict(stage_plan.inputs)}
     monitor = PeakMemory()
 
@@ -198,6 +202,7 @@ def _reference(
         seconds=round(seconds, 3),
         artifacts={noun.name: artifact.uri(noun.name) for noun in stage.makes},
         metadata=artifact.metadata.get("result", {}),
+        edit=stage_plan.edit,
     )
 
 

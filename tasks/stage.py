@@ -54,7 +54,8 @@ class StageRef(BaseModel):
     status: Literal["computed", "cached"]
     seconds: float
     artifacts: dict[str, str]  # artifact noun -> URI
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}  # what the stage's compute function returned
+    edit: str | None = None  # a per-edit stage's: the edit prompt its artifacts belong to
 
     def as_cached(self) -> StageRef:
         return self.model_copy(update={"status": "cached", "seconds": 0.0})
@@ -85,8 +86,9 @@ class Stage:
     compute: Compute | Deferred  # reads through StageInputs, calls dreamedit3d_core, saves through StageOutputs
     code_version: str  # bump when the artifact would change; tests/tasks/test_code_versions.py checks
     makes: tuple[Noun, ...]  # its artifacts, every one saved by every run
-    reads: tuple[str, ...] = ()  # upstream stages whose artifacts it loads
-    reads_if_run: tuple[str, ...] = ()  # optional upstream stages (with `when`): loaded when they ran
+    # the artifacts it loads; the stages it reads follow from them (those that make them). An artifact of an
+    # optional stage (with `when`) is loaded only when that stage ran (`StageInputs.ran`)
+    loads: tuple[Noun, ...] = ()
     config: tuple[str, ...] = ()  # sections of its pipeline's config it reads
     when: str | None = None  # a true/false setting ("reconstruct.enabled"): the stage runs only when it is true
     per_edit: bool = False  # once per edit prompt (with `StageCall.edit`); else once per asset
@@ -101,6 +103,8 @@ class Stage:
     check_edits: Callable[[StageRef, Sequence[str]], None] | None = None
     about: str = ""
     pipeline: Pipeline = field(init=False, repr=False)
+    reads: tuple[str, ...] = field(init=False, default=())  # from `loads`: the upstream stages, in pipeline order
+    reads_if_run: tuple[str, ...] = field(init=False, default=())  # ... those of them that may not run (`when`)
 
     def __repr__(self) -> str:
         return f"Stage({self.name!r})"
@@ -132,13 +136,15 @@ class Pipeline:
                 raise ValueError(f"pipeline {self.name!r} declares the {what}(s) {repeated} more than once")
         for index, stage in enumerate(self.stages):
             stage.pipeline = self
-            earlier = names[:index]
-            for upstream in (*stage.reads, *stage.reads_if_run):
-                if upstream not in earlier:
-                    raise ValueError(f"stage {stage.name!r} reads {upstream!r}, which is not an earlier stage")
-            for upstream in stage.reads:
-                if self.stages[names.index(upstream)].when is not None:
-                    raise ValueError(f"stage {stage.name!r} reads the optional stage {upstream!r}: list it in reads_if_run")
+            earlier = self.stages[:index]
+            producers = set()
+            for noun in stage.loads:
+                producer = next((s for s in earlier if noun in s.makes), None)
+                if producer is None:
+                    raise ValueError(f"stage {stage.name!r} loads {noun.name!r}, which no earlier stage makes")
+                producers.add(producer.name)
+            stage.reads = tuple(s.name for s in earlier if s.name in producers and s.when is None)
+            stage.reads_if_run = tuple(s.name for s in earlier if s.name in producers and s.when is not None)
             for section in stage.config:
                 if section not in self.config_class.model_fields:
                     raise ValueError(f"stage {stage.name!r} reads config section {section!r}, which {self.config_class.__name__} lacks")
@@ -221,12 +227,23 @@ class StagePlan:
     asset_id: str
     stage: str
     code_version: str
-    config: Mapping[str, Any]
+    config: Mapping[str, Any]  # the stage's settings; a per-edit stage's edit under "edit"
     inputs: Mapping[str, str]  # input name -> digest (file bytes, or an upstream artifact's digest)
 
     @property
     def key(self) -> str:
         return artifact_key(self.stage, self.code_version, self.config, self.inputs)
+
+    @property
+    def edit(self) -> str | None:
+        """A per-edit stage's edit prompt (None for the asset's own stages)."""
+        return edit_prompt(self.config)
+
+
+def edit_prompt(config: Mapping[str, Any]) -> str | None:
+    """The edit prompt in a plan's settings, as a commit's metadata keeps them (None: not a per-edit stage)."""
+    edit = config.get("edit")
+    return edit.get("prompt") if isinstance(edit, Mapping) else None
 
 
 def stage_settings(stage: Stage, call: StageCall) -> dict[str, Any]:

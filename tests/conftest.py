@@ -1,14 +1,17 @@
-"""Fixtures shared by every test package: the shared test assets and one Prefect test server per session."""
+"""Fixtures shared by every test package: the shared test assets, the example chair, the command line, and one
+Prefect test server per session. Plain constants (the checkout's root) are in tests/helpers.py."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 import tasks  # noqa: F401  (Prefect's offline settings before prefect is imported)
+from tests.helpers import CLI, CLI_TIMEOUT_S, PROJECT_ROOT, RunCli
 
 # Commands run by tests never leave a background server behind: without the session server's URL they use
 # Prefect's temporary one (tests/flows/test_local_server.py tests the background server on its own).
@@ -17,7 +20,6 @@ os.environ.setdefault("DREAMEDIT3D_SERVER", "temporary")
 # command line's own default (`world`, tested in tests/flows/test_cli_checks.py).
 os.environ["DREAMEDIT3D_PRESET"] = "tiny"
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ASSETS = PROJECT_ROOT.parent / "shared" / "assets"
 
 
@@ -27,6 +29,42 @@ def shared_assets() -> Path:
     if not (SHARED_ASSETS / "good").is_dir():
         pytest.fail(f"test assets not found at {SHARED_ASSETS} (CI lays ../shared beside the checkout)")
     return SHARED_ASSETS
+
+
+@pytest.fixture(scope="session")
+def chair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example chair (what `dreamedit3d example` writes: six named parts, three materials) as chair.glb,
+    written once per session. Every test reads the same file, so none may change it: a test that needs it
+    in a folder of its own (a library beside its manifest) copies it there. Stores are the tests' own."""
+    from dreamedit3d_core.ingest import make_example_asset
+
+    return make_example_asset(tmp_path_factory.mktemp("example") / "chair.glb")
+
+
+def run_cli(
+    *args: str, check: bool = True, timeout: float = CLI_TIMEOUT_S, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`dreamedit3d ARGS` in a subprocess run from the checkout's root, its output captured as text.
+
+    env: the command's whole environment; by default this process's as it is now (the session's Prefect
+    server and S3 endpoint included). check: a non-zero exit fails the test, showing both streams (a --json
+    command reports what it found on stdout). timeout: seconds before the test fails (subprocess.TimeoutExpired).
+    """
+    result = subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+        env=dict(os.environ if env is None else env), timeout=timeout,
+    )  # fmt: skip
+    if check and result.returncode != 0:
+        output = f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{output}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def cli() -> RunCli:
+    """Runs the command line as a user does: `cli("edit", path, "--json", check=False, timeout=900, env=...)`
+    returns the completed process (see run_cli)."""
+    return run_cli
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import PROJECT_ROOT
+
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
 

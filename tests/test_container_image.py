@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import PROJECT_ROOT
+
 SPEC = importlib.util.spec_from_file_location("check_image", PROJECT_ROOT / "scripts" / "check_image.py")
 assert SPEC is not None and SPEC.loader is not None
 check_image = importlib.util.module_from_spec(SPEC)

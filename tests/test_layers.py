@@ -1,4 +1,4 @@
-"""The layering of the guide, checked by import-linter: flows -> tasks -> (storage, core), no cycles in a layer.
+"""Layering (docs/contributing.md), checked by import-linter: flows -> tasks -> (storage, core), no cycles in a layer.
 
 The contracts live in pyproject.toml ([tool.importlinter]); `lint-imports` reads the code, it imports nothing.
 """
@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import PROJECT_ROOT
+
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 PACKAGES = ("dreamedit3d_core", "storage", "tasks", "flows")
 

@@ -42,7 +42,7 @@ def python_output(code: str) -> str:
 def test_config_catalog_and_cli_import_no_heavy_library() -> None:
     """What a cached edit, `plan` and every config check import: no torch, diffusers, trimesh or bpy."""
     code = (
-        "import sys, flows.commands, flows.edit_asset, flows.planning, tasks.catalog, dreamedit3d_core.config\n"
+        "import sys, flows.cli.app, flows.edit_asset, flows.planning, tasks.catalog, dreamedit3d_core.config\n"
         "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'trimesh', 'bpy', 'open3d') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

@@ -7,7 +7,6 @@ import re
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,33 +16,24 @@ import numpy as np
 import pytest
 import trimesh
 
-from dreamedit3d_core.ingest import IngestedAsset, ingest_asset, make_example_asset
+from dreamedit3d_core.config import pipeline_config
+from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
 from dreamedit3d_core.reconstruct import GLB_FRAME
 from storage import ArtifactStore
+from tasks.catalog import EDIT
+from tests.helpers import CLI, PROJECT_ROOT, RunCli
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
-CLI = [sys.executable, "-m", "flows.cli"]
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The stages `edit` runs under the suite's preset (tiny: the optional reconstruction is off), in order.
+EDIT_STAGES = [stage.name for stage in EDIT.stages if EDIT.runs(stage, pipeline_config("tiny"))]
 
 
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=600
-    )
-    if check and result.returncode != 0:
-        # Both streams: a --json command reports what it found on stdout (verify's problems, for one).
-        output = f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
-        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{output}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def chair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("assets") / "chair.glb"
-    result = run_cli("example", str(path), "--json")
+def test_example_writes_the_chair_every_test_edits(cli: RunCli, chair: Path, tmp_path: Path) -> None:
+    path = tmp_path / "chair.glb"
+    result = cli("example", str(path), "--json")
     assert json.loads(result.stdout) == {"asset": str(path)}
-    return path
+    assert path.read_bytes() == chair.read_bytes()  # the `chair` fixture's file, byte for byte
 
 
 def computed_rows(store: Path) -> int:
@@ -51,14 +41,14 @@ def computed_rows(store: Path) -> int:
     return sum(row["status"] == "computed" for row in rows)
 
 
-def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path, tmp_path: Path) -> None:
+def test_second_run_reports_every_stage_cached_and_computes_nothing(cli: RunCli, chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    run = run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json")
+    run = cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json")
     first = json.loads(run.stdout)
     # before personalising, how the edit is read: the part it changes, by its name, and the parts it keeps
     assert re.search(r"edit 'a photo of <asset0> in red' changes <asset0> \([\w ,]+\) 'in red'; keeps <asset1> \(", run.stderr)
     stages = [entry["stage"] for entry in first["stages"]]
-    assert stages == ["ingest", "render", "mask", "invert", "finetune", "sample", "merge", "evaluate"]
+    assert stages == EDIT_STAGES
     assert {entry["status"] for entry in first["stages"]} == {"computed"}
     assert first["asset_id"].startswith("chair-")
     assert {"asset", "parts", "renders", "cameras", "masks", "components"} <= set(first["outputs"])
@@ -90,32 +80,32 @@ def test_second_run_reports_every_stage_cached_and_computes_nothing(chair: Path,
     assert "<html" in Path(urlparse(edit["report"]).path).read_text()
     assert Path(urlparse(edit["mesh_preview"]).path).read_bytes().startswith(b"\x89PNG")
 
-    second = json.loads(run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
+    second = json.loads(cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--json").stdout)
     assert [entry["status"] for entry in second["stages"]] == ["cached"] * len(stages)
     assert [entry["key"] for entry in second["stages"]] == [entry["key"] for entry in first["stages"]]
     assert computed_rows(store) == computed_after_first
 
-    status = json.loads(run_cli("status", "--store", str(store), "--json").stdout)
+    status = json.loads(cli("status", "--store", str(store), "--json").stdout)
     (asset,) = status["assets"]
     assert asset["asset_id"] == first["asset_id"]
     assert all(asset["stages"][stage]["state"] == "done" for stage in stages)
 
 
-def test_a_deleted_artifact_is_recomputed_not_reported_cached(chair: Path, tmp_path: Path) -> None:
+def test_a_deleted_artifact_is_recomputed_not_reported_cached(cli: RunCli, chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    first = json.loads(run_cli("render", str(chair), "--store", str(store), "--json").stdout)
+    first = json.loads(cli("render", str(chair), "--store", str(store), "--json").stdout)
     assert first["stage"] == "render" and first["status"] == "computed"
     assert {"renders", "cameras", "renders_preview"} <= set(first["artifacts"])
     ArtifactStore(str(store)).delete(first["key"])
 
-    again = json.loads(run_cli("render", str(chair), "--store", str(store), "--json").stdout)
+    again = json.loads(cli("render", str(chair), "--store", str(store), "--json").stdout)
     assert again["key"] == first["key"]
     assert again["status"] == "computed"
 
 
-def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tmp_path: Path) -> None:
+def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(cli: RunCli, chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    run_cli("ingest", str(chair), "--store", str(store))
+    cli("ingest", str(chair), "--store", str(store))
     killed_temp = tmp_path / "tmp"  # what the killed process cannot remove lands here, not in /tmp
     killed_temp.mkdir()
     process = subprocess.Popen(
@@ -135,22 +125,24 @@ def test_a_run_killed_mid_stage_resumes_and_leaves_a_clean_store(chair: Path, tm
     process.wait()
     assert not [key for key in _committed(store) if key.startswith("render-")]
 
-    resumed = json.loads(run_cli("mask", str(chair), "--store", str(store), "--json").stdout)
+    resumed = json.loads(cli("mask", str(chair), "--store", str(store), "--json").stdout)
     assert resumed["status"] == "computed"
     ledger = ArtifactStore(str(store)).ledger.read().to_pylist()
     assert [row["status"] for row in ledger if row["stage"] == "ingest"] == ["computed", "cached"]
-    report = json.loads(run_cli("verify", "--store", str(store), "--check-only", "--json").stdout)
+    report = json.loads(cli("verify", "--store", str(store), "--check-only", "--json").stdout)
     assert report == {"clean": True, "problems": []}
-    compacted = json.loads(run_cli("ledger", "compact", "--store", str(store), "--json").stdout)
+    compacted = json.loads(cli("ledger", "compact", "--store", str(store), "--json").stdout)
     assert compacted["rows"] == len(ledger) and len(ArtifactStore(str(store)).ledger.parts()) == 1
 
     damaged = next(path for path in (store / "objects").rglob("*") if path.is_file() and path.suffix == ".npz")
     damaged.write_bytes(b"not what was committed")
-    check = run_cli("verify", "--store", str(store), "--check-only", check=False)
+    check = cli("verify", "--store", str(store), "--check-only", check=False)
     assert check.returncode == 1 and damaged.exists()  # a script sees the problem; nothing was changed
 
 
-def test_ctrl_c_stops_at_once_says_so_exits_130_and_the_same_command_resumes(chair: Path, tmp_path: Path) -> None:
+def test_ctrl_c_stops_at_once_says_so_exits_130_and_the_same_command_resumes(
+    cli: RunCli, chair: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     args = ["edit", str(chair), "--edit", "a photo of <asset0> in gold", "--store", str(store)]
     process = subprocess.Popen(
@@ -167,9 +159,9 @@ def test_ctrl_c_stops_at_once_says_so_exits_130_and_the_same_command_resumes(cha
     assert time.monotonic() - interrupted < 5, "Ctrl-C took longer than 5 s"
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: committed stages are kept; run the same command again to resume"
-    assert json.loads(run_cli("verify", "--store", str(store), "--check-only", "--json").stdout)["clean"]
+    assert json.loads(cli("verify", "--store", str(store), "--check-only", "--json").stdout)["clean"]
 
-    resumed = json.loads(run_cli(*args, "--json").stdout)
+    resumed = json.loads(cli(*args, "--json").stdout)
     statuses = {ref["stage"]: ref["status"] for ref in resumed["stages"]}
     assert statuses["ingest"] == statuses["render"] == statuses["mask"] == "cached"
     assert statuses["evaluate"] == "computed"
@@ -181,10 +173,10 @@ def _committed(store: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", ["empty.obj", "notenoughindices.obj"])
 def test_a_bad_asset_is_refused_in_one_line_and_nothing_is_committed(
-    shared_assets: Path, tmp_path: Path, name: str
+    cli: RunCli, shared_assets: Path, tmp_path: Path, name: str
 ) -> None:
     store = tmp_path / "store"
-    result = run_cli("edit", str(shared_assets / "bad" / name), "--store", str(store), check=False)
+    result = cli("edit", str(shared_assets / "bad" / name), "--store", str(store), check=False)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -194,14 +186,16 @@ def test_a_bad_asset_is_refused_in_one_line_and_nothing_is_committed(
     assert row["stage"] == "ingest" and row["status"] == "failed" and name in row["error"]
 
 
-def test_a_file_referencing_one_outside_its_folder_is_refused_once_with_a_ledger_row(tmp_path: Path) -> None:
+def test_a_file_referencing_one_outside_its_folder_is_refused_once_with_a_ledger_row(
+    cli: RunCli, tmp_path: Path
+) -> None:
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.mtl").write_text("newmtl secret\nKd 1 0 0\n")
     (tmp_path / "asset").mkdir()
     model = tmp_path / "asset" / "model.obj"
     model.write_text("mtllib ../outside/secret.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     store = tmp_path / "store"
-    result = run_cli("ingest", str(model), "--store", str(store), check=False)
+    result = cli("ingest", str(model), "--store", str(store), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "model.obj" in line and "'../outside/secret.mtl' is outside the asset's folder" in line
@@ -210,76 +204,69 @@ def test_a_file_referencing_one_outside_its_folder_is_refused_once_with_a_ledger
     assert row["status"] == "failed" and row["key"] == "ingest-unplanned" and row["asset_id"].startswith("model-")
 
 
-def test_user_mistakes_exit_2_with_a_one_line_reason(chair: Path, tmp_path: Path) -> None:
-    missing = run_cli("edit", str(tmp_path / "nope.glb"), "--store", str(tmp_path / "s"), check=False)
+def test_user_mistakes_exit_2_with_a_one_line_reason(cli: RunCli, chair: Path, tmp_path: Path) -> None:
+    missing = cli("edit", str(tmp_path / "nope.glb"), "--store", str(tmp_path / "s"), check=False)
     assert missing.returncode == 2 and "asset file not found" in missing.stderr and "Traceback" not in missing.stderr
 
     config = tmp_path / "bad.yaml"
     config.write_text("render:\n  image_sise: 128\n")
-    bad_key = run_cli("edit", str(chair), "--config", str(config), "--store", str(tmp_path / "s"), check=False)
+    bad_key = cli("edit", str(chair), "--config", str(config), "--store", str(tmp_path / "s"), check=False)
     assert bad_key.returncode == 2 and "image_sise" in bad_key.stderr
 
-    preset = run_cli("edit", str(chair), "--preset", "huge", "--store", str(tmp_path / "s"), check=False)
+    preset = cli("edit", str(chair), "--preset", "huge", "--store", str(tmp_path / "s"), check=False)
     assert preset.returncode == 2 and "unknown preset 'huge'" in preset.stderr
     assert _committed(tmp_path / "s") == []
 
 
-def test_a_new_prompt_recomputes_only_the_per_edit_stages(chair: Path, tmp_path: Path) -> None:
+def test_a_new_prompt_recomputes_only_the_per_edit_stages(cli: RunCli, chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    plain = run_cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store), check=False)
+    plain = cli("edit", str(chair), "--edit", "a photo of a red chair", "--store", str(store), check=False)
     assert plain.returncode == 2  # refused before any work: its words describe no token
     assert "edit 'a photo of a red chair' changes no component: put the words next to the token" in plain.stderr
     assert "--allow-no-edit" in plain.stderr and not store.exists()
-    noise = run_cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--fail-on-unapplied",
-                    "--out", str(tmp_path / "out"), check=False)  # fmt: skip
+    noise = cli("edit", str(chair), "--edit", "a photo of <asset0> in red", "--store", str(store), "--fail-on-unapplied",
+                "--out", str(tmp_path / "out"), check=False)  # fmt: skip
     assert noise.returncode == 3, noise.stderr  # the tiny preset's random model: its edits are noise, and say so
     assert "verdict  noise: random model" in noise.stdout and "(preset tiny)" in noise.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["chair__asset0-in-red.glb", "chair__asset0-in-red.html"]
     assert f"mesh     {(tmp_path / 'out' / 'chair__asset0-in-red.glb').resolve()}" in noise.stdout
     second = json.loads(
-        run_cli("edit", str(chair), "--edit", "a photo of a blue chair", "--allow-no-edit", "--store", str(store), "--json").stdout
+        cli("edit", str(chair), "--edit", "a photo of a blue chair", "--allow-no-edit", "--store", str(store), "--json").stdout
     )
     status = {entry["stage"]: entry["status"] for entry in second["stages"]}
-    assert status == {
-        "ingest": "cached",
-        "render": "cached",
-        "mask": "cached",
-        "invert": "cached",
-        "finetune": "cached",
-        "sample": "computed",
-        "merge": "computed",
-        "evaluate": "computed",
-    }
+    assert status == {name: "computed" if EDIT.stage(name).per_edit else "cached" for name in EDIT_STAGES}
     (edit,) = second["outputs"]["edits"]
     assert edit["prompt"] == "a photo of a blue chair"
 
     sampled = json.loads(
-        run_cli("sample", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
+        cli("sample", str(chair), "--edit", "a photo of a blue chair", "--store", str(store), "--json").stdout
     )
     assert sampled["status"] == "cached" and sampled["artifacts"]["views"] == edit["views"]
     views = ArtifactStore(str(store)).get(sampled["key"]).array("views", "views")
     assert views.dtype == np.uint8 and views.shape == (1, 4, 64, 64, 3)
 
     reseeded = json.loads(
-        run_cli("sample", str(chair), "--edit", "a photo of a blue chair", "--seed", "7", "--store", str(store), "--json").stdout
+        cli("sample", str(chair), "--edit", "a photo of a blue chair", "--seed", "7", "--store", str(store), "--json").stdout
     )
     assert reseeded["status"] == "computed" and reseeded["key"] != sampled["key"]
     other = ArtifactStore(str(store)).get(reseeded["key"]).array("views", "views")
     assert not np.array_equal(views, other)
 
 
-def test_an_edit_naming_an_unknown_token_is_refused_before_personalisation(chair: Path, tmp_path: Path) -> None:
+def test_an_edit_naming_an_unknown_token_is_refused_before_personalisation(cli: RunCli, chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    result = run_cli("edit", str(chair), "--edit", "a photo of <asset9> in gold", "--store", str(store), check=False)
+    result = cli("edit", str(chair), "--edit", "a photo of <asset9> in gold", "--store", str(store), check=False)
     assert result.returncode == 2
     assert "<asset9>" in result.stderr
     assert re.search(r"available tokens: <asset0> \([\w ,]+\), <asset1> \([\w ,]+\)", result.stderr), result.stderr
     assert not [key for key in _committed(store) if key.startswith(("invert-", "finetune-", "sample-"))]
 
 
-def test_components_says_which_token_is_which_part_before_any_editing(shared_assets: Path, tmp_path: Path) -> None:
+def test_components_says_which_token_is_which_part_before_any_editing(
+    cli: RunCli, chair: Path, shared_assets: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
-    result = run_cli("components", str(shared_assets / "good" / "two_objects.obj"), "--store", str(store), "--json")
+    result = cli("components", str(shared_assets / "good" / "two_objects.obj"), "--store", str(store), "--json")
     listed = json.loads(result.stdout)["components"]
     assert [(entry["token"], entry["parts"]) for entry in listed] == [("<asset0>", ["cube"]), ("<asset1>", ["tetra"])]
     assert all(entry["initializer_word"] and 0 < entry["coverage"] <= 1 for entry in listed)
@@ -289,24 +276,23 @@ def test_components_says_which_token_is_which_part_before_any_editing(shared_ass
     # a configured group smaller than mask.min_coverage keeps its token: `components` says its edits may not show
     config = tmp_path / "groups.yaml"
     config.write_text("mask:\n  groups: {one_leg: [leg_front_left]}\n  min_coverage: 0.1\n")
-    chair = make_example_asset(tmp_path / "chair.glb")
-    small = run_cli("components", str(chair), "--config", str(config), "--store", str(store), "--json")
+    small = cli("components", str(chair), "--config", str(config), "--store", str(store), "--json")
     payload = json.loads(small.stdout)
     (token,) = [entry["token"] for entry in payload["components"] if entry["name"] == "one_leg"]
     assert payload["below_min_coverage"] == [token]
     assert f"warning: {token} (leg_front_left) is " in small.stderr and "below mask.min_coverage 10.0%" in small.stderr
 
     # `plan` checks an edit's tokens against the cached components before any work
-    unknown = run_cli("plan", str(chair), "--config", str(config), "--edit", "a photo of <asset9> in gold",
-                      "--store", str(store), check=False)  # fmt: skip
+    unknown = cli("plan", str(chair), "--config", str(config), "--edit", "a photo of <asset9> in gold",
+                  "--store", str(store), check=False)  # fmt: skip
     assert unknown.returncode == 2 and "names unknown token(s) <asset9>" in unknown.stderr
 
 
-def test_finetune_killed_mid_training_resumes_from_its_checkpoint(chair: Path, tmp_path: Path) -> None:
+def test_finetune_killed_mid_training_resumes_from_its_checkpoint(cli: RunCli, chair: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     config = tmp_path / "long.yaml"
     config.write_text("finetune:\n  steps: 60\n  checkpoint_every: 2\n")
-    run_cli("invert", str(chair), "--config", str(config), "--store", str(store))
+    cli("invert", str(chair), "--config", str(config), "--store", str(store))
     process = subprocess.Popen(
         [*CLI, "finetune", str(chair), "--config", str(config), "--store", str(store)],
         cwd=PROJECT_ROOT,
@@ -323,7 +309,7 @@ def test_finetune_killed_mid_training_resumes_from_its_checkpoint(chair: Path, t
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
-    resumed = json.loads(run_cli("finetune", str(chair), "--config", str(config), "--store", str(store), "--json").stdout)
+    resumed = json.loads(cli("finetune", str(chair), "--config", str(config), "--store", str(store), "--json").stdout)
     assert resumed["status"] == "computed"
     rows = [row for row in ArtifactStore(str(store)).ledger.read().to_pylist() if row["stage"] == "finetune"]
     assert [row["status"] for row in rows] == ["failed", "computed"] or [row["status"] for row in rows] == ["computed"]

@@ -13,14 +13,13 @@ import pytest
 
 from dreamedit3d_core.config import PipelineConfig, pipeline_config
 from flows.config_keys import key_tree, recorded_tree
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import PROJECT_ROOT, RunCli
 
 
 def early(*argv: str) -> tuple[str | None, list[str]]:
     """`early_mistake(argv)` in a fresh interpreter, and the heavy modules it imported (none, it must be)."""
     script = (
-        "import json, sys; from flows.cli import early_mistake; "
+        "import json, sys; from flows.cli.settings import early_mistake; "
         f"found = early_mistake({list(argv)!r}); "
         "heavy = [m for m in ('torch', 'prefect', 'diffusers', 'dreamedit3d_core.config') if m in sys.modules]; "
         "print(json.dumps([found, heavy]))"
@@ -54,15 +53,12 @@ def test_mistakes_are_found_without_importing_the_pipeline(tmp_path: Path) -> No
     assert early("convert-mvdream", "x.ckpt", "--config", str(tmp_path / "mvdream.yaml"), "--out", "y") == (None, [])
 
 
-def test_a_command_that_names_no_preset_makes_real_edits_and_tiny_says_it_is_noise(tmp_path: Path) -> None:
+def test_a_command_that_names_no_preset_makes_real_edits_and_tiny_says_it_is_noise(cli: RunCli, tmp_path: Path) -> None:
     """`world` by default; `mvdream` when a converted MVDream folder is configured; `tiny` only when named."""
     base = {k: v for k, v in os.environ.items() if k not in ("DREAMEDIT3D_PRESET", "DREAMEDIT3D_MVDREAM")}
 
     def show(*args: str, **env: str) -> tuple[dict, str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "config", "show", "--json", *args],
-            capture_output=True, text=True, cwd=PROJECT_ROOT, env={**base, **env}, check=True,
-        )  # fmt: skip
+        result = cli("config", "show", "--json", *args, env={**base, **env})
         return json.loads(result.stdout), result.stderr
 
     settings, said = show()
@@ -78,7 +74,7 @@ def test_a_command_that_names_no_preset_makes_real_edits_and_tiny_says_it_is_noi
 
 
 def early_with_env(env: dict[str, str], *argv: str) -> str:
-    script = f"from flows.cli import early_mistake; print(early_mistake({list(argv)!r}))"
+    script = f"from flows.cli.settings import early_mistake; print(early_mistake({list(argv)!r}))"
     return subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, env={**os.environ, **env}, check=True
     ).stdout.strip()
@@ -89,26 +85,20 @@ def test_the_recorded_setting_names_match_the_config_classes() -> None:
 
 
 @pytest.mark.parametrize("args", [("--version",), ("edit", "x.glb", "--preset", "huge")])
-def test_the_command_line_answers_these_at_once(args: tuple[str, ...]) -> None:
-    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=PROJECT_ROOT)
+def test_the_command_line_answers_these_at_once(cli: RunCli, args: tuple[str, ...]) -> None:
+    result = cli(*args, check=False)
     if args == ("--version",):
         assert result.returncode == 0 and result.stdout.startswith("dreamedit3d 0.")
     else:
         assert result.returncode == 2 and result.stderr.startswith("error: unknown preset 'huge'")
 
 
-def test_config_show_prints_the_effective_validated_configuration(tmp_path: Path) -> None:
+def test_config_show_prints_the_effective_validated_configuration(cli: RunCli, tmp_path: Path) -> None:
     (tmp_path / "over.yaml").write_text("render:\n  image_size: 128\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "config", "show", "--preset", "world", "--config", str(tmp_path / "over.yaml"), "--json"],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, check=True,
-    )  # fmt: skip
+    result = cli("config", "show", "--preset", "world", "--config", str(tmp_path / "over.yaml"), "--json")
     shown = json.loads(result.stdout)
     expected = pipeline_config("world", {"render": {"image_size": 128}}).model_dump(mode="json")
     assert shown == expected and shown["preset"] == "world" and shown["render"]["image_size"] == 128
     (tmp_path / "bad.yaml").write_text("mask:\n  min_coverage: -1\n")
-    bad = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "config", "show", "--config", str(tmp_path / "bad.yaml")],
-        capture_output=True, text=True, cwd=PROJECT_ROOT,
-    )  # fmt: skip
+    bad = cli("config", "show", "--config", str(tmp_path / "bad.yaml"), check=False)
     assert bad.returncode == 2 and bad.stderr.startswith(f"error: {tmp_path / 'bad.yaml'}: mask.min_coverage:")

@@ -2,63 +2,64 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dreamedit3d_core.config import merge, pipeline_config
-from dreamedit3d_core.ingest import IngestedAsset, make_example_asset
+from dreamedit3d_core.ingest import IngestedAsset
 from flows.edit_asset import edit_asset
 from storage import ArtifactStore
+from tasks.catalog import EDIT
+from tests.helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
 
-def test_memory_store_second_run_is_cached_and_a_deleted_artifact_recomputes(tmp_path: Path) -> None:
-    asset = make_example_asset(tmp_path / "chair.glb")
+def test_memory_store_second_run_is_cached_and_a_deleted_artifact_recomputes(chair: Path, tmp_path: Path) -> None:
     store = f"memory://flow-{tmp_path.name}"
     config = pipeline_config("tiny")
 
-    first = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="mask")
-    assert [ref.stage for ref in first.stages] == ["ingest", "render", "mask"]
+    first = edit_asset(asset_path=str(chair), edits=[], store=store, config=config, until="mask")
+    assert [ref.stage for ref in first.stages] == [stage.name for stage in EDIT.until("mask")]
     assert all(ref.status == "computed" for ref in first.stages)
 
-    second = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="mask")
+    second = edit_asset(asset_path=str(chair), edits=[], store=store, config=config, until="mask")
     assert all(ref.status == "cached" for ref in second.stages)
 
-    ArtifactStore(store).delete(first.stages[2].key)  # the masks
-    third = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="mask")
-    assert [ref.status for ref in third.stages] == ["cached", "cached", "computed"]
-    masks = ArtifactStore(store).get(third.stages[2].key).array("masks", "masks")
+    ArtifactStore(store).delete(first.stages[-1].key)  # the masks
+    third = edit_asset(asset_path=str(chair), edits=[], store=store, config=config, until="mask")
+    assert [ref.status for ref in third.stages] == ["cached"] * (len(third.stages) - 1) + ["computed"]
+    masks = ArtifactStore(store).get(third.stages[-1].key).array("masks", "masks")
     assert masks.shape == (6, 4, 64, 64)  # the chair's six parts in four views
 
 
-def test_a_config_change_recomputes_that_stage_and_what_follows(tmp_path: Path) -> None:
-    asset = make_example_asset(tmp_path / "chair.glb")
+def test_a_config_change_recomputes_that_stage_and_what_follows(chair: Path, tmp_path: Path) -> None:
     store = f"memory://config-{tmp_path.name}"
-    edit_asset(asset_path=str(asset), edits=[], store=store, config=pipeline_config("tiny"), until="mask")
+    edit_asset(asset_path=str(chair), edits=[], store=store, config=pipeline_config("tiny"), until="mask")
     changed = pipeline_config("tiny", {"render": {"azimuths": [90, 180, 270, 0]}})
-    result = edit_asset(asset_path=str(asset), edits=[], store=store, config=changed, until="mask")
-    assert [ref.status for ref in result.stages] == ["cached", "computed", "computed"]
+    result = edit_asset(asset_path=str(chair), edits=[], store=store, config=changed, until="mask")
+    assert {ref.stage: ref.status for ref in result.stages} == {  # the ingested asset is kept; render onwards is redone
+        stage.name: "cached" if stage.name == "ingest" else "computed" for stage in EDIT.until("mask")
+    }
 
 
-def test_an_unknown_stage_is_refused_before_any_work(tmp_path: Path) -> None:
-    asset = make_example_asset(tmp_path / "chair.glb")
+def test_an_unknown_stage_is_refused_before_any_work(chair: Path, tmp_path: Path) -> None:
     store = f"memory://unknown-{tmp_path.name}"
     with pytest.raises(ValueError, match="unknown stage 'paint'"):
-        edit_asset(asset_path=str(asset), edits=[], store=store, config=pipeline_config("tiny"), until="paint")
+        edit_asset(asset_path=str(chair), edits=[], store=store, config=pipeline_config("tiny"), until="paint")
     assert ArtifactStore(store).list() == []
 
 
-def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(tmp_path: Path) -> None:
+def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(chair: Path, tmp_path: Path) -> None:
     """sample.local_edit: the sample stage depends on the masks, and stores where the edit was allowed."""
     from tests.flows.fast_settings import FAST
 
-    asset = make_example_asset(tmp_path / "chair.glb")
     store = f"memory://local-{tmp_path.name}"
     config = pipeline_config("tiny", {**FAST, "sample": {"steps": 2, "local_edit": True, "local_edit_grow": 0}})
-    result = edit_asset(asset_path=str(asset), edits=["a photo of <asset0> in red"], store=store, config=config, until="sample")
+    result = edit_asset(asset_path=str(chair), edits=["a photo of <asset0> in red"], store=store, config=config, until="sample")
     refs = {ref.stage: ref for ref in result.stages}
     sampled = ArtifactStore(store).get(refs["sample"].key)
     region = sampled.array("views", "edit_masks")  # (samples, views, h, w)
@@ -68,13 +69,12 @@ def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(tmp_path: P
     assert np.array_equal(region[0], seat)  # the cells <asset0>'s mask touches
 
 
-def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_renders(tmp_path: Path) -> None:
+def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_renders(chair: Path, tmp_path: Path) -> None:
     """Regional prompts, the source as the known region and the personalisation departures, end to end: the
     components are named by colour, the tokens trained beside those words, and the sample stage reads the
     renders and each edited part's own words."""
     from tests.flows.fast_settings import FAST
 
-    asset = make_example_asset(tmp_path / "chair.glb")
     store = f"memory://regional-{tmp_path.name}"
     departures = {
         "invert": {"attribute_words": True, "token_norm": "initializer"},
@@ -83,7 +83,7 @@ def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_r
     }
     config = pipeline_config("tiny", merge(FAST, departures))
     edit = "a photo of <asset0> in red and <asset1> as a sphere"
-    result = edit_asset(asset_path=str(asset), edits=[edit], store=store, config=config, until="sample")
+    result = edit_asset(asset_path=str(chair), edits=[edit], store=store, config=config, until="sample")
     refs = {ref.stage: ref for ref in result.stages}
     catalog = ArtifactStore(store)
     components = catalog.get(refs["mask"].key).table("components").to_pylist()
@@ -98,25 +98,31 @@ def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_r
     assert region[cells(0)].all() and region[cells(1)].all()  # both edited parts, each with its own words
     assert region.sum() > (cells(0) | cells(1)).sum()  # grown, the new shape more
     plain = pipeline_config("tiny", merge(FAST, merge(departures, {"sample": {"known_region": "plain_prompt"}})))
-    again = edit_asset(asset_path=str(asset), edits=[edit], store=store, config=plain, until="sample")
-    assert [ref.status for ref in again.stages] == ["cached"] * 5 + ["computed"]
+    again = edit_asset(asset_path=str(chair), edits=[edit], store=store, config=plain, until="sample")
+    assert [ref.status for ref in again.stages] == ["cached"] * (len(EDIT.until("sample")) - 1) + ["computed"]
 
 
-def test_changing_execution_only_settings_and_editing_again_computes_nothing(tmp_path: Path) -> None:
+def test_changing_execution_only_settings_and_editing_again_computes_nothing(
+    chair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import stage as stage_module
     from tests.flows.fast_settings import FAST
 
-    asset = make_example_asset(tmp_path / "chair.glb")
+    planned: Counter[str] = Counter()  # each stage call is planned once, whoever asks for its key
+    plan = stage_module.plan
+    monkeypatch.setattr(stage_module, "plan", lambda stage, call: planned.update([stage.name]) or plan(stage, call))
     store = f"memory://execution-{tmp_path.name}"
     edits = ["a photo of <asset0> in red"]
-    first = edit_asset(asset_path=str(asset), edits=edits, store=store, config=pipeline_config("tiny", FAST))
+    first = edit_asset(asset_path=str(chair), edits=edits, store=store, config=pipeline_config("tiny", FAST))
     assert {ref.status for ref in first.stages} == {"computed"}
+    assert planned == Counter(ref.stage for ref in first.stages), planned
     how_it_runs = {
         "render": {"threads": 1, "timeout_s": 600.0, "device": "cpu"},
         "model": {"device": "cpu", "performance": {"gradient_checkpointing": True}},
         "finetune": {"checkpoint_every": 3},
         "evaluate": {"clip": {"device": "cpu"}},
     }
-    again = edit_asset(asset_path=str(asset), edits=edits, store=store, config=pipeline_config("tiny", merge(FAST, how_it_runs)))
+    again = edit_asset(asset_path=str(chair), edits=edits, store=store, config=pipeline_config("tiny", merge(FAST, how_it_runs)))
     assert [ref.status for ref in again.stages] == ["cached"] * len(first.stages)
     assert [ref.key for ref in again.stages] == [ref.key for ref in first.stages]
 
@@ -135,15 +141,14 @@ def test_editing_a_material_file_next_to_an_obj_ingests_it_again(shared_assets: 
     assert material.base_color[:3] == pytest.approx((0.8, 0.1, 0.1))
 
 
-def test_prefect_never_hands_back_an_artifact_that_is_not_the_committed_one(tmp_path: Path) -> None:
+def test_prefect_never_hands_back_an_artifact_that_is_not_the_committed_one(chair: Path, tmp_path: Path) -> None:
     """Prefect's cache entries never expire: a recomputed artifact must not be answered with the old one."""
-    asset = make_example_asset(tmp_path / "chair.glb")
     store = str(tmp_path / "store")  # a local store: recomputing writes a new attempt folder
     config = pipeline_config("tiny")
-    first = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="render").stages[-1]
+    first = edit_asset(asset_path=str(chair), edits=[], store=store, config=config, until="render").stages[-1]
     ArtifactStore(store).delete(first.key)  # as `verify` does with a broken artifact
-    recomputed = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="render").stages[-1]
-    cached = edit_asset(asset_path=str(asset), edits=[], store=store, config=config, until="render").stages[-1]
+    recomputed = edit_asset(asset_path=str(chair), edits=[], store=store, config=config, until="render").stages[-1]
+    cached = edit_asset(asset_path=str(chair), edits=[], store=store, config=config, until="render").stages[-1]
     assert (recomputed.status, cached.status) == ("computed", "cached")
     committed = ArtifactStore(store).get(first.key)
     for ref in (recomputed, cached):
@@ -208,7 +213,7 @@ def test_a_real_multi_part_asset_keeps_its_other_parts_bit_for_bit(shared_assets
         else:
             assert merged[node] == accessors, node  # kept: the same bytes
     report = subprocess.run(
-        ["node", str(Path(__file__).resolve().parents[2] / "scripts" / "validate_gltf.js"), str(merged_path)],
+        ["node", str(PROJECT_ROOT / "scripts" / "validate_gltf.js"), str(merged_path)],
         capture_output=True, text=True, timeout=120,
     )
     assert report.returncode == 0 and json.loads(report.stdout)["numErrors"] == 0, report.stdout + report.stderr

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,7 +25,6 @@ import yaml
 from prefect.states import State
 
 from dreamedit3d_core.config import pipeline_config
-from dreamedit3d_core.ingest import make_example_asset
 from dreamedit3d_core.mvdiffusion import EditConfig
 from flows.deployments import ref_from_store, run_stage_remotely
 from flows.edit_asset import edit_asset
@@ -35,11 +33,11 @@ from storage import ArtifactStore
 from tasks.catalog import EDIT
 from tasks.stage import StageCall
 from tests.flows.fast_settings import FAST
+from tests.helpers import CLI, PROJECT_ROOT, RunCli
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "flows.cli"]
+BATCH = 900  # seconds a `batch` command may take
 CHAIR_EDITS = ["a photo of <asset0> in gold", "a photo of <asset1> in red"]
 T = TypeVar("T")
 
@@ -63,10 +61,10 @@ def computed_keys(store: str) -> Counter[str]:
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path) -> Path:
+def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path, chair: Path) -> Path:
     """Two good assets (the chair with two edits, nested.glb with one) and an empty OBJ, in one manifest."""
     folder = tmp_path_factory.mktemp("library")
-    make_example_asset(folder / "chair.glb")
+    shutil.copyfile(chair, folder / "chair.glb")
     shutil.copy(shared_assets / "good" / "nested.glb", folder / "nested.glb")
     shutil.copy(shared_assets / "bad" / "empty.obj", folder / "empty.obj")
     rows = [
@@ -215,7 +213,7 @@ def test_the_gallery_and_a_report_open_from_a_copied_folder_in_chromium_with_eve
 
 
 def test_the_gallery_says_at_the_top_and_on_each_card_which_edits_landed(
-    first_batch: tuple[State, str], tmp_path: Path
+    cli: RunCli, first_batch: tuple[State, str], tmp_path: Path
 ) -> None:
     """One asset whose edit was applied, one whose edit was not, one that failed: a person sees which at once."""
     from flows.batch_index import html_index
@@ -241,7 +239,7 @@ def test_the_gallery_says_at_the_top_and_on_each_card_which_edits_landed(
     assert "verdict: applied (81% of the edited parts in gold" in text
     assert "verdict: not applied (2% of the edited parts in blue" in text
     assert "fix the file" in text
-    status = json.loads(run_cli("status", "--store", first_batch[1], "--json").stdout)
+    status = json.loads(cli("status", "--store", first_batch[1], "--json").stdout)
     verdicts = [edit["verdict"] for asset in status["assets"] for edit in asset["edits"]]
     assert verdicts and set(verdicts) == {"noise: random model"}  # `status` shows each edit's verdict
     assert {asset["preset"] for asset in status["assets"]} == {"tiny"}
@@ -293,20 +291,14 @@ def test_a_gpu_stage_moves_between_processes_as_json_and_a_committed_one_never_l
     assert rebuilt.seconds == pytest.approx(computed["seconds"], abs=1e-3)
 
 
-def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=timeout
-    )
-
-
 def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
-    first_batch: tuple[State, str], library: Path, tmp_path: Path
+    cli: RunCli, first_batch: tuple[State, str], library: Path, tmp_path: Path
 ) -> None:
     _, store = first_batch
     out = tmp_path / "results"
-    result = run_cli(
+    result = cli(
         "batch", str(library / "manifest.yaml"), "--store", store, "--config", str(library / "fast.yaml"), "--json",
-        "--out", str(out), "--fail-on-unapplied",
+        "--out", str(out), "--fail-on-unapplied", check=False, timeout=BATCH,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr  # an asset failed: that comes before "not applied" (3)
     payload = json.loads(result.stdout)
@@ -335,7 +327,7 @@ def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
     assert all("left" in line for line in progress[:2]) and "all done in" in progress[2]  # and the time left
     assert any(line.startswith("[batch] 3 assets, ") for line in result.stderr.splitlines())
 
-    status = json.loads(run_cli("status", "--store", store, "--json").stdout)
+    status = json.loads(cli("status", "--store", store, "--json").stdout)
     states = {row["asset_id"]: row["stages"] for row in status["assets"]}
     chair_id = payload["assets"][0]["asset_id"]
     assert states[chair_id]["finetune"]["state"] == "done" and states[chair_id]["sample"]["state"] == "done"
@@ -359,7 +351,7 @@ def _session_processes(session: int) -> list[psutil.Process]:
 
 @pytest.mark.parametrize("target", ["the command", "its process group"])
 def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resumes(
-    library: Path, tmp_path: Path, shared_assets: Path, target: str
+    cli: RunCli, library: Path, tmp_path: Path, shared_assets: Path, target: str
 ) -> None:
     """A supervisor's single `kill -INT` (the command), or Ctrl-C at a terminal (the whole process group)."""
     shutil.copy(shared_assets / "good" / "two_objects.obj", tmp_path / "two_objects.obj")
@@ -394,23 +386,22 @@ def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resu
     # it cleans up after the stopped workers; give it a moment)
     left = poll(lambda: _session_processes(process.pid), lambda found: found == [], timeout=5)
     assert left == [], [(p.pid, p.cmdline()) for p in left]
-    verify = run_cli("verify", "--store", str(store), "--check-only", "--json")
+    verify = cli("verify", "--store", str(store), "--check-only", "--json")
     assert json.loads(verify.stdout) == {"clean": True, "problems": []}
 
     if target == "its process group":  # the same command resumes: what was committed is reused
         committed = {row["key"] for row in ledger_rows(str(store)) if row["status"] == "computed"}
-        resumed = run_cli(*args)
-        assert resumed.returncode == 0, resumed.stderr
+        resumed = cli(*args, timeout=BATCH)
         stages = [stage for asset in json.loads(resumed.stdout)["assets"] for stage in asset["stages"]]
         assert {stage["key"] for stage in stages if stage["status"] == "cached"} == committed & {s["key"] for s in stages}
         assert committed & {s["key"] for s in stages}
 
 
-def test_a_bad_manifest_exits_2_naming_the_row_before_any_work(library: Path, tmp_path: Path) -> None:
+def test_a_bad_manifest_exits_2_naming_the_row_before_any_work(cli: RunCli, library: Path, tmp_path: Path) -> None:
     manifest = library / "bad.csv"
     manifest.write_text("asset,edits\nchair.glb,a photo of <asset0>\n../escape.glb,x\n")
     store = tmp_path / "store"
-    result = run_cli("batch", str(manifest), "--store", str(store), "--json", timeout=300)
+    result = cli("batch", str(manifest), "--store", str(store), "--json", check=False, timeout=300)
     assert result.returncode == 2
     assert "row 2: asset '../escape.glb' escapes" in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == "" and not store.exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -14,9 +14,7 @@ import pytest
 import yaml
 
 from tests.flows.fast_settings import FAST
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "flows.cli"]
+from tests.helpers import RunCli
 
 
 @pytest.fixture
@@ -55,46 +53,43 @@ def runs_page(ui: str, secret: str, run_name: str, screenshot: Path) -> dict:
             browser.close()
 
 
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=600)
-
-
 def test_the_first_command_starts_the_server_and_the_next_ones_reuse_it(
-    env: dict[str, str], tmp_path: Path, shared_assets: Path
+    cli: RunCli, env: dict[str, str], tmp_path: Path, shared_assets: Path
 ) -> None:
+    run = partial(cli, env=env, check=False)  # every command in this test's own Prefect home, no session server
     asset, store = str(shared_assets / "good" / "two_objects.obj"), str(tmp_path / "store")
     try:
-        first = cli(env, "ingest", asset, "--store", store, "--json")
+        first = run("ingest", asset, "--store", store, "--json")
         assert first.returncode == 0, first.stderr
         assert "starting a local Prefect server in the background" in first.stderr
-        server = json.loads(cli(env, "server", "status", "--json").stdout)
+        server = json.loads(run("server", "status", "--json").stdout)
         assert server["running"] and server["url"].startswith("http://127.0.0.1:")
         assert psutil.Process(server["pid"]).is_running()
 
-        second = cli(env, "ingest", asset, "--store", store, "--json")
+        second = run("ingest", asset, "--store", store, "--json")
         assert second.returncode == 0, second.stderr
         assert "starting" not in second.stderr and json.loads(second.stdout)["status"] == "cached"
-        assert json.loads(cli(env, "server", "status", "--json").stdout)["pid"] == server["pid"]  # the same one
+        assert json.loads(run("server", "status", "--json").stdout)["pid"] == server["pid"]  # the same one
 
         # Prefect's UI works at the server's own address and lists an edit's run by its asset and edit
         (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST))
-        edit = cli(env, "edit", asset, "--edit", "a photo of <asset0> in red", "--preset", "tiny",
+        edit = run("edit", asset, "--edit", "a photo of <asset0> in red", "--preset", "tiny",
                    "--config", str(tmp_path / "fast.yaml"), "--store", store, "--verbose")  # fmt: skip
         assert edit.returncode == 0, edit.stderr
         assert f"View at {server['ui']}/runs/flow-run/" in edit.stderr  # --verbose: the run's UI link
-        assert "UI: " + server["ui"] in cli(env, "server", "status").stdout
-        secret = cli(env, "server", "secret").stdout.strip()
+        assert "UI: " + server["ui"] in run("server", "status").stdout
+        secret = run("server", "secret").stdout.strip()
         found = runs_page(server["ui"], secret, "two_objects.obj: a photo of <asset0> in red", tmp_path / "runs.png")
         assert found["api_errors"] == [], found  # the UI reached its own API (not port 4200)
         assert found["tags"] >= 1 and found["runs"] >= 1, found
 
         assert_only_its_user_and_its_ui_get_answers(server["url"], secret, prefect_home=Path(env["PREFECT_HOME"]))
 
-        assert json.loads(cli(env, "server", "stop", "--json").stdout) == {"stopped": True}
+        assert json.loads(run("server", "stop", "--json").stdout) == {"stopped": True}
         assert not psutil.pid_exists(server["pid"]) or psutil.Process(server["pid"]).status() == psutil.STATUS_ZOMBIE
-        assert cli(env, "server", "status").stdout.strip() == "not running"
+        assert run("server", "status").stdout.strip() == "not running"
     finally:
-        cli(env, "server", "stop")
+        run("server", "stop")
 
 
 def curl(*args: str) -> tuple[int, dict[str, str]]:

@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from flows.cli_common import printable
+from flows.text import printable
 from flows.local_server import is_our_server
 from tasks.ingest import asset_id_for
 from tests.flows.fast_settings import FAST
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "flows.cli"]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy(), timeout=900)
+from tests.helpers import RunCli
 
 
 def test_asset_ids_are_ascii_slugs_of_any_file_name() -> None:
@@ -34,33 +26,32 @@ def test_asset_ids_are_ascii_slugs_of_any_file_name() -> None:
 
 
 @pytest.mark.usefixtures("prefect_api_url")
-def test_files_named_with_accents_cjk_and_spaces_edit_end_to_end(shared_assets: Path, tmp_path: Path) -> None:
+def test_files_named_with_accents_cjk_and_spaces_edit_end_to_end(cli: RunCli, shared_assets: Path, tmp_path: Path) -> None:
     config = tmp_path / "fast.yaml"
     config.write_text(yaml.safe_dump(FAST))
     store = str(tmp_path / "store")
     for name in ("café.obj", "椅子 二.obj"):
         asset = tmp_path / name
         shutil.copy(shared_assets / "good" / "two_objects.obj", asset)
-        result = run_cli("edit", str(asset), "--edit", "a photo of <asset0> in red", "--config", str(config), "--store", store, "--json")
-        assert result.returncode == 0, result.stderr
+        edit = ["edit", str(asset), "--edit", "a photo of <asset0> in red", "--config", str(config), "--store", store, "--json"]
+        result = cli(*edit, timeout=900)
         payload = json.loads(result.stdout)
         assert payload["asset_id"].isascii() and payload["outputs"]["edits"][0]["verdict"] == "noise: random model"
     rows = [{"asset": "椅子 二.obj", "edits": ["a photo of <asset1> in blue"]}]
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(rows, allow_unicode=True), encoding="utf-8")
-    batch = run_cli("batch", str(tmp_path / "manifest.yaml"), "--config", str(config), "--store", store, "--json")
-    assert batch.returncode == 0, batch.stderr
+    batch = cli("batch", str(tmp_path / "manifest.yaml"), "--config", str(config), "--store", store, "--json", timeout=900)
     assert json.loads(batch.stdout)["assets"][0]["status"] == "completed"
 
 
-def test_names_and_prompts_never_reach_a_terminal_raw() -> None:
+def test_names_and_prompts_never_reach_a_terminal_raw(cli: RunCli) -> None:
     title = "cube\x1b]0;owned\x07\x1b]52;c;ZWNobyBoaQ==\x07"
     assert "\x1b" not in printable(title) and "\x07" not in printable(title) and printable(title).startswith("cube\\x1b]0;")
     assert printable("a photo of <asset0> in café 红") == "a photo of <asset0> in café 红"  # printable text as it is
-    refused = run_cli("edit", "x.glb", "--edit", "a photo of <asset0> in red\n\x1b[2J", "--store", "/nonexistent/store")
+    refused = cli("edit", "x.glb", "--edit", "a photo of <asset0> in red\n\x1b[2J", "--store", "/nonexistent/store", check=False)
     assert refused.returncode == 2 and "control characters" in refused.stderr and "\x1b" not in refused.stderr
 
 
-def test_server_stop_signals_only_the_server_its_record_names(tmp_path: Path) -> None:
+def test_server_stop_signals_only_the_server_its_record_names(cli: RunCli, tmp_path: Path) -> None:
     """A stale record whose pid now belongs to another process (here: this test's own) is not signalled."""
     assert not is_our_server({"pid": os.getpid(), "started": None})
     assert not is_our_server({"pid": 2**22 + 12345, "started": None})  # no such process
@@ -68,5 +59,5 @@ def test_server_stop_signals_only_the_server_its_record_names(tmp_path: Path) ->
     home.mkdir()
     (home / "dreamedit3d-server.json").write_text(json.dumps({"url": "http://127.0.0.1:9/api", "pid": os.getpid(), "log": "x"}))
     env = {**os.environ, "PREFECT_HOME": str(home)}
-    result = subprocess.run([*CLI, "server", "stop", "--json"], capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=60)
+    result = cli("server", "stop", "--json", env=env, timeout=60, check=False)
     assert json.loads(result.stdout) == {"stopped": False}  # and this process is alive to say so

@@ -30,16 +30,14 @@ import psutil
 import pytest
 import yaml
 
-from dreamedit3d_core.ingest import make_example_asset
 from storage import ArtifactStore
 from tasks.catalog import EDIT
 from tests.flows.fast_settings import FAST
+from tests.helpers import CLI, PROJECT_ROOT
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
-CLI = [sys.executable, "-m", "flows.cli"]
 # The stage the fault test kills a worker in, and settings that make it last long enough to be caught
 # after its first in-stage checkpoint.
 GPU_STAGES = tuple(stage.name for stage in EDIT.stages if stage.pool == "gpu")
@@ -201,9 +199,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path) -> Path:
+def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path, chair: Path) -> Path:
     folder = tmp_path_factory.mktemp("library")
-    make_example_asset(folder / "chair.glb")
+    (folder / "chair.glb").write_bytes(chair.read_bytes())
     (folder / "nested.glb").write_bytes((shared_assets / "good" / "nested.glb").read_bytes())
     (folder / "manifest.yaml").write_text(
         yaml.safe_dump(
@@ -385,7 +383,7 @@ def test_a_worker_killed_in_a_gpu_stage_fails_that_asset_and_the_rerun_resumes(
 
 
 def test_two_gpu_workers_share_an_s3_store_and_a_batch_survives_losing_one_in_the_middle_of_finetune(
-    deployment: Deployment, s3_bucket: str, shared_assets: Path, tmp_path: Path
+    deployment: Deployment, s3_bucket: str, chair: Path, shared_assets: Path, tmp_path: Path
 ) -> None:
     """What issue 20's "Done when" asks: a loopback S3 server, the Prefect server, two gpu workers as separate
     processes with separate local caches, a 3-asset batch whose manifest and assets are in the bucket. One
@@ -396,9 +394,8 @@ def test_two_gpu_workers_share_an_s3_store_and_a_batch_survives_losing_one_in_th
 
     name = s3_bucket
     fs = fsspec.filesystem("s3")
-    make_example_asset(tmp_path / "chair.glb")
     for source, target in [
-        (tmp_path / "chair.glb", "lib/chair/chair.glb"),
+        (chair, "lib/chair/chair.glb"),
         (shared_assets / "good" / "nested.glb", "lib/nested.glb"),
         (shared_assets / "good" / "two_objects.obj", "lib/two_objects.obj"),
     ]:

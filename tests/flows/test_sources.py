@@ -19,8 +19,7 @@ import pytest
 from PIL import Image
 
 from flows.sources import RemoteLibrary, RemoteSourceError, checked_protocol, checked_relative
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import PROJECT_ROOT
 
 # An OBJ naming its material library, which names a texture: three rounds of references.
 OBJ = b"mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nusemtl wood\nf 1 2 3\n"

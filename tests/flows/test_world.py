@@ -13,52 +13,46 @@ import pytest
 from dreamedit3d_core.ingest import ingest_asset
 from dreamedit3d_core.mvdiffusion.loading import load_base_model
 from dreamedit3d_core.mvdiffusion.settings import ModelConfig
+from tasks.catalog import WORLD
+from tests.helpers import PROJECT_ROOT, RunCli
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--objects", "6", "--held-out", "2"]
+TRAINING = 900  # seconds: commands that render the world's dataset or train on it
 
 
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=900
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"dreamedit3d {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result
-
-
-def test_example_writes_a_held_out_object(tmp_path: Path) -> None:
-    result = run_cli("world", "example", str(tmp_path / "object.glb"), "--index", "3", "--json")
+def test_example_writes_a_held_out_object(cli: RunCli, tmp_path: Path) -> None:
+    result = cli("world", "example", str(tmp_path / "object.glb"), "--index", "3", "--json")
     payload = json.loads(result.stdout)
     asset = ingest_asset(tmp_path / "object.glb")
     assert [part.name for part in asset.parts] == payload["parts"]
     assert payload["caption"].startswith("a photo of a ") and all(s in payload["caption"] for s in payload["parts"])
-    beyond = json.loads(run_cli("world", "example", str(tmp_path / "more.glb"), "--index", "74", "--json").stdout)
+    beyond = json.loads(cli("world", "example", str(tmp_path / "more.glb"), "--index", "74", "--json").stdout)
     assert beyond["caption"] == "a photo of a cone in orange and a cube in yellow"  # past the dataset's 64
-    refused = run_cli("world", "example", str(tmp_path / "x.glb"), "--index", "1000", check=False)
+    refused = cli("world", "example", str(tmp_path / "x.glb"), "--index", "1000", check=False)
     assert refused.returncode == 2 and "0..999" in refused.stderr
     assert not (tmp_path / "x.glb").exists()
 
 
-def test_data_train_export_and_the_standalone_script(tmp_path: Path) -> None:
+def test_data_train_export_and_the_standalone_script(cli: RunCli, tmp_path: Path) -> None:
     store = str(tmp_path / "store")
-    data = json.loads(run_cli("world", "data", *SMALL, "--store", store, "--json").stdout)
+    data = json.loads(cli("world", "data", *SMALL, "--store", store, "--json", timeout=TRAINING).stdout)
     assert data["status"] == "computed" and set(data["artifacts"]) >= {"world_images", "world_objects", "world_preview"}
 
     model_dir = tmp_path / "model"
     args = ["world", "train", *SMALL, "--steps", "2", "--batch", "2", "--device", "cpu", "--store", store]
-    trained = json.loads(run_cli(*args, "--install", str(model_dir), "--json").stdout)
-    assert [s["status"] for s in trained["stages"]] == ["cached", "computed"]  # the dataset was reused
+    trained = json.loads(cli(*args, "--install", str(model_dir), "--json", timeout=TRAINING).stdout)
+    # the dataset (the first stage) was reused
+    assert [s["status"] for s in trained["stages"]] == ["cached"] + ["computed"] * (len(WORLD.stages) - 1)
     model = load_base_model(ModelConfig(source="world", path=str(model_dir), device="cpu"))
     assert model.config.vae_kind == "pixel_unshuffle" and model.dtype.is_floating_point
     assert len(model.tokenizer("a torus in purple").input_ids) == 6  # every world word is one token
-    again = json.loads(run_cli(*args, "--json").stdout)
-    assert [s["status"] for s in again["stages"]] == ["cached", "cached"]
+    again = json.loads(cli(*args, "--json", timeout=TRAINING).stdout)
+    assert [s["status"] for s in again["stages"]] == ["cached"] * len(WORLD.stages)
 
     exported = tmp_path / "world.npz.xz"
-    payload = json.loads(run_cli("world", "export-data", str(exported), *SMALL, "--store", store, "--json").stdout)
+    payload = json.loads(cli("world", "export-data", str(exported), *SMALL, "--store", store, "--json", timeout=TRAINING).stdout)
     assert payload["objects"] == 6 and exported.is_file()
     out = tmp_path / "standalone"
     script = subprocess.run(
@@ -73,12 +67,12 @@ def test_data_train_export_and_the_standalone_script(tmp_path: Path) -> None:
     assert standalone.config == model.config
 
 
-def test_bad_settings_are_refused_before_any_work(tmp_path: Path) -> None:
-    result = run_cli("world", "train", "--objects", "0", "--store", str(tmp_path / "s"), check=False)
+def test_bad_settings_are_refused_before_any_work(cli: RunCli, tmp_path: Path) -> None:
+    result = cli("world", "train", "--objects", "0", "--store", str(tmp_path / "s"), check=False)
     assert result.returncode == 2
     config = tmp_path / "world.yaml"
     config.write_text("pretrain:\n  lr: -1\n")
-    result = run_cli("world", "train", "--config", str(config), "--store", str(tmp_path / "s"), check=False)
+    result = cli("world", "train", "--config", str(config), "--store", str(tmp_path / "s"), check=False)
     assert result.returncode == 2 and "invalid pretrain configuration" in result.stderr
     assert not (tmp_path / "s").exists()
 
@@ -100,7 +94,7 @@ def test_world_samples_draws_one_labelled_row_per_caption(tmp_path: Path) -> Non
     assert (label < 128).any(axis=-1).any(), "the captions are written beside the views"
 
 
-def test_the_demo_recolours_only_the_named_part(tmp_path: Path) -> None:
+def test_the_demo_recolours_only_the_named_part(cli: RunCli, tmp_path: Path) -> None:
     """scripts/demo.sh as a user runs it (about 3 minutes on 2 cores): held-out object 74 (drawn at random from
     the edit benchmark's test half), an orange cone and a yellow cube the shipped model never saw, and
     "<asset1> in purple" with the world preset. The edited asset is the source with the cube re-textured purple:
@@ -110,11 +104,11 @@ def test_the_demo_recolours_only_the_named_part(tmp_path: Path) -> None:
     from storage import ArtifactStore
 
     glb = tmp_path / "world_object.glb"
-    example = json.loads(run_cli("world", "example", str(glb), "--index", "74", "--json").stdout)
+    example = json.loads(cli("world", "example", str(glb), "--index", "74", "--json").stdout)
     assert example["parts"] == ["cone", "cube"] and {"orange", "yellow"} <= set(example["caption"].split())
     store = str(tmp_path / "store")
     args = ["edit", str(glb), "--preset", "world", "--edit", "a photo of <asset0> and <asset1> in purple"]
-    result = json.loads(run_cli(*args, "--store", store, "--json").stdout)
+    result = json.loads(cli(*args, "--store", store, "--json", timeout=TRAINING).stdout)
     evaluate = ArtifactStore(store).get(result["stages"][-1]["key"])
     metrics = evaluate.table("metrics").to_pylist()[0]
     share = {(r["token"], r["colour"]): r for r in evaluate.table("component_colours").to_pylist() if r["output"] == "mesh"}

@@ -21,8 +21,8 @@ from s3fs.errors import translate_boto_error
 
 from storage import ArtifactStore
 from storage.leases import LeaseLost, S3Leases, _condition_failed
+from tests.helpers import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY = "finetune-" + "2" * 32
 
 # One "machine": computes KEY on the store (if nobody has), holding it `hold` seconds, and logs what it did.

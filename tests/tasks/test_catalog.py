@@ -60,7 +60,7 @@ def toy_pipeline(**second: Any) -> Pipeline:
                 name="double",
                 compute=second.pop("compute", double),
                 code_version="1",
-                reads=second.pop("reads", ("count",)),
+                loads=second.pop("loads", (NUMBERS,)),
                 config=second.pop("config", ("factor",)),
                 makes=second.pop("makes", (DOUBLED,)),
             ),
@@ -111,6 +111,9 @@ def test_a_stage_can_read_and_write_only_what_it_declares(tmp_path: Any) -> None
     def saves_nothing(inputs: StageInputs, outputs: StageOutputs) -> None:
         return None
 
+    def loads_an_undeclared_artifact(inputs: StageInputs, outputs: StageOutputs) -> None:
+        outputs.save(DOUBLED, [{"n": n} for n in inputs.load(NUMBERS)["n"]])
+
     cases = [
         (reads_an_undeclared_section, KeyError, "reads config section 'count' without declaring it"),
         (saves_an_undeclared_artifact, KeyError, "saves 'numbers' without declaring it"),
@@ -120,11 +123,13 @@ def test_a_stage_can_read_and_write_only_what_it_declares(tmp_path: Any) -> None
         with pytest.raises(error, match=message):
             run_toy(toy_pipeline(compute=compute), store, ToyConfig())
         assert [a.stage for a in ArtifactStore(store).list()] == ["count"]  # nothing half-written was committed
+    with pytest.raises(KeyError, match="loads 'numbers' without declaring it"):  # reads `count` only through `loads`
+        run_toy(toy_pipeline(compute=loads_an_undeclared_artifact, loads=()), store, ToyConfig())
 
 
 def test_a_pipeline_refuses_a_stage_that_reads_a_later_stage_or_an_unknown_section() -> None:
-    with pytest.raises(ValueError, match="reads 'later', which is not an earlier stage"):
-        toy_pipeline(reads=("later",))
+    with pytest.raises(ValueError, match="loads 'doubled', which no earlier stage makes"):
+        toy_pipeline(loads=(DOUBLED,))
     with pytest.raises(ValueError, match="config section 'colour', which ToyConfig lacks"):
         toy_pipeline(config=("colour",))
     with pytest.raises(ValueError, match=r"declares the artifact\(s\) \['numbers'\] more than once"):
@@ -149,7 +154,7 @@ def test_the_edit_pipeline_is_the_papers_stage_order() -> None:
 
 
 def test_the_command_line_has_a_command_per_stage_of_the_catalog() -> None:
-    from flows.commands import app
+    from flows.cli.app import app
 
     commands = {command.name for command in app.registered_commands}
     assert set(EDIT.stage_names) <= commands

@@ -10,7 +10,6 @@ import pytest
 
 from dreamedit3d_core.config import PipelineConfig, WorldTrainingConfig, merge, pipeline_config
 from dreamedit3d_core.execution import execution_paths
-from dreamedit3d_core.ingest import make_example_asset
 from dreamedit3d_core.mvdiffusion import EditConfig
 from tasks.catalog import EDIT, WORLD
 from tasks.stage import Pipeline, StageRef, plan
@@ -63,22 +62,17 @@ def stage_keys(pipeline: Pipeline, config: Any, source: str | None = None) -> di
     return keys
 
 
-@pytest.fixture(scope="module")
-def chair(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(make_example_asset(tmp_path_factory.mktemp("asset") / "chair.glb"))
-
-
 def test_every_execution_only_setting_is_listed_here() -> None:
     assert set(EXECUTION_CHANGES) == set(execution_paths(PipelineConfig))
     assert set(WORLD_EXECUTION_CHANGES) == set(execution_paths(WorldTrainingConfig))
 
 
 @pytest.mark.parametrize("path", sorted(EXECUTION_CHANGES))
-def test_an_execution_only_setting_changes_no_key_upstream_or_downstream(chair: str, path: str) -> None:
+def test_an_execution_only_setting_changes_no_key_upstream_or_downstream(chair: Path, path: str) -> None:
     base = pipeline_config("tiny")
     changed = PipelineConfig.model_validate(merge(base.model_dump(), nested(path, EXECUTION_CHANGES[path])))
     assert changed != base
-    assert stage_keys(EDIT, changed, chair) == stage_keys(EDIT, base, chair)
+    assert stage_keys(EDIT, changed, str(chair)) == stage_keys(EDIT, base, str(chair))
 
 
 @pytest.mark.parametrize("path", sorted(WORLD_EXECUTION_CHANGES))
@@ -88,8 +82,8 @@ def test_the_world_models_execution_settings_change_no_key(path: str) -> None:
     assert changed != base and stage_keys(WORLD, changed) == stage_keys(WORLD, base)
 
 
-def test_a_setting_changes_the_key_of_each_stage_that_reads_it(chair: str) -> None:
-    base = stage_keys(EDIT, pipeline_config("tiny"), chair)
+def test_a_setting_changes_the_key_of_each_stage_that_reads_it(chair: Path) -> None:
+    base = stage_keys(EDIT, pipeline_config("tiny"), str(chair))
     changes = {
         "render.image_size": ("render", 32),
         "mask.min_coverage": ("mask", 0.01),
@@ -102,16 +96,16 @@ def test_a_setting_changes_the_key_of_each_stage_that_reads_it(chair: str) -> No
         "model.seed": ("invert", 1),
     }
     for path, (first, value) in changes.items():
-        keys = stage_keys(EDIT, pipeline_config("tiny", nested(path, value)), chair)
+        keys = stage_keys(EDIT, pipeline_config("tiny", nested(path, value)), str(chair))
         changed = [name for name in EDIT.stage_names if keys[name] != base[name]]
         assert changed[0] == first and changed == list(EDIT.stage_names[EDIT.stage_names.index(first) :]), path
 
 
-def test_a_per_edit_stage_is_keyed_by_its_edit(chair: str) -> None:
+def test_a_per_edit_stage_is_keyed_by_its_edit(chair: Path) -> None:
     config = pipeline_config("tiny")
     refs: dict[str, StageRef] = {}
     for stage in EDIT.until("finetune"):
-        stage_plan = plan(stage, EDIT.call(stage, store="memory://keys", config=config, upstream=refs, source=chair))
+        stage_plan = plan(stage, EDIT.call(stage, store="memory://keys", config=config, upstream=refs, source=str(chair)))
         refs[stage.name] = StageRef(
             asset_id=stage_plan.asset_id, stage=stage.name, key=stage_plan.key, digest="0" * 64, status="computed", seconds=0.0, artifacts={}
         )

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from dreamedit3d_core.config import pipeline_config
-from dreamedit3d_core.ingest import make_example_asset
 from flows.status import stage_status
 from storage import ArtifactStore
 from tasks.artifacts import CAMERAS
@@ -24,13 +23,15 @@ CONFIG = pipeline_config("tiny", {**FAST, "finetune": {**FAST["finetune"], **PRI
 
 def finetune(asset: str, store: str) -> None:
     refs = {}
-    for stage in EDIT.stages[: [s.name for s in EDIT.stages].index("finetune") + 1]:
+    for stage in EDIT.until("finetune"):
         refs[stage.name] = run_stage(stage, EDIT.call(stage, store=store, config=CONFIG, upstream=refs, source=asset))
 
 
-def test_a_librarys_second_asset_reads_the_prior_samples_the_first_one_drew(tmp_path: Path, shared_assets: Path) -> None:
+def test_a_librarys_second_asset_reads_the_prior_samples_the_first_one_drew(
+    chair: Path, tmp_path: Path, shared_assets: Path
+) -> None:
     store = str(tmp_path / "store")
-    finetune(str(make_example_asset(tmp_path / "chair.glb")), store)
+    finetune(str(chair), store)
     finetune(str(shared_assets / "good" / "two_objects.obj"), store)
 
     ledger = ArtifactStore(store).ledger.read().to_pylist()
@@ -61,9 +62,8 @@ def test_a_librarys_second_asset_reads_the_prior_samples_the_first_one_drew(tmp_
     # other prior settings are other samples: a new shared artifact, computed, not read
     other = pipeline_config("tiny", {**FAST, "finetune": {**FAST["finetune"], **PRIOR, "prior_guidance_scale": 3.0}})
     refs = {}
-    chair = str(tmp_path / "chair.glb")
-    for stage in EDIT.stages[: [s.name for s in EDIT.stages].index("finetune") + 1]:
-        refs[stage.name] = run_stage(stage, EDIT.call(stage, store=store, config=other, upstream=refs, source=chair))
+    for stage in EDIT.until("finetune"):
+        refs[stage.name] = run_stage(stage, EDIT.call(stage, store=store, config=other, upstream=refs, source=str(chair)))
     statuses = [row["status"] for row in ArtifactStore(store).ledger.read().to_pylist() if row["stage"] == "prior"]
     assert statuses == ["computed", "cached", "computed"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dreamedit3d_core.config import pipeline_config
-from dreamedit3d_core.ingest import IngestedAsset, make_example_asset
+from dreamedit3d_core.ingest import IngestedAsset
 from dreamedit3d_core.mvdiffusion import EditConfig
 from storage import ArtifactStore
 from tasks import artifacts as a
@@ -25,14 +25,13 @@ PROMPT = "a photo of <asset0> in red"
 
 
 @pytest.fixture(scope="module")
-def stages(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, StageRef]]:
+def stages(tmp_path_factory: pytest.TempPathFactory, chair: Path) -> tuple[str, dict[str, StageRef]]:
     """Every stage of the chair, run once through its task's function; (store, stage name -> reference)."""
-    asset = make_example_asset(tmp_path_factory.mktemp("asset") / "chair.glb")
     store = f"memory://tasks-{tmp_path_factory.getbasetemp().name}"
     config = pipeline_config("tiny", FAST)
     refs: dict[str, StageRef] = {}
     for stage in EDIT.stages:
-        call = EDIT.call(stage, store=store, config=config, upstream=refs, source=str(asset), edit=EditConfig(prompt=PROMPT))
+        call = EDIT.call(stage, store=store, config=config, upstream=refs, source=str(chair), edit=EditConfig(prompt=PROMPT))
         refs[stage.name] = prefect_task(stage).fn(call)
     return store, refs
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from dreamedit3d_core.ingest import AssetError, ingest_asset, make_example_asset
+from dreamedit3d_core.ingest import AssetError, ingest_asset
 
 BOX = trimesh.creation.box()
 OBJ_BOX = "".join(f"v {x} {y} {z}\n" for x, y, z in BOX.vertices) + "".join(
@@ -50,8 +50,9 @@ def _join_glb(document: dict, binary: bytes) -> bytes:
 
 
 @pytest.fixture
-def chair_glb(tmp_path: Path) -> tuple[dict, bytes]:
-    return _split_glb(make_example_asset(tmp_path / "chair.glb").read_bytes())
+def chair_glb(chair: Path) -> tuple[dict, bytes]:
+    """The example chair's glTF document and binary buffer, parsed afresh for each test to change."""
+    return _split_glb(chair.read_bytes())
 
 
 def test_shared_bad_assets_are_refused_with_their_reason(shared_assets: Path) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from dreamedit3d_core.ingest import AssetError, IngestConfig, IngestedAsset, ingest_asset, make_example_asset
+from dreamedit3d_core.ingest import AssetError, IngestConfig, IngestedAsset, ingest_asset
 
 GOOD_FILES = ["Duck.glb", "TestScene.gltf", "nested.glb", "fuze.obj", "two_objects.obj"]
 EXPECTED_PARTS = {
@@ -93,9 +93,8 @@ def test_textured_assets_keep_uvs_and_texture_images(shared_assets: Path) -> Non
         assert texture.std() > 10  # a real image, not a flat colour
 
 
-def test_example_chair_is_z_up_and_faces_minus_y(tmp_path: Path) -> None:
-    path = make_example_asset(tmp_path / "chair.glb")
-    asset = ingest_asset(path)
+def test_example_chair_is_z_up_and_faces_minus_y(chair: Path) -> None:
+    asset = ingest_asset(chair)
     table = asset.parts_table()
     assert table["name"] == ["seat", "leg_front_left", "leg_front_right", "leg_back_left", "leg_back_right", "back"]
     assert len(set(table["material"])) == 3
@@ -232,8 +231,8 @@ def test_written_glb_is_valid_and_reingests_to_the_same_asset(shared_assets: Pat
         assert (a.texture is None) == (b.texture is None)
 
 
-def test_blender_imports_the_written_glb(tmp_path: Path) -> None:
-    asset = ingest_asset(make_example_asset(tmp_path / "chair.glb"))
+def test_blender_imports_the_written_glb(chair: Path, tmp_path: Path) -> None:
+    asset = ingest_asset(chair)
     glb = asset.write(tmp_path / "asset") / "asset.glb"
     script = (
         "import bpy, sys, os\n"

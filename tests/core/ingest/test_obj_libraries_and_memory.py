@@ -20,8 +20,9 @@ from dreamedit3d_core.ingest.ingest import ingest_asset
 from dreamedit3d_core.ingest.isolated import ingest_isolated
 from dreamedit3d_core.ingest.limits import IngestLimits
 from dreamedit3d_core.ingest.source_files import source_files
+from tests.helpers import PROJECT_ROOT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 import bench_hostile_files as hostile  # noqa: E402  (the benchmark's own file builders)
 
 SECONDS = 10.0  # what a hostile file may cost over a small valid one

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from dreamedit3d_core.geometry.cameras import CameraSet, orbit_cameras, pixel_rays, project_points, unproject_depth
-from dreamedit3d_core.ingest import IngestedAsset, ingest_asset, make_example_asset
+from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
 from dreamedit3d_core.render import RenderConfig, Renders, render_mesh_file, render_views
 
 SIZE = 64
@@ -25,12 +25,12 @@ def _cameras() -> CameraSet:
 
 @pytest.fixture(scope="module")
 def rendered(
-    shared_assets: Path, tmp_path_factory: pytest.TempPathFactory
+    chair: Path, shared_assets: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, tuple[IngestedAsset, Path, Renders]]:
     folder = tmp_path_factory.mktemp("assets")
     results = {}
     for name in ASSETS:
-        source = make_example_asset(folder / name) if name == "chair.glb" else shared_assets / "good" / name
+        source = chair if name == "chair.glb" else shared_assets / "good" / name
         asset = ingest_asset(source)
         asset_dir = asset.write(folder / Path(name).stem)
         config = RenderConfig(image_size=SIZE, passes_only=True)

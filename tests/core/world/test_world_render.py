@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dreamedit3d_core.ingest import ingest_asset, make_example_asset
+from dreamedit3d_core.ingest import ingest_asset
 from dreamedit3d_core.render import RenderConfig, RenderError, render_many, render_views
 from dreamedit3d_core.world import WorldConfig, render_world, sample_object, write_world_asset
 
@@ -44,10 +44,10 @@ def world_renders(objects: list) -> list[tuple[np.ndarray, np.ndarray]]:
     return renders
 
 
-def test_render_many_equals_render_views(shared_assets: Path, tmp_path: Path, temp_dir: Path) -> None:
+def test_render_many_equals_render_views(chair: Path, shared_assets: Path, tmp_path: Path, temp_dir: Path) -> None:
     # the chair has plain materials, the duck a texture: both must be swapped cleanly between jobs
     folders = [
-        ingest_asset(make_example_asset(tmp_path / "chair.glb")).write(tmp_path / "chair"),
+        ingest_asset(chair).write(tmp_path / "chair"),
         ingest_asset(shared_assets / "good" / "Duck.glb").write(tmp_path / "duck"),
     ]
     config = RenderConfig(**FAST)
@@ -65,9 +65,9 @@ def test_render_many_equals_render_views(shared_assets: Path, tmp_path: Path, te
     assert list(temp_dir.iterdir()) == []  # nor Blender's session folders: a render farm's /tmp stays clean
 
 
-def test_render_many_names_the_failing_asset(tmp_path: Path, temp_dir: Path) -> None:
-    good = ingest_asset(make_example_asset(tmp_path / "chair.glb")).write(tmp_path / "good")
-    bad = ingest_asset(make_example_asset(tmp_path / "chair2.glb")).write(tmp_path / "bad")
+def test_render_many_names_the_failing_asset(chair: Path, tmp_path: Path, temp_dir: Path) -> None:
+    good = ingest_asset(chair).write(tmp_path / "good")
+    bad = ingest_asset(chair).write(tmp_path / "bad")
     (bad / "meshes.npz").write_bytes(b"not an npz file")
     config = RenderConfig(**FAST)
     results = render_many([good, bad, good], config.camera_set(), config)
@@ -77,11 +77,11 @@ def test_render_many_names_the_failing_asset(tmp_path: Path, temp_dir: Path) -> 
     assert list(temp_dir.iterdir()) == []
 
 
-def test_render_many_checks_inputs_before_starting(tmp_path: Path) -> None:
+def test_render_many_checks_inputs_before_starting(chair: Path, tmp_path: Path) -> None:
     config = RenderConfig(**FAST)
     with pytest.raises(ValueError, match="not an ingested asset folder"):
         list(render_many([tmp_path], config.camera_set(), config))
-    folder = ingest_asset(make_example_asset(tmp_path / "chair.glb")).write(tmp_path / "chair")
+    folder = ingest_asset(chair).write(tmp_path / "chair")
     with pytest.raises(ValueError, match="64 px"):
         list(render_many([folder], RenderConfig(image_size=64).camera_set(), config))
 

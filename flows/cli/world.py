@@ -1,4 +1,7 @@
-"""`dreamedit3d world ...`: the procedural parts world and the small model we train on it."""
+"""`dreamedit3d world ...`: the procedural parts world and the small model we train on it.
+
+A world command's `--config` (`dataset:` and `pretrain:` sections) is read by flows/cli/settings.py, as every
+command's is, and handed over; its sections are checked here."""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ from typing import Annotated, Any, Optional
 import numpy as np
 import typer
 
-from flows.cli_common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, one_line, read_settings_file, server_note
+from flows.cli.common import DEFAULT_STORE, JsonOption, StoreOption, UserError, emit, server_note
+from flows.cli.settings import Given, given
+from flows.text import one_line
 
 world_app = typer.Typer(
     name="world",
@@ -25,32 +30,32 @@ WorldConfigOption = Annotated[
 ]
 
 
-def _sections(path: Path | None) -> dict[str, Any]:
+def _sections(handed: Given, path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    loaded = read_settings_file(path)
+    loaded = handed.settings_of(path, pipeline=False)
     unknown = set(loaded) - {"dataset", "pretrain"}
     if unknown:
         raise UserError(f"{path}: expected only `dataset:` and `pretrain:` sections, got {sorted(unknown)}")
     return loaded
 
 
-def _dataset_config(config: Path | None, **flags: Any) -> Any:
+def _dataset_config(handed: Given, config: Path | None, **flags: Any) -> Any:
     from dreamedit3d_core.world import WorldDatasetConfig
 
-    settings = {**_sections(config).get("dataset", {}), **{k: v for k, v in flags.items() if v is not None}}
+    settings = {**_sections(handed, config).get("dataset", {}), **{k: v for k, v in flags.items() if v is not None}}
     try:
         return WorldDatasetConfig.model_validate(settings)
     except ValueError as error:
         raise UserError(f"invalid dataset configuration: {one_line(error)}") from None
 
 
-def _dataset_ref(store: str, config: Path | None, **flags: Any) -> Any:
+def _dataset_ref(handed: Given, store: str, config: Path | None, **flags: Any) -> Any:
     """The dataset stage's StageRef (rendered now unless committed), for `data` and `export-data`."""
     from dreamedit3d_core.config import WorldTrainingConfig
     from flows.train_world import train_world_model
 
-    dataset = _dataset_config(config, **flags)
+    dataset = _dataset_config(handed, config, **flags)
     server_note()
     (ref,) = train_world_model(store=store, config=WorldTrainingConfig(dataset=dataset), until="world_dataset")
     return ref
@@ -58,6 +63,7 @@ def _dataset_ref(store: str, config: Path | None, **flags: Any) -> Any:
 
 @world_app.command("data")
 def data(
+    ctx: typer.Context,
     objects: ObjectsOption = None,  # type: ignore[assignment]
     held_out: HeldOutOption = None,  # type: ignore[assignment]
     seed: WorldSeedOption = None,  # type: ignore[assignment]
@@ -66,13 +72,14 @@ def data(
     as_json: JsonOption = False,
 ) -> None:
     """Render the world's training and held-out objects (cached in the store)."""
-    ref = _dataset_ref(store, config, objects=objects, held_out=held_out, seed=seed)
+    ref = _dataset_ref(given(ctx), store, config, objects=objects, held_out=held_out, seed=seed)
     payload = {"stage": ref.stage, "status": ref.status, "key": ref.key, "artifacts": ref.artifacts}
     emit(as_json, payload, f"world_dataset {ref.status} ({ref.seconds:.1f} s)\n  preview {ref.artifacts['world_preview']}")
 
 
 @world_app.command("train")
 def train(
+    ctx: typer.Context,
     objects: ObjectsOption = None,  # type: ignore[assignment]
     held_out: HeldOutOption = None,  # type: ignore[assignment]
     seed: WorldSeedOption = None,  # type: ignore[assignment]
@@ -91,10 +98,10 @@ def train(
     from dreamedit3d_core.pretrain import PretrainConfig
     from flows.train_world import install_model, train_world_model
 
-    dataset = _dataset_config(config, objects=objects, held_out=held_out, seed=seed)
+    dataset = _dataset_config(given(ctx), config, objects=objects, held_out=held_out, seed=seed)
     flags = {k: v for k, v in {"steps": steps, "batch_objects": batch}.items() if v is not None}
     try:
-        training = PretrainConfig.model_validate({**_sections(config).get("pretrain", {}), **flags})
+        training = PretrainConfig.model_validate({**_sections(given(ctx), config).get("pretrain", {}), **flags})
     except ValueError as error:
         raise UserError(f"invalid pretrain configuration: {one_line(error)}") from None
     server_note()
@@ -110,6 +117,7 @@ def train(
 
 @world_app.command("export-data")
 def export_data(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Argument(help="The .npz (zlib) or .npz.xz (lzma) file to write, for scripts/pretrain_world.py.")],
     objects: ObjectsOption = None,  # type: ignore[assignment]
     held_out: HeldOutOption = None,  # type: ignore[assignment]
@@ -123,7 +131,7 @@ def export_data(
     from tasks.artifacts import WORLD_OBJECTS
     from tasks.world import read_training_data
 
-    ref = _dataset_ref(store, config, objects=objects, held_out=held_out, seed=seed)
+    ref = _dataset_ref(given(ctx), store, config, objects=objects, held_out=held_out, seed=seed)
     dataset = ArtifactStore(store).get(ref.key)
     train_data = read_training_data(dataset)
     table = WORLD_OBJECTS.load(dataset)
