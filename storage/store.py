@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -23,6 +22,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from storage.artifact import Artifact
 from storage.commit import FOLDER, LEGACY_FOLDER, StoreError, parse_commit
 from storage.keys import check_name, file_digest
+from storage.layout import upgrade_layout
 from storage.leases import LeaseInfo, S3Leases, supports_leases
 from storage.ledger import Ledger
 from storage.verify import VerifyReport, verify_store
@@ -415,76 +415,7 @@ class ArtifactStore:
     # -- stores of older versions ------------------------------------------------------------------------
 
     def upgrade_layout(self) -> None:
-        """Bring a store written by an older version to today's layout (its commit records moved from
-        manifests/ to commits/); a store in today's layout is left as it is. The first `ArtifactStore` of a root in
-        a process runs it; later ones trust it."""
-        self._move_legacy_commit_records()
+        """Bring a store written by an older version to today's layout (storage/layout.py); a store in today's
+        layout is left as it is. The first `ArtifactStore` of a root in a process runs it; later ones trust it."""
+        upgrade_layout(self.fs, self.root_uri, self.path(LEGACY_FOLDER), self.path(FOLDER), self.is_local)
         _LAYOUT_CURRENT.add(self.root_uri)
-
-    def _move_legacy_commit_records(self) -> None:
-        """Move the commit records of a store written before they had their own name from manifests/ to commits/.
-
-        Local roots: one atomic rename of the folder. Other roots: `fs.mv` of the folder, a copy and then a delete
-        that can be interrupted. Where both folders hold records (such an interrupted move, or a process of an
-        older version that committed after the move) the remaining records are moved one at a time; a key that
-        commits/ already holds keeps that record and the old copy is dropped (verify removes files only it named).
-        """
-        old, new = self.path(LEGACY_FOLDER), self.path(FOLDER)
-        try:
-            if self.is_local:
-                _move_records_locally(old, new)
-            elif self.fs.exists(old):
-                self._move_records_remotely(old, new)
-        except OSError as error:
-            raise StoreError(
-                f"store {self.root_uri} keeps its commit records in {LEGACY_FOLDER}/, the layout of older versions, "
-                f"and they could not be moved to {FOLDER}/: {error}"
-            ) from error
-
-    def _move_records_remotely(self, old: str, new: str) -> None:
-        if not self.fs.exists(new):
-            with contextlib.suppress(FileNotFoundError):  # another process is moving the same folder
-                self.fs.mv(old, new, recursive=True)
-            if not self.fs.exists(old):
-                return
-        try:
-            entries = self.fs.ls(old, detail=True)
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if entry["type"] != "file":
-                continue
-            target = f"{new}/{posixpath.basename(entry['name'])}"
-            with contextlib.suppress(FileNotFoundError):
-                if self.fs.exists(target):  # the same record copied before the interruption, or a newer one
-                    self.fs.rm_file(entry["name"])
-                else:
-                    self.fs.mv(entry["name"], target)
-        with contextlib.suppress(OSError):
-            self.fs.rmdir(old)
-
-
-def _move_records_locally(old: str, new: str) -> None:
-    """manifests/ -> commits/ on a local root: atomic, and safe when several processes open the store at once."""
-    if not os.path.isdir(old):
-        return
-    try:
-        os.rename(old, new)  # also replaces an empty commits/
-        return
-    except FileNotFoundError:
-        return  # another process moved it first
-    except OSError as error:
-        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    try:
-        names = sorted(os.listdir(old))
-    except FileNotFoundError:
-        return
-    for name in names:
-        source = os.path.join(old, name)
-        with contextlib.suppress(FileNotFoundError):  # moved by another process meanwhile
-            with contextlib.suppress(FileExistsError):  # unlike a rename, a link never replaces a newer record
-                os.link(source, os.path.join(new, name))
-            os.unlink(source)
-    with contextlib.suppress(OSError):
-        os.rmdir(old)

@@ -349,8 +349,8 @@ def test_a_process_checks_a_stores_layout_once(tmp_path: Path, monkeypatch: pyte
     from storage import store as store_module
 
     checked: list[str] = []
-    move = ArtifactStore._move_legacy_commit_records
-    monkeypatch.setattr(ArtifactStore, "_move_legacy_commit_records", lambda self: checked.append(self.root_uri) or move(self))
+    upgrade = store_module.upgrade_layout
+    monkeypatch.setattr(store_module, "upgrade_layout", lambda fs, root, *rest: checked.append(root) or upgrade(fs, root, *rest))
     monkeypatch.setattr(store_module, "_LAYOUT_CURRENT", set())
     for _ in range(5):
         ArtifactStore(tmp_path / "one")
