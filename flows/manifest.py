@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dreamedit3d_core.config import PipelineConfig, merge
 from dreamedit3d_core.ingest import AssetError, source_files
 from dreamedit3d_core.ingest.limits import nesting_depth
 from flows.sources import RemoteLibrary, is_url, local_location
-from flows.text import load_yaml
+from flows.text import read_yaml_file
 
 
 _EXTRA_FIELDS = "\x00extra"  # where csv.DictReader puts the fields of a row longer than the header
@@ -293,12 +292,7 @@ def _check_text_sizes(path: Path, array: Any) -> None:
 
 
 def _yaml_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        document = load_yaml(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise ManifestError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except yaml.YAMLError as error:
-        raise ManifestError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    document = read_yaml_file(path, ManifestError)
     if isinstance(document, dict) and "assets" in document:
         document = document["assets"]
     if not isinstance(document, list) or not all(isinstance(row, dict) for row in document):

@@ -4,6 +4,7 @@ PyYAML: the command line reads settings with it before anything heavy is importe
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -40,6 +41,16 @@ def load_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except (ValueError, RecursionError) as error:
         raise yaml.YAMLError(f"a value cannot be read ({type(error).__name__}: {one_line(error)})") from None
+
+
+def read_yaml_file(path: Path, error: type[Exception]) -> Any:
+    """A YAML file's document (`load_yaml`); `error`, naming the file, where it is not UTF-8 text or not YAML."""
+    try:
+        return load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: not UTF-8 text ({problem.reason} at byte {problem.start})") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{path}: not valid YAML: {one_line(problem)}") from None
 
 
 def printable(text: str) -> str:

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from flows.cli.common import UserError
 from flows.config_keys import recorded_tree, unknown_name, unknown_setting
-from flows.text import load_yaml, one_line
+from flows.text import one_line, read_yaml_file
 
 PRESET_ENV = "DREAMEDIT3D_PRESET"  # the preset of commands that name none
 MVDREAM_ENV = "DREAMEDIT3D_MVDREAM"  # a converted MVDream folder: the default preset is then `mvdream`, with it
@@ -66,12 +65,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         raise UserError(f"config file not found: {path}")
     if path.stat().st_size > MAX_SETTINGS_BYTES:
         raise UserError(f"{path}: {path.stat().st_size} bytes is not a settings file (at most {MAX_SETTINGS_BYTES})")
-    try:
-        settings = load_yaml(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML: {one_line(error)}") from None
+    settings = read_yaml_file(path, UserError)
     if settings is not None and not isinstance(settings, dict):
         raise UserError(f"{path}: expected a mapping of stage settings at the top level")
     return settings or {}
