@@ -71,6 +71,7 @@ def world_hues() -> dict[str, float]:
 
 # Personalisations, each spelled out in full (the world preset's values change as it is tuned; a row does not)
 PLAIN_PERSONALISATION: dict[str, Any] = {
+    "personalize": True,
     "invert": {"attribute_words": False, "token_norm": "learned"},
     "finetune": {"prior_preservation": False, "attribute_words": False, "unet_weights": "all"},
 }
@@ -79,6 +80,7 @@ ATTRIBUTES = {"invert": {"attribute_words": True}, "finetune": {"attribute_words
 NORM = {"invert": {"token_norm": "initializer"}}
 KV = {"finetune": {"unet_weights": "cross_attention_kv"}}
 FAST: dict[str, Any] = {
+    "personalize": True,
     "invert": {"mixed_precision": "bf16", "steps": 100},
     "finetune": {"mixed_precision": "bf16", "steps": 150, "checkpoint_every": 50, "prior_images": 8, "prior_sample_steps": 25},
 }
@@ -101,8 +103,9 @@ PERSONALISATIONS: dict[str, dict[str, Any] | None] = {
     "attr+norm": _with(PRIOR, ATTRIBUTES, NORM),
     "attr+kv": _with(PRIOR, ATTRIBUTES, KV),
     "attr+norm+kv": _with(PRIOR, ATTRIBUTES, NORM, KV),
-    "preset": {},  # the world preset as shipped
-    # the preset's personalisation made cheaper (the night's throughput): bf16 autocast in both phases, fewer steps,
+    "preset": {},  # the world preset as shipped (no personalisation: `personalize: false`)
+    "personalised": {"personalize": True},  # the world preset's personalisation, turned on (the previous preset)
+    # that personalisation made cheaper (the night's throughput): bf16 autocast in both phases, fewer steps,
     # fewer and shorter prior samples; judged here against the preset before a preset takes them
     "fast": FAST,
     "faster": merge(FAST, {"invert": {"steps": 50}, "finetune": {"steps": 75, "checkpoint_every": 25}}),
@@ -175,17 +178,19 @@ ROWS: dict[str, Row] = {
     "kv+regional-both": Row("prior + K/V-only phase 2 + regional token and word, source outside", "kv", "regional-both-source"),
     "attr+regional-both": Row("prior + attribute words + regional token and word, source outside", "attr", "regional-both-source"),
     "all+regional-word": Row("prior + attribute words + token norm + K/V-only + regional word", "attr+norm+kv", "regional-word-source"),
-    # the world preset as shipped, and its sampler's other settings on the same personalisation
-    "preset": Row("the world preset", "preset", "preset"),
-    "preset/free": Row("world preset's personalisation, free draw", "preset", "free"),
-    "preset/local-plain": Row("world preset's personalisation, local edit, plain prompt outside", "preset", "local-plain"),
-    "preset/local-source": Row("world preset's personalisation, local edit, source outside", "preset", "local-source"),
-    "preset/token-plain": Row("world preset's personalisation, regional token, plain prompt outside", "preset", "regional-token-plain"),
-    "preset/token-source": Row("world preset's personalisation, regional token, source outside", "preset", "regional-token-source"),
-    "preset/word-plain": Row("world preset's personalisation, regional word, plain prompt outside", "preset", "regional-word-plain"),
-    "preset/chosen-token": Row("world preset's personalisation, regions alone, token words", "preset", "chosen-token"),
-    "preset/chosen-both": Row("world preset's personalisation, regions alone, token and initializer word", "preset", "chosen-both"),
-    "preset/word-source": Row("world preset's personalisation, regional word, source outside", "preset", "regional-word-source"),
+    # the world preset as shipped (no personalisation) and its personalisation turned on, under the preset's sampler
+    # and its other settings
+    "preset": Row("the world preset (no personalisation)", "preset", "preset"),
+    "personalised": Row("the world preset's personalisation (the previous world preset)", "personalised", "preset"),
+    "personalised/free": Row("world preset's personalisation, free draw", "personalised", "free"),
+    "personalised/local-plain": Row("world preset's personalisation, local edit, plain prompt outside", "personalised", "local-plain"),
+    "personalised/local-source": Row("world preset's personalisation, local edit, source outside", "personalised", "local-source"),
+    "personalised/token-plain": Row("world preset's personalisation, regional token, plain prompt outside", "personalised", "regional-token-plain"),
+    "personalised/token-source": Row("world preset's personalisation, regional token, source outside", "personalised", "regional-token-source"),
+    "personalised/word-plain": Row("world preset's personalisation, regional word, plain prompt outside", "personalised", "regional-word-plain"),
+    "personalised/chosen-token": Row("world preset's personalisation, regions alone, token words", "personalised", "chosen-token"),
+    "personalised/chosen-both": Row("world preset's personalisation, regions alone, token and initializer word", "personalised", "chosen-both"),
+    "personalised/word-source": Row("world preset's personalisation, regional word, source outside", "personalised", "regional-word-source"),
     # no personalisation
     "base+regional-word": Row("no personalisation: base model, regional word, source outside", "none", "regional-word-source"),
     "base+word-grow0": Row("no personalisation, regional word, regions not grown", "none", "word-grow0"),
@@ -198,8 +203,8 @@ ROWS: dict[str, Row] = {
     "base+word-alone-grow0": Row("no personalisation, regional word drawn alone, regions not grown", "none", "word-alone-grow0"),
     "base+word-alone-grow0-shape1": Row("no personalisation, regional word drawn alone, not grown, new shapes 1 cell", "none", "word-alone-grow0-shape1"),
     "base+word-alone-grow0-shape2": Row("no personalisation, regional word drawn alone, not grown, new shapes 2 cells", "none", "word-alone-grow0-shape2"),
-    "fast": Row("the world preset, bf16, invert 100 steps, finetune 150, prior 8 samples of 25 steps", "fast", "preset"),
-    "faster": Row("the world preset, bf16, invert 50 steps, finetune 75, prior 8 samples of 25 steps", "faster", "preset"),
+    "fast": Row("the world preset's personalisation, bf16, invert 100 steps, finetune 150, prior 8 samples of 25 steps", "fast", "preset"),
+    "faster": Row("the world preset's personalisation, bf16, invert 50 steps, finetune 75, prior 8 samples of 25 steps", "faster", "preset"),
     "fast/steps25": Row("the 'fast' personalisation, sampled in 25 steps", "fast", "chosen-word-25"),
     "faster/steps25": Row("the 'faster' personalisation, sampled in 25 steps", "faster", "chosen-word-25"),
     "base+chosen-word": Row("no personalisation: base model, regions alone, initializer words", "none", "chosen-word"),
@@ -220,14 +225,14 @@ TUNING_ROWS = ["base+chosen-word", "all+chosen-word", "kv+chosen-word", "attr+ch
                "all+chosen-token", "kv+chosen-token", "all+chosen-both", "kv+chosen-both", "paper", "paper+local", "prior",
                "prior+local"]  # fmt: skip
 # the test half: the Done-when rows first (each object gets them all before the next object starts)
-TEST_ROWS = ["preset", "preset/chosen-token", "base+chosen-word", "oracle", "paper", "paper+local", "preset/chosen-both",
-             "preset/free", "preset/local-plain", "preset/local-source", "preset/token-plain", "preset/token-source",
-             "preset/word-plain", "preset/word-source"]  # fmt: skip
-TEXTURED_ROWS = ["base+chosen-word", "preset", "preset/chosen-token", "preset/word-plain", "preset/token-plain"]
+TEST_ROWS = ["preset", "personalised", "personalised/chosen-token", "base+chosen-word", "oracle", "paper", "paper+local", "personalised/chosen-both",
+             "personalised/free", "personalised/local-plain", "personalised/local-source", "personalised/token-plain", "personalised/token-source",
+             "personalised/word-plain", "personalised/word-source"]  # fmt: skip
+TEXTURED_ROWS = ["base+chosen-word", "preset", "personalised", "personalised/chosen-token", "personalised/word-plain", "personalised/token-plain"]
 # Samples per edit. On the test half the `world` preset gets 3 (the Done-when numbers); the other rows 1, the
 # budget of a 2-core CPU (a sampling row costs about 25 minutes per sample over 32 objects there): `--samples 3`
 # runs every row with 3 where there is the time (a GPU).
-TEST_SAMPLES = {"preset": 3}
+TEST_SAMPLES = {"preset": 3, "personalised": 3}
 
 
 def default_samples(half: str, row: str) -> int:
@@ -334,8 +339,11 @@ def row_digest(row: Row, config: Any, samples: int) -> str:
     """What a row's cached scores depend on: its settings, the samples, the code of the stages it runs."""
     from tasks.catalog import EDIT
 
-    used = ("model", "sample", "merge", "render", "mask") + (() if row.personalisation == "none" else ("invert", "finetune"))
+    personalised = row.personalisation != "none" and config.personalize
+    used = ("model", "sample", "merge", "render", "mask") + (("invert", "finetune") if personalised else ())
     sections = {name: config.model_dump(mode="json")[name] for name in used}
+    if row.personalisation != "none" and not personalised:
+        sections["personalize"] = False  # the pipeline's own sample stage on the base model
     code = {s.name: s.code_version for s in EDIT.stages if s.name in RUN_STAGES}
     text = json.dumps({"row": row.__dict__, "config": sections, "samples": samples, "code": code, "scoring": SCORING_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -421,8 +429,8 @@ def run_row(
     from tasks.artifacts import ASSET, CAMERAS, COMPONENTS, MASKS, RENDERS, VIEWS
 
     store = str(Path(job.work) / "store")
-    personalised = row.personalisation != "none"
-    refs = run_stages("finetune" if personalised else "mask", glb, store, config)
+    through_store = row.personalisation != "none"  # "none": the sampler called on the base model directly
+    refs = run_stages("finetune" if through_store and config.personalize else "mask", glb, store, config)
     seconds = {stage: ref.seconds for stage, ref in refs.items() if ref.status == "computed"}
     artifact = {stage: refs[stage] for stage in refs}
     from storage import ArtifactStore
@@ -446,7 +454,7 @@ def run_row(
             from dreamedit3d_core.world import canonical_caption
 
             views = draw_base(config, canonical_caption(edit.target), cameras, samples)
-        elif personalised:
+        elif through_store:
             edit_refs = run_stages("sample", glb, store, config, EditConfig(prompt=prompt, seed=0, samples=samples), refs)
             views = VIEWS.load(catalog.get(edit_refs["sample"].key)).views
         else:

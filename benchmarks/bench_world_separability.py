@@ -1,6 +1,6 @@
 """Are the learned tokens one per part? The referee's separability tests on personalised held-out world objects.
 
-    python benchmarks/bench_world_separability.py --half test --personalisations paper preset
+    python benchmarks/bench_world_separability.py --half test --personalisations paper personalised
 
 For each object of the half (the split of bench_world_edits.py) and each personalisation (its rows' settings),
 the personalised model (phase 1 + 2, through the same store as bench_world_edits.py, so nothing is trained
@@ -141,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half", choices=("tuning", "test"), default="test")
     parser.add_argument("--objects", type=int, default=None)
-    parser.add_argument("--personalisations", nargs="+", default=["paper", "preset"], choices=[p for p in edits.PERSONALISATIONS if p != "none"])
+    parser.add_argument("--personalisations", nargs="+", default=["paper", "personalised"], choices=[p for p in edits.PERSONALISATIONS if p not in ("none", "preset")])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--work", default="world-edits-bench", help="the store of bench_world_edits.py (shared)")
     parser.add_argument("--model", default=None)

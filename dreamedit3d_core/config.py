@@ -93,6 +93,12 @@ class PipelineConfig(BaseModel):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     evaluation_views: EvaluationViewsConfig = Field(default_factory=EvaluationViewsConfig)
+    # steps 3 and 4 of the paper: learn a token per component (`invert`) and fine-tune the model on the asset
+    # (`finetune`). false, not the paper's recipe: neither stage runs and `sample` draws the edit with the base
+    # model: each edited component alone with its initializer word ("a photo of a cube in blue"), the source's
+    # own renders everywhere else. On the world model it edits as often as personalisation did, at none of its
+    # cost (docs/world_edits.md)
+    personalize: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +108,22 @@ class PipelineConfig(BaseModel):
             return data
         name = data.get("preset", DEFAULT_PRESET)
         return merge({**preset_settings(name), "preset": name}, data)
+
+    @model_validator(mode="after")
+    def _without_tokens_the_sampler_draws_words(self) -> PipelineConfig:
+        """Without personalisation there are no tokens to draw: only the regional sampler with initializer words
+        and the source outside the edited components can make the edit."""
+        if self.personalize:
+            return self
+        needs = {"local_edit": True, "regional_prompts": True, "region_words": "initializer", "known_region": "source"}
+        wrong = [f"sample.{name}: {getattr(self.sample, name)!r}" for name, value in needs.items() if getattr(self.sample, name) != value]
+        if wrong:
+            asked = ", ".join(f"sample.{name}: {value!r}" for name, value in needs.items())
+            raise ValueError(
+                f"personalize: false draws each edited component with its initializer word on the base model, which "
+                f"knows no tokens; it needs {asked} (got {', '.join(wrong)})"
+            )
+        return self
 
 
 def pipeline_config(preset: str = DEFAULT_PRESET, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:

@@ -139,12 +139,11 @@ def edit_asset(
     `distributed`: the gpu-pool stages run as runs of the gpu deployment (see prefect.yaml); otherwise
     everything runs in this process. Both give the same artifacts.
     """
-    stages = EDIT.until(until)  # an unknown stage is refused here, before any work
+    stages = EDIT.running(config, until)  # an unknown stage is refused here, before any work
     if until is not None and stages[-1].per_edit and not edits:
         raise ValueError(f"stage {until!r} needs at least one edit prompt")
     done: list[StageRef] = []
     refs: dict[str, StageRef] = {}
-    stages = tuple(s for s in stages if EDIT.runs(s, config) or s.name == until)  # optional ones when on, or asked for
     for stage in (s for s in stages if not s.per_edit):
         call = EDIT.call(stage, store=store, config=config, upstream=refs, source=asset_path)
         refs[stage.name] = run(stage, call, distributed)

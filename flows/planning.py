@@ -61,7 +61,7 @@ def plan_asset(
     """The edit of one asset, stage by stage, as `edit_asset` would run it (nothing is computed). Where the
     components are already cached, an edit naming a token the asset does not have is refused here (ValueError)."""
     typical = typical_seconds(store) if typical is None else typical
-    stages = [stage for stage in EDIT.stages if EDIT.runs(stage, config)]
+    stages = EDIT.running(config)
     planned: list[PlannedStage] = []
     refs: dict[str, StageRef] = {}
     blocked = False

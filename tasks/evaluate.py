@@ -23,10 +23,13 @@ from tasks.artifacts import (
 )
 from tasks.running import StageInputs, StageOutputs
 
+PHASE_ISOLATION = (("invert", ATTENTION_ISOLATION), ("finetune", FINETUNE_ATTENTION_ISOLATION))
+
 
 def evaluate(inputs: StageInputs, outputs: StageOutputs) -> dict:
     views = inputs.load(VIEWS)
-    isolation = [inputs.load(ATTENTION_ISOLATION), inputs.load(FINETUNE_ATTENTION_ISOLATION)]
+    # each personalisation phase's attention isolation (none without personalisation)
+    isolation = [inputs.load(table) for phase, table in PHASE_ISOLATION if inputs.ran(phase)]
     config = inputs.settings("evaluate")
     result = evaluate_edit(
         title=inputs.asset_id,

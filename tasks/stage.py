@@ -175,6 +175,16 @@ class Pipeline:
             value = getattr(value, name)
         return bool(value)
 
+    def running(self, config: BaseModel, until: str | None = None) -> tuple[Stage, ...]:
+        """The stages a run up to `until` runs, in order: those the config turns on and, when `until` names an
+        optional stage the config turns off, that stage and the optional stages it reads (asked for by name)."""
+        stages = self.until(until)
+        asked = {until} if until is not None else set()
+        for stage in reversed(stages):
+            if stage.name in asked and stage.when is not None:
+                asked.update(stage.reads_if_run)
+        return tuple(s for s in stages if self.runs(s, config) or s.name in asked)
+
     def producer(self, noun: Noun) -> Stage:
         for stage in self.stages:
             if noun in stage.makes:

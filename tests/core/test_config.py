@@ -40,6 +40,16 @@ def test_the_world_presets_prior_prompts_are_the_reproducible_world_captions() -
     assert list(pipeline_config("world").finetune.prior_prompts) == world_captions(16, seed=1)
 
 
+def test_without_personalisation_only_the_word_sampler_is_accepted() -> None:
+    """The world preset skips personalisation; turned on, its personalisation settings are there to run."""
+    assert pipeline_config("world").personalize is False and pipeline_config("tiny").personalize is True
+    assert pipeline_config("world", {"personalize": True}).finetune.prior_preservation
+    with pytest.raises(ValueError, match=r"personalize: false .* knows no tokens.*got sample.region_words: 'token'"):
+        pipeline_config("world", {"sample": {"region_words": "token"}})
+    with pytest.raises(ValueError, match=r"got sample.local_edit: False, sample.regional_prompts: False"):
+        pipeline_config("tiny", {"personalize": False})
+
+
 def test_an_unknown_preset_or_key_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of mvdream, tiny, world"):
         pipeline_config("huge")

@@ -141,9 +141,17 @@ def test_the_edit_pipeline_is_the_papers_stage_order() -> None:
         "ingest", "render", "mask", "invert", "finetune", "sample", "reconstruct", "merge", "evaluate"
     )
     assert [s.name for s in EDIT.stages if s.per_edit] == ["sample", "reconstruct", "merge", "evaluate"]
-    assert [s.name for s in EDIT.stages if s.when] == ["reconstruct"]  # the paper's full reconstruction: optional
+    # optional: the personalisation (on by default, off in the world preset) and the paper's full reconstruction
+    assert [s.name for s in EDIT.stages if s.when] == ["invert", "finetune", "reconstruct"]
     assert not EDIT.runs(EDIT.stage("reconstruct"), PipelineConfig())
     assert EDIT.runs(EDIT.stage("reconstruct"), PipelineConfig(reconstruct={"enabled": True}))
+    world = PipelineConfig(preset="world")
+    assert [s.name for s in EDIT.running(world)] == ["ingest", "render", "mask", "sample", "merge", "evaluate"]
+    assert [s.name for s in EDIT.running(PipelineConfig(), "evaluate")] == [  # reconstruct stays off when not asked
+        "ingest", "render", "mask", "invert", "finetune", "sample", "merge", "evaluate"
+    ]
+    # a stage asked for by name runs, with the optional stages it reads: finetune needs invert's tokens
+    assert [s.name for s in EDIT.running(world, "finetune")] == ["ingest", "render", "mask", "invert", "finetune"]
     assert [s.name for s in EDIT.stages if s.pool == "gpu"] == ["invert", "finetune", "sample"]
     assert [s.name for s in EDIT.until("mask")] == ["ingest", "render", "mask"]
     with pytest.raises(ValueError, match="unknown stage 'paint'"):
