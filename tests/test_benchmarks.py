@@ -27,11 +27,12 @@ def test_the_split_is_written_down_and_the_halves_never_share_an_object() -> Non
 
 @pytest.mark.slow
 def test_one_object_of_the_benchmark_end_to_end_and_cached(tmp_path: Path) -> None:
-    """The no-personalisation row on one tuning object: sampled, merged, rendered, scored against the answer;
-    a second run reads the cached scores."""
+    """The world preset's row on one tuning object, through the pipeline's store (no personalisation: ingest,
+    render, mask, sample): sampled, merged, rendered, scored against the answer; a second run reads the cached
+    scores."""
     command = [
         sys.executable, "benchmarks/bench_world_edits.py", "--half", "tuning", "--objects", "1", "--samples", "1",
-        "--rows", "base+chosen-word", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+        "--rows", "preset", "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
     ]  # fmt: skip
 
     def run() -> subprocess.CompletedProcess[str]:
@@ -40,8 +41,8 @@ def test_one_object_of_the_benchmark_end_to_end_and_cached(tmp_path: Path) -> No
         return result
 
     first = run()
-    assert "object   3 base+chosen-word" in first.stdout  # computed, with its line
-    scores = list((tmp_path / "work" / "scores").glob("base+chosen-word-*/003.json"))
+    assert "object   3 preset" in first.stdout  # computed, with its line
+    scores = list((tmp_path / "work" / "scores").glob("preset-*/003.json"))
     assert len(scores) == 1
     rows = json.loads(scores[0].read_text())
     assert [r["edit"] for r in rows] == ["recolour", "recolour2", "swap"]
@@ -50,6 +51,6 @@ def test_one_object_of_the_benchmark_end_to_end_and_cached(tmp_path: Path) -> No
         assert row["merged"]["kept_psnr"] is None or row["merged"]["kept_psnr"] > 25  # kept parts are the source's
     assert rows[2]["merged"]["shape_iou"] is not None
     second = run()
-    assert "object   3 base+chosen-word" not in second.stdout  # nothing computed again
-    assert "| no personalisation: base model, regions alone, initializer words |" in second.stdout
+    assert "object   3 preset" not in second.stdout  # nothing computed again
+    assert "| the world preset (no personalisation) |" in second.stdout
     assert (tmp_path / "results" / "world_edits_tuning.md").read_text().count("| 3 |") == 1  # the per-object line

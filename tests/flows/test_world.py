@@ -95,10 +95,10 @@ def test_world_samples_draws_one_labelled_row_per_caption(tmp_path: Path) -> Non
 
 
 def test_the_demo_recolours_only_the_named_part(cli: RunCli, tmp_path: Path) -> None:
-    """scripts/demo.sh as a user runs it (about 3 minutes on 2 cores): held-out object 74 (drawn at random from
-    the edit benchmark's test half), an orange cone and a yellow cube the shipped model never saw, and
-    "<asset1> in purple" with the world preset. The edited asset is the source with the cube re-textured purple:
-    the cone is the source's own, bit for bit."""
+    """scripts/demo.sh as a user runs it: held-out object 74 (drawn at random from the edit benchmark's test
+    half), an orange cone and a yellow cube the shipped model never saw, and "<asset1> in purple" with the world
+    preset, which does not personalise: the cube is drawn by the shipped model as "a cube in purple". The edited
+    asset is the source with the cube re-textured purple: the cone is the source's own, bit for bit."""
     from dreamedit3d_core.ingest import IngestedAsset, ingest_asset
     from dreamedit3d_core.reconstruct import GLB_FRAME
     from storage import ArtifactStore
@@ -109,6 +109,9 @@ def test_the_demo_recolours_only_the_named_part(cli: RunCli, tmp_path: Path) -> 
     store = str(tmp_path / "store")
     args = ["edit", str(glb), "--preset", "world", "--edit", "a photo of <asset0> and <asset1> in purple"]
     result = json.loads(cli(*args, "--store", store, "--json", timeout=TRAINING).stdout)
+    assert [s["stage"] for s in result["stages"]] == ["ingest", "render", "mask", "sample", "merge", "evaluate"]
+    sample = next(s for s in result["stages"] if s["stage"] == "sample")
+    assert ArtifactStore(store).get(sample["key"]).metadata["result"]["model"] == "base"  # it says which model drew
     evaluate = ArtifactStore(store).get(result["stages"][-1]["key"])
     metrics = evaluate.table("metrics").to_pylist()[0]
     share = {(r["token"], r["colour"]): r for r in evaluate.table("component_colours").to_pylist() if r["output"] == "mesh"}
