@@ -325,7 +325,9 @@ class Job:
 def row_config(row: Row, model: str | None) -> Any:
     from dreamedit3d_core.config import pipeline_config
 
-    personalisation = PERSONALISATIONS[row.personalisation] or {}
+    # a row without personalisation calls the sampler on the base model itself, not through the pipeline's stages:
+    # `personalize` only keeps its config valid for samplers the pipeline refuses without tokens (the oracle's)
+    personalisation = PERSONALISATIONS[row.personalisation] or {"personalize": True}
     overrides = merge(personalisation, {"sample": SAMPLERS[row.sampler]})
     if model:
         overrides = merge(overrides, {"model": {"source": "world", "path": model}})
