@@ -327,7 +327,7 @@ def row_config(row: Row, model: str | None) -> Any:
 
     # a row without personalisation calls the sampler on the base model itself, not through the pipeline's stages:
     # `personalize` only keeps its config valid for samplers the pipeline refuses without tokens (the oracle's)
-    personalisation = PERSONALISATIONS[row.personalisation] or {"personalize": True}
+    personalisation = {"personalize": True} if row.personalisation == "none" else PERSONALISATIONS[row.personalisation]
     overrides = merge(personalisation, {"sample": SAMPLERS[row.sampler]})
     if model:
         overrides = merge(overrides, {"model": {"source": "world", "path": model}})
