@@ -10,27 +10,24 @@ import pathlib
 import posixpath
 import shutil
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import filelock
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from storage import scratch
 from storage.artifact import Artifact
 from storage.commit import FOLDER, LEGACY_FOLDER, StoreError, parse_commit
 from storage.keys import check_name, file_digest
 from storage.layout import upgrade_layout
-from storage.leases import LeaseInfo, S3Leases, supports_leases
+from storage.lease_record import LeaseInfo
+from storage.leases import S3Leases, supports_leases
 from storage.ledger import Ledger
+from storage.locking import key_lock
 from storage.verify import VerifyReport, verify_store
 from storage.writer import ArtifactWriter
-
-# memory:// lives in this process only, so a process-wide lock per (root, key) is exact there.
-_MEMORY_LOCKS: dict[tuple[str, str], threading.Lock] = {}
-_MEMORY_LOCKS_GUARD = threading.Lock()
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -244,10 +241,9 @@ class ArtifactStore:
             with contextlib.suppress(OSError):
                 os.rmdir(self.path("objects", key))
 
-    @contextlib.contextmanager
     def lock(
         self, key: str, timeout: float | None = None, owner: Mapping[str, Any] | None = None
-    ) -> Iterator[None]:
+    ) -> contextlib.AbstractContextManager[None]:
         """Exclusive right to compute `key`.
 
         Local roots: a file lock (flock) under locks/, across processes; the kernel frees it if its holder dies.
@@ -255,37 +251,9 @@ class ArtifactStore:
         kept by a heartbeat, across machines; a holder that stops beating loses it after the lease
         (`storage.leases`). `owner` (e.g. the Prefect flow run) is recorded in the lease for others to read.
         Other protocols: no lock; two processes may both compute and the last (identical) commit wins, which
-        is safe because attempts never share files.
+        is safe because attempts never share files. The locks themselves are in storage/locking.py.
         """
-        check_name(key, "artifact key")
-        wait = -1 if timeout is None else timeout
-        if self.is_local:
-            path = pathlib.Path(self.root, "locks", f"{key}.lock")
-            path.parent.mkdir(exist_ok=True)
-            file_lock = filelock.FileLock(path, timeout=wait, thread_local=False)
-            try:
-                file_lock.acquire()
-            except filelock.Timeout:
-                raise TimeoutError(f"artifact {key!r} stayed locked by another process for {timeout} s") from None
-            try:
-                yield
-            finally:
-                path.unlink(missing_ok=True)  # only the holder unlinks: a leftover lock file means a crash
-                file_lock.release()
-        elif isinstance(self.fs, MemoryFileSystem):
-            with _MEMORY_LOCKS_GUARD:
-                memory_lock = _MEMORY_LOCKS.setdefault((self.root_uri, key), threading.Lock())
-            if not memory_lock.acquire(timeout=wait):
-                raise TimeoutError(f"artifact {key!r} stayed locked for {timeout} s")
-            try:
-                yield
-            finally:
-                memory_lock.release()
-        elif self.leases is not None:
-            with self.leases.hold(key, timeout=timeout, owner=owner):
-                yield
-        else:
-            yield
+        return key_lock(self, key, timeout, owner)
 
     @property
     def leases(self) -> S3Leases | None:
@@ -342,75 +310,27 @@ class ArtifactStore:
     def ledger(self) -> Ledger:
         return Ledger(self.fs, self.path("ledger"), local=self.is_local)
 
+    # -- in-stage checkpoints (storage/scratch.py) ------------------------------------------------------
+
     def scratch_dir(self, key: str) -> pathlib.Path:
         """A local folder for in-stage checkpoints of `key`, kept across crashes until clear_scratch(key).
 
         On a shared object store the checkpoints also live in the store (`scratch/<key>/`, see `push_scratch`),
         so that a stage killed on one machine resumes on another: an empty local folder is filled from there."""
-        folder = self.scratch_root / check_name(key, "artifact key")
-        folder.mkdir(parents=True, exist_ok=True)
-        if self.shared_remote and not any(entry for entry in folder.iterdir() if not entry.name.startswith(".")):
-            self.pull_scratch(key, folder)
-        return folder
+        return scratch.folder(self, key)
 
     def clear_scratch(self, key: str) -> None:
-        shutil.rmtree(self.scratch_root / check_name(key, "artifact key"), ignore_errors=True)
-        if self.shared_remote:
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(self.path("scratch", key), recursive=True)
-
-    # Scratch entries are the top-level subfolders of a scratch folder whose names do not start with "." (a
-    # checkpoint is written under a dot-name and renamed when complete). In the store, `<entry>.done` is
-    # written after an entry's files, so a half-uploaded entry is never taken.
+        scratch.clear(self, key)
 
     def push_scratch(self, key: str) -> list[str]:
         """Upload the complete local scratch entries of `key` the store does not have yet; drop the store's
         entries that are gone locally (older checkpoints). Returns the names uploaded."""
-        folder, remote = self.scratch_root / check_name(key, "artifact key"), self.path("scratch", key)
-        local = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
-        stored = self._scratch_entries(key)
-        uploaded = []
-        for name in (name for name in local if name not in stored):
-            for path in sorted(p for p in (folder / name).rglob("*") if p.is_file()):
-                self.fs.put_file(str(path), f"{remote}/{name}/{path.relative_to(folder / name).as_posix()}")
-            self.fs.pipe_file(f"{remote}/{name}.done", b"")
-            uploaded.append(name)
-        for name in (name for name in stored if name not in local):
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(f"{remote}/{name}.done")
-                self.fs.rm(f"{remote}/{name}", recursive=True)
-        return uploaded
+        return scratch.push(self, key)
 
     def pull_scratch(self, key: str, folder: pathlib.Path) -> list[str]:
-        """Download the store's complete scratch entries of `key` into `folder`; returns their names.
-
-        The machine that wrote them may still be running (it lost its lease, not its process) and drop an older
-        entry once it uploaded a newer one: an entry that vanishes while it is being copied is skipped (the
-        newer one is taken instead), never an error that fails the resumed stage."""
-        remote = self.path("scratch", key)
-        self.fs.invalidate_cache(remote)  # a listing cached earlier in this process may name dropped entries
-        pulled = []
-        for name in sorted(self._scratch_entries(key)):
-            staging = folder / f".pull-{name}"
-            shutil.rmtree(staging, ignore_errors=True)
-            try:
-                self.fs.get(f"{remote}/{name}/", str(staging), recursive=True)
-                if not self.fs.exists(f"{remote}/{name}.done"):  # dropped while we copied: possibly partial
-                    raise FileNotFoundError(f"{remote}/{name}")
-            except FileNotFoundError:
-                shutil.rmtree(staging, ignore_errors=True)
-                continue
-            staging.replace(folder / name)
-            pulled.append(name)
-        return pulled
-
-    def _scratch_entries(self, key: str) -> set[str]:
-        remote = self.path("scratch", key)
-        try:
-            names = [posixpath.basename(entry) for entry in self.fs.ls(remote, detail=False)]
-        except FileNotFoundError:
-            return set()
-        return {name.removesuffix(".done") for name in names if name.endswith(".done")}
+        """Download the store's complete scratch entries of `key` into `folder`; returns their names (an entry
+        dropped while it is being copied is skipped, see storage/scratch.py)."""
+        return scratch.pull(self, key, folder)
 
     # -- stores of older versions ------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from s3fs.errors import translate_boto_error
 
 from storage import ArtifactStore
-from storage.leases import LeaseLost, S3Leases, _condition_failed
+from storage.lease_record import LeaseLost
+from storage.leases import S3Leases, _condition_failed
 from tests.helpers import PROJECT_ROOT
 
 KEY = "finetune-" + "2" * 32
