@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dreamedit3d_core.geometry.cameras import mvdream_orbit  # noqa: E402
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion  # noqa: E402
-from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig  # noqa: E402
+from dreamedit3d_core.mvdiffusion.architecture import MultiViewDiffusionConfig  # noqa: E402
 from dreamedit3d_core.pretrain import PretrainConfig, PretrainData, pretrain  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pretrain.md"

@@ -81,7 +81,7 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: str = DEFAULT_PRESET
+    preset: str = DEFAULT_PRESET  # the preset the other settings start from (docs/presets.md)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)

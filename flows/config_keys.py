@@ -1,9 +1,11 @@
 """The names of every setting, as a tree, kept in `config_keys.json` so that the command line can refuse an
 unknown setting before it imports the config classes (which load torch: seconds).
 
-    python -m flows.config_keys --record   # after adding, removing or renaming a setting
+    python -m flows.config_keys --record   # after adding, removing or renaming a setting, or changing one
 
-`tests/flows/test_cli_checks.py` fails while the file and the config classes disagree.
+It also writes the settings reference, docs/configuration.md (flows/config_docs.py): every setting with its type,
+default, presets, marks and comment. `tests/flows/test_cli_checks.py` fails while either file and the config
+classes disagree.
 """
 
 from __future__ import annotations
@@ -57,14 +59,18 @@ def unknown_name(name: Any, known: list[str], prefix: str = "") -> str:
 
 def main(argv: list[str]) -> int:
     from dreamedit3d_core.config import PipelineConfig
+    from flows.config_docs import DOC_FILE, configuration_doc, recorded_doc
 
     tree = key_tree(PipelineConfig)
+    doc = configuration_doc()
     if argv == ["--record"]:
         KEYS_FILE.write_text(json.dumps(tree, indent=1, sort_keys=True) + "\n")
-        print(f"recorded the settings in {KEYS_FILE}")
+        DOC_FILE.write_text(doc)
+        print(f"recorded the settings in {KEYS_FILE} and {DOC_FILE}")
         return 0
-    if tree != recorded_tree():
-        print(f"{KEYS_FILE} is out of date: run `python -m flows.config_keys --record`")
+    stale = [str(file) for file, same in ((KEYS_FILE, tree == recorded_tree()), (DOC_FILE, doc == recorded_doc())) if not same]
+    if stale:
+        print(f"{' and '.join(stale)} out of date: run `python -m flows.config_keys --record`")
         return 1
     return 0
 

@@ -46,7 +46,7 @@ from flows.deployments import WORKER_ENV
 from flows.edit_asset import edit_asset, run_tags
 from flows.manifest import ManifestEntry, read_manifest
 from flows.planning import plan_asset, remaining_seconds, typical_seconds
-from flows.sources import RemoteLibrary, absolute_location, is_url, local_location
+from flows.remote_library import RemoteLibrary, absolute_location, is_url, local_location
 from flows.worker_pool import task_runner
 from storage import ArtifactStore, artifact_key, file_digest
 from tasks.progress import duration

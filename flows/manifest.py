@@ -1,13 +1,13 @@
 """Batch manifests: which assets to edit with which prompts, from CSV, Parquet or YAML.
 
 Every row names an asset (a path relative to the manifest's folder) and its edit prompts, and may override
-the settings an asset may choose (`ASSET_SETTINGS`: its up axis, render size, components, prompts, seeds,
-edit kind).
+the settings an asset may choose (`ASSET_SETTINGS`, the fields marked per-asset on the config classes: its up
+axis, render size, components, prompts, seeds, edit kind).
 Execution and security settings (executables, devices, timeouts, limits, weights) come only from the
 operator's config. The whole manifest is validated before any work starts; every error names its row.
 Relative paths cannot escape the manifest's folder, and neither can any file an asset references.
 A manifest may sit at a URL (s3://bucket/library/manifest.csv, file://...): the same rules hold there, and its
-assets are copied to this machine's cache first (flows/sources.py).
+assets are copied to this machine's cache first (flows/remote_library.py).
 
 CSV: columns `asset`, `edits` (prompts separated by `|`), optional `overrides` (a JSON object).
 Parquet: the same columns; `edits` may also be a list column.
@@ -25,41 +25,19 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dreamedit3d_core.asset_settings import asset_paths
 from dreamedit3d_core.config import PipelineConfig, merge
 from dreamedit3d_core.ingest import AssetError, source_files
 from dreamedit3d_core.ingest.limits import nesting_depth
-from flows.sources import RemoteLibrary, is_url, local_location
+from flows.remote_library import RemoteLibrary, is_url, local_location
 from flows.text import read_yaml_file
 
 
 _EXTRA_FIELDS = "\x00extra"  # where csv.DictReader puts the fields of a row longer than the header
 
-# What one asset of a batch may set for itself (dotted config paths; a path covers everything under it).
-ASSET_SETTINGS = (
-    "ingest.up_axis",
-    "render.image_size",
-    "mask.mode",
-    "mask.groups",
-    "mask.min_coverage",
-    "mask.small_parts",
-    "mask.rest_name",
-    "mask.class_word",
-    "mask.allow_overlap",
-    "mask.sam.prompts",
-    "mask.sam.view_prompts",
-    "mask.sam.negatives_from_other_components",
-    "mask.sam.overlap_rule",
-    "mask.sam.depth_tolerance",
-    "invert.seed",
-    "invert.class_word",
-    "finetune.seed",
-    "finetune.prior_prompt",
-    "finetune.prior_negative_prompt",
-    "sample.negative_prompt",
-    "sample.prompt_suffix",
-    "merge.edit_kind",
-    "evaluate.seed",
-)
+# What one asset of a batch may set for itself: the dotted config paths marked `asset_field(...)` on the config
+# classes (dreamedit3d_core/asset_settings.py); a path covers everything under it.
+ASSET_SETTINGS = tuple(asset_paths(PipelineConfig))
 
 
 def check_asset_settings(overrides: Mapping[str, Any], prefix: str = "") -> None:
@@ -101,7 +79,7 @@ MAX_OVERRIDES_DEPTH = 16  # nesting of a row's settings (stage, section, value: 
 
 
 def read_manifest(path: str | Path, base: PipelineConfig) -> list[ManifestEntry]:
-    """Parse and validate a manifest (a local path, or a URL: see flows/sources.py); raise ManifestError naming
+    """Parse and validate a manifest (a local path, or a URL: see flows/remote_library.py); raise ManifestError naming
     every bad row at once. The entries of a manifest at a URL name local copies of their assets."""
     location = local_location(path)
     library = None

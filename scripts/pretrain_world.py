@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion, SampleConfig, sample_views  # noqa: E402
-from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig  # noqa: E402
+from dreamedit3d_core.mvdiffusion.architecture import MultiViewDiffusionConfig  # noqa: E402
 from dreamedit3d_core.pretrain import PretrainConfig, PretrainData, pretrain  # noqa: E402
 from dreamedit3d_core.world import tokenizer_words  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dreamedit3d_core.evaluate.evaluation import evaluate_edit
+from dreamedit3d_core.evaluate.edit_evaluation import evaluate_edit
 from dreamedit3d_core.evaluate.page import viewer_script
 from tasks.artifacts import (
     ASSET,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion
-from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig
+from dreamedit3d_core.mvdiffusion.architecture import MultiViewDiffusionConfig
 from dreamedit3d_core.mvdiffusion.loading import resolve_device
 from dreamedit3d_core.pretrain import PretrainData, pretrain
 from dreamedit3d_core.world import tokenizer_words

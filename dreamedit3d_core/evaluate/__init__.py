@@ -17,7 +17,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "clip_score": ("ClipScorer", "ClipScores", "clip_scores", "directional_similarity", "text_image_similarity"),
         "config": ("ClipConfig", "EvaluateConfig"),
         "consistency": ("ConsistencyResult", "FidelityResult", "multiview_consistency", "reconstruction_fidelity"),
-        "edit": ("Metrics", "edit_metrics"),
+        "all_metrics": ("Metrics", "edit_metrics"),
         "image_metrics": ("masked_psnr", "masked_ssim", "on_white", "per_view_iou", "silhouette", "silhouette_iou"),
         "mesh_metrics": ("SurfaceDistance", "point_distance", "sample_surface", "surface_distance"),
         "turntable": ("turntable_strip", "write_gif"),

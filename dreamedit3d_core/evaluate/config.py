@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.asset_settings import asset_field
 from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.evaluate.verdict import VerdictConfig
 
@@ -29,7 +30,7 @@ class EvaluateConfig(BaseModel):
     # (unit-sphere frame: 0.02 is 1% of the object's diameter)
     surface_samples: int = Field(default=50_000, ge=100)
     fscore_threshold: float = Field(default=0.02, gt=0.0)
-    seed: int = 0
+    seed: int = asset_field(0)
     # multi-view consistency: a reprojected pixel counts only where its depth agrees with the target
     # view's depth within this (world units), i.e. it is not occluded there
     depth_tolerance: float = Field(default=0.02, gt=0.0)

@@ -10,6 +10,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "config": ("DEFAULT_UP_AXIS", "SUPPORTED_SUFFIXES", "IngestConfig"),
         "ingest": ("ingest_asset", "up_rotation"),
         "source_files": ("source_files",),
-        "sources": ("SourceFile",),
+        "reference_resolver": ("SourceFile",),
     },
 )

@@ -18,7 +18,7 @@ from trimesh.util import unique_name
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
 from dreamedit3d_core.ingest.limits import pillow_pixel_limit
 from dreamedit3d_core.ingest.gltf_document import check_gltf
-from dreamedit3d_core.ingest.sources import SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceResolver
 
 _RIGID_REPAIR = 1e-5  # trimesh's SceneGraph default: transforms this close to rigid are made exactly rigid
 

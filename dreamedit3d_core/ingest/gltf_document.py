@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dreamedit3d_core.ingest.asset import AssetError
 from dreamedit3d_core.ingest.limits import IngestLimits, check_count, check_texture, image_size, load_json
-from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceFile, SourceResolver
 
 _COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
 _TYPE_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}

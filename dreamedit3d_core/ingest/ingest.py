@@ -22,7 +22,7 @@ from dreamedit3d_core.ingest.gltf import read_gltf
 from dreamedit3d_core.ingest.limits import check_count
 from dreamedit3d_core.ingest.obj import read_obj
 from dreamedit3d_core.ingest.ply import read_ply
-from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceFile, SourceResolver
 from dreamedit3d_core.ingest.split import split_single_mesh
 from dreamedit3d_core.ingest.stl import read_stl
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from dreamedit3d_core.ingest.asset import AssetError, IngestedAsset
 from dreamedit3d_core.ingest.config import IngestConfig
-from dreamedit3d_core.ingest.sources import SourceFile
+from dreamedit3d_core.ingest.reference_resolver import SourceFile
 
 logger = logging.getLogger(__name__)
 _REFUSED = 2  # the child's exit code for a file the reader refuses

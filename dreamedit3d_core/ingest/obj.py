@@ -22,7 +22,7 @@ import numpy as np
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
 from dreamedit3d_core.ingest.limits import check_count, check_texture, decode_texture, image_size
-from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceFile, SourceResolver
 
 DEFAULT_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
 # arguments taken by each map_Kd option (-o/-s/-t take up to 3 numbers)

@@ -28,7 +28,7 @@ import numpy as np
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
 from dreamedit3d_core.ingest.limits import IngestLimits, check_count
-from dreamedit3d_core.ingest.sources import SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceResolver
 
 _STRUCT = {"i1": "b", "u1": "B", "i2": "h", "u2": "H", "i4": "i", "u4": "I", "f4": "f", "f8": "d"}
 _TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",

@@ -1,5 +1,5 @@
 """Which files an asset is made of: its main file and every file its reader opens, found by the readers' own
-reference walkers and resolver (sources.py), for the ingest stage's cache key."""
+reference walkers and resolver (reference_resolver.py), for the ingest stage's cache key."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from dreamedit3d_core.ingest.gltf_document import gltf_references
 from dreamedit3d_core.ingest.limits import IngestLimits
 from dreamedit3d_core.ingest.obj import obj_references
-from dreamedit3d_core.ingest.sources import SourceFile, SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceFile, SourceResolver
 
 
 # Listing an asset's files runs in the caller's process (planning, manifests, the ingest stage's cache key),

@@ -18,7 +18,7 @@ import numpy as np
 
 from dreamedit3d_core.ingest.asset import AssetError, Material, Part
 from dreamedit3d_core.ingest.limits import IngestLimits, check_count
-from dreamedit3d_core.ingest.sources import SourceResolver
+from dreamedit3d_core.ingest.reference_resolver import SourceResolver
 
 STL_MATERIAL = Material(name="default", base_color=(0.8, 0.8, 0.8, 1.0), metallic=0.0, roughness=0.5)
 _BINARY_RECORD = np.dtype([("normal", "<f4", (3,)), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])

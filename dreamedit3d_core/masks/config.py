@@ -26,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dreamedit3d_core.asset_settings import asset_field
 from dreamedit3d_core.execution import execution_field
 
 Point3 = tuple[float, float, float]
@@ -66,15 +67,15 @@ class SamConfig(BaseModel):
     model_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
     device: str = execution_field("cpu")
     # component name -> prompts in 3D: points on the surface (normalised asset frame) or part names/patterns
-    prompts: dict[str, list[Point3 | str]] = Field(default_factory=dict)
+    prompts: dict[str, list[Point3 | str]] = asset_field(default_factory=dict)
     # component name -> view index -> prompts in that view's pixels
-    view_prompts: dict[str, dict[int, ViewPromptConfig]] = Field(default_factory=dict)
+    view_prompts: dict[str, dict[int, ViewPromptConfig]] = asset_field(default_factory=dict)
     # a 3D point is visible in a view where it lies within this distance of the rendered surface
-    depth_tolerance: float = Field(default=0.03, gt=0.0)
+    depth_tolerance: float = asset_field(0.03, gt=0.0)
     # other components' prompts become background points: SAM then separates neighbouring components
-    negatives_from_other_components: bool = True
+    negatives_from_other_components: bool = asset_field(True)
     # who gets a pixel that several SAM masks claim: the nearest prompt, or the highest predicted IoU
-    overlap_rule: Literal["nearest_prompt", "score"] = "nearest_prompt"
+    overlap_rule: Literal["nearest_prompt", "score"] = asset_field("nearest_prompt")
 
     @model_validator(mode="after")
     def _check(self) -> SamConfig:
@@ -100,18 +101,18 @@ class MaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # auto: parts when the asset has more than one part; else SAM when prompts are given; else whole
-    mode: Literal["auto", "parts", "whole", "sam"] = "auto"
+    mode: Literal["auto", "parts", "whole", "sam"] = asset_field("auto")
     # component name -> part names, glob patterns (case-insensitive) or part ids; other parts stay alone
-    groups: dict[str, list[str | int]] = Field(default_factory=dict)
+    groups: dict[str, list[str | int]] = asset_field(default_factory=dict)
     # parts (not configured groups) with less than this share of all views' foreground pixels
-    min_coverage: float = Field(default=0.005, ge=0.0, lt=1.0)
+    min_coverage: float = asset_field(0.005, ge=0.0, lt=1.0)
     # where such small parts go: the neighbour with the longest shared outline, one 'rest' component, or away
-    small_parts: Literal["neighbour", "rest", "drop"] = "neighbour"
+    small_parts: Literal["neighbour", "rest", "drop"] = asset_field("neighbour")
     # name of the 'rest' component; a configured group's name sends small parts into that group
-    rest_name: str = "rest"
+    rest_name: str = asset_field("rest")
     # initializer word where no part, group, material or prompt name gives one
-    class_word: str = "object"
-    allow_overlap: bool = False
+    class_word: str = asset_field("object")
+    allow_overlap: bool = asset_field(False)
     sam: SamConfig = Field(default_factory=SamConfig)
 
     @field_validator("class_word")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.asset_settings import asset_field
 from dreamedit3d_core.reconstruct.config import ForegroundConfig, TextureConfig
 
 
@@ -20,7 +21,7 @@ class MergeConfig(BaseModel):
 
     # appearance: the component keeps its geometry and gets a texture baked from the views; shape: it is rebuilt
     # from the views; auto: shape when the sampled silhouette leaves the component's mask (below)
-    edit_kind: Literal["auto", "appearance", "shape"] = "auto"
+    edit_kind: Literal["auto", "appearance", "shape"] = asset_field("auto")
     # auto: a shape edit when more than this share of the component's pixels is gained (sampled foreground
     # beyond its grown mask and the kept components) or lost (its mask beyond the grown sampled foreground) ...
     shape_threshold: float = Field(0.35, gt=0.0)

@@ -28,7 +28,7 @@ from dreamedit3d_core.mvdiffusion.wording import appearance_only
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, edited_components
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
 from dreamedit3d_core.render import Renders
-from dreamedit3d_core.reconstruct.stage import reconstruct_views
+from dreamedit3d_core.reconstruct.reconstructors import reconstruct_views
 from dreamedit3d_core.reconstruct.views import check_views, foreground_masks, rgb_on_white
 
 

@@ -28,7 +28,7 @@ from dreamedit3d_core.geometry.cameras import CameraSet, project_points
 from dreamedit3d_core.merge.config import MergeConfig
 from dreamedit3d_core.reconstruct.base import surface_from_field, texture_surface
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
-from dreamedit3d_core.reconstruct.hull import CarveField
+from dreamedit3d_core.reconstruct.carving import CarveField
 from dreamedit3d_core.reconstruct.mesh import ReconstructedMesh
 from dreamedit3d_core.reconstruct.raycast import cast_rays
 from dreamedit3d_core.reconstruct.views import silhouette_distance

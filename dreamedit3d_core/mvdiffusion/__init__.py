@@ -1,6 +1,6 @@
 """MVDream (multi-view diffusion) on diffusers: model bundle, attention, recorder, sampler, conversion.
 
-The settings (`settings.py`, `config.py`) are plain pydantic; everything else imports torch when first used.
+The settings (`settings.py`, `architecture.py`) are plain pydantic; everything else imports torch when first used.
 """
 
 from dreamedit3d_core.lazy import lazy_exports
@@ -9,7 +9,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "attention": ("CrossAttnProcessor", "MultiViewAttnProcessor", "attach_multiview_processors"),
-        "config": ("MultiViewDiffusionConfig",),
+        "architecture": ("MultiViewDiffusionConfig",),
         "convert": ("convert_mvdream_checkpoint",),
         "model": ("MultiViewDiffusion",),
         "recorder": ("CrossAttentionRecorder",),

@@ -24,7 +24,7 @@ from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, cre
 from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig
+from dreamedit3d_core.mvdiffusion.architecture import MultiViewDiffusionConfig
 from dreamedit3d_core.mvdiffusion.model import MultiViewDiffusion, config_from_components, ddim_scheduler
 from dreamedit3d_core.mvdiffusion.official_parts import (
     TEXT_PREFIX,

@@ -20,7 +20,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from dreamedit3d_core.mvdiffusion.attention import attach_multiview_processors
-from dreamedit3d_core.mvdiffusion.config import CONFIG_NAME, MultiViewDiffusionConfig
+from dreamedit3d_core.mvdiffusion.architecture import CONFIG_NAME, MultiViewDiffusionConfig
 from dreamedit3d_core.mvdiffusion.settings import AttentionBackend, PerformanceConfig
 from dreamedit3d_core.mvdiffusion.pixel_autoencoder import PixelUnshuffleAutoencoder
 from dreamedit3d_core.mvdiffusion.vocabulary import PROMPT_WORDS, build_word_tokenizer

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dreamedit3d_core.asset_settings import asset_field
 from dreamedit3d_core.execution import execution_field
 
 AttentionBackend = Literal["auto", "sdpa", "xformers", "stock"]
@@ -30,8 +31,8 @@ class SampleConfig(BaseModel):
     steps: int = Field(50, ge=1, le=1000)
     guidance_scale: float = Field(7.5, ge=0.0)
     eta: float = Field(0.0, ge=0.0)
-    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
-    prompt_suffix: str = ""  # MVDream's own demo appends ", 3d asset"
+    negative_prompt: str = asset_field(DEFAULT_NEGATIVE_PROMPT)
+    prompt_suffix: str = asset_field("")  # MVDream's own demo appends ", 3d asset"
     # not the paper's recipe: change only the edited components (`local_edit.py`). Outside their masks (grown by
     # `local_edit_grow` latent cells, or `shape_edit_grow` when the words change a shape) the views are the known
     # region: the plain prompt's own drawing from the same noise, or the source's renders noised to each step

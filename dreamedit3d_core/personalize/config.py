@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dreamedit3d_core.asset_settings import asset_field
 from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.mvdiffusion.settings import DEFAULT_NEGATIVE_PROMPT
 
@@ -69,7 +70,7 @@ class TrainingConfig(BaseModel):
 
     mixed_precision: MixedPrecision = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere
     gradient_checkpointing: bool = execution_field(False)  # the same gradients, less memory, more time
-    seed: int = 0
+    seed: int = asset_field(0)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
 
     @field_validator("template")
@@ -85,7 +86,7 @@ class InvertConfig(TrainingConfig):
 
     steps: int = Field(400, ge=0)
     lr: float = Field(5e-4, gt=0)
-    class_word: str = "object"  # initializer for components whose word the tokenizer does not know
+    class_word: str = asset_field("object")  # initializer for components whose word the tokenizer does not know
     # "learned": embeddings move freely (the paper's). "initializer", not the paper's recipe: only their direction
     # learns, each row kept at its initializer word's norm (Directional Textual Inversion, arXiv 2512.13672:
     # tokens whose norm grows outvote the words beside them)
@@ -110,13 +111,13 @@ class FinetuneConfig(TrainingConfig):
     prior_preservation: bool = False
     # the class prompt, or several: class sample i is made from prompt i % len(prompts), and each step's prior
     # object is drawn with the prompt it was made from
-    prior_prompt: str | tuple[str, ...] = "a photo of an object"
+    prior_prompt: str | tuple[str, ...] = asset_field("a photo of an object")
     prior_weight: float = Field(1.0, ge=0)
     prior_images: int = Field(2, ge=1)  # 4-view class samples made by the base model before training
     prior_sample_steps: int = Field(50, ge=1)
     # how the class samples are drawn: as the sample stage draws edits (the world preset sets its own)
     prior_guidance_scale: float = Field(7.5, ge=0)
-    prior_negative_prompt: str = DEFAULT_NEGATIVE_PROMPT
+    prior_negative_prompt: str = asset_field(DEFAULT_NEGATIVE_PROMPT)
 
     checkpoint_every: int = execution_field(50, ge=1)  # in-stage resume points
 

@@ -14,10 +14,10 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "base": ("Reconstructor",),
         "config": ("ForegroundConfig", "LGMReconstructConfig", "ReconstructConfig", "TextureConfig"),
-        "hull": ("CarveField", "carve"),
+        "carving": ("CarveField", "carve"),
         "mesh": ("GLB_FRAME", "ReconstructedMesh"),
         "raycast": ("MeshRender", "RayHits", "cast_rays", "render_meshes"),
-        "stage": ("make_reconstructor", "reconstruct", "reconstruct_views"),
+        "reconstructors": ("make_reconstructor", "reconstruct", "reconstruct_views"),
         "surface": ("EmptyReconstructionError",),
         "views": ("check_views", "foreground_masks", "rgb_on_white"),
         "visual_hull": ("VisualHullReconstructor",),

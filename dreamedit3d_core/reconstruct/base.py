@@ -16,7 +16,7 @@ import trimesh
 
 from dreamedit3d_core.geometry.cameras import CameraSet
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
-from dreamedit3d_core.reconstruct.hull import CarveField
+from dreamedit3d_core.reconstruct.carving import CarveField
 from dreamedit3d_core.reconstruct.mesh import ReconstructedMesh
 from dreamedit3d_core.reconstruct.surface import (
     decimate,

@@ -7,7 +7,7 @@ import open3d as o3d
 import trimesh
 from skimage import measure
 
-from dreamedit3d_core.reconstruct.hull import CarveField
+from dreamedit3d_core.reconstruct.carving import CarveField
 
 
 class EmptyReconstructionError(ValueError):

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from dreamedit3d_core.geometry.cameras import CameraSet, project_points
-from dreamedit3d_core.reconstruct.hull import CarveField
+from dreamedit3d_core.reconstruct.carving import CarveField
 from dreamedit3d_core.reconstruct.raycast import cast_rays
 from dreamedit3d_core.reconstruct.surface import extract_surface
 

@@ -9,7 +9,7 @@ import numpy as np
 from dreamedit3d_core.geometry.cameras import CameraSet
 from dreamedit3d_core.reconstruct.base import Reconstructor, surface_from_field, texture_surface
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
-from dreamedit3d_core.reconstruct.hull import carve
+from dreamedit3d_core.reconstruct.carving import carve
 from dreamedit3d_core.reconstruct.mesh import ReconstructedMesh
 from dreamedit3d_core.reconstruct.underside import cut_unseen_underside
 from dreamedit3d_core.reconstruct.views import check_views, foreground_masks, rgb_on_white

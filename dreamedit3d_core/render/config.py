@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dreamedit3d_core.asset_settings import asset_field
 from dreamedit3d_core.execution import execution_field
 from dreamedit3d_core.geometry.cameras import CameraSet, orbit_cameras
 
@@ -15,12 +16,12 @@ class RenderConfig(BaseModel):
 
     # views: MVDream's orbit; fov and distance are fixed (cameras.distance_to_fit_unit_sphere), so a
     # normalised asset fills the frame the same way whatever it is
-    image_size: int = Field(256, ge=8, le=4096)
+    image_size: int = asset_field(256, ge=8, le=4096)
     elevation: float = Field(15.0, ge=-90.0, le=90.0)
     azimuths: list[float] = Field(default_factory=lambda: [0.0, 90.0, 180.0, 270.0], min_length=1)
     fov_deg: float = Field(40.0, gt=1.0, lt=170.0)  # as cameras.mvdream_orbit
     # engine (Cycles)
-    samples: int = Field(32, ge=1)
+    samples: int = Field(32, ge=1)  # Cycles samples per pixel
     denoise: bool = True  # OpenImageDenoise
     denoise_prefilter: Literal["NONE", "FAST", "ACCURATE"] = "FAST"
     max_bounces: int = Field(4, ge=0)

@@ -161,7 +161,7 @@ def _plan(
     from dataclasses import asdict
 
     from flows.planning import plan_text, remaining_seconds, typical_seconds
-    from flows.sources import is_url, local_location
+    from flows.remote_library import is_url, local_location
 
     location = local_location(location)
     target = Path(location)

@@ -97,7 +97,7 @@ def batch(
     --fail-on-unapplied when every asset ran but an edit did not land)."""
     from flows.edit_library import absolute_store, batch_summary, edit_library
     from flows.manifest import read_manifest
-    from flows.sources import absolute_location
+    from flows.remote_library import absolute_location
 
     base = load_config(given(ctx), preset, config)
     entries = read_manifest(manifest, base)  # every bad row named (exit 2) before a server starts or any work runs

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dreamedit3d_core.config import PipelineConfig, pipeline_config
+from flows.config_docs import DOC_FILE, configuration_doc, recorded_doc
 from flows.config_keys import key_tree, recorded_tree
 from tests.helpers import PROJECT_ROOT, RunCli
 
@@ -82,6 +83,29 @@ def early_with_env(env: dict[str, str], *argv: str) -> str:
 
 def test_the_recorded_setting_names_match_the_config_classes() -> None:
     assert recorded_tree() == key_tree(PipelineConfig), "run `python -m flows.config_keys --record`"
+
+
+def test_the_settings_reference_is_what_the_config_classes_write_now() -> None:
+    """docs/configuration.md: every setting once, with its marks, defaults, presets and comment."""
+    assert recorded_doc() == configuration_doc(), f"{DOC_FILE} is stale: run `python -m flows.config_keys --record`"
+    doc = recorded_doc()
+    lines = [line for line in doc.splitlines() if line.startswith("| `")]
+    rows = {line.split(" | ")[0].strip("| `"): line for line in lines}
+    assert len(rows) == len(lines) and sorted(rows) == sorted(_dotted(key_tree(PipelineConfig)))  # each setting once
+    assert "| per-asset |" in rows["mask.sam.prompts"] and "| execution-only |" in rows["render.threads"]
+    assert "| execution-only |" in rows["model.performance.dtype"]  # inside an execution-only section
+    assert "| `256` | tiny: `64`; world: `64` |" in rows["render.image_size"]  # mvdream keeps the default
+    assert "initializer for components whose word the tokenizer does not know" in rows["invert.class_word"]
+    assert "[presets.md](presets.md)" in doc and "(configuration.md)" in (DOC_FILE.parent / "README.md").read_text()
+
+
+def _dotted(tree: dict, prefix: str = "") -> list[str]:
+    """Every setting's dotted name, a nested config class's too; not the sections (`render`: a page section)."""
+    found = []
+    for name, inner in tree.items():
+        found += [f"{prefix}{name}"] if prefix or not isinstance(inner, dict) else []
+        found += _dotted(inner, f"{prefix}{name}.") if isinstance(inner, dict) else []
+    return found
 
 
 @pytest.mark.parametrize("args", [("--version",), ("edit", "x.glb", "--preset", "huge")])

@@ -11,8 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from dreamedit3d_core.config import pipeline_config
-from flows.manifest import ManifestError, read_manifest
+from pydantic import BaseModel
+
+from dreamedit3d_core.asset_settings import asset_field, asset_paths
+from dreamedit3d_core.config import PipelineConfig, pipeline_config
+from dreamedit3d_core.execution import execution_paths
+from flows.manifest import ASSET_SETTINGS, ManifestError, check_asset_settings, read_manifest
 
 BASE = pipeline_config("tiny")
 GROUPS = {"mask": {"groups": {"seat": ["seat*"]}, "class_word": "chair"}}
@@ -241,6 +245,57 @@ def test_overrides_may_set_only_what_an_asset_may_choose(library: Path) -> None:
     assert "row 2: overrides may not set 'ingest.limits'" in message
     assert "row 3: overrides may not set 'model'" in message
     assert "execution and security settings come from the batch's config" in message
+
+
+# What an asset could set when flows/manifest.py still wrote the list out, before the fields carried the mark.
+LISTED_ASSET_SETTINGS = (
+    "ingest.up_axis",
+    "render.image_size",
+    "mask.mode",
+    "mask.groups",
+    "mask.min_coverage",
+    "mask.small_parts",
+    "mask.rest_name",
+    "mask.class_word",
+    "mask.allow_overlap",
+    "mask.sam.prompts",
+    "mask.sam.view_prompts",
+    "mask.sam.negatives_from_other_components",
+    "mask.sam.overlap_rule",
+    "mask.sam.depth_tolerance",
+    "invert.seed",
+    "invert.class_word",
+    "finetune.seed",
+    "finetune.prior_prompt",
+    "finetune.prior_negative_prompt",
+    "sample.negative_prompt",
+    "sample.prompt_suffix",
+    "merge.edit_kind",
+    "evaluate.seed",
+)
+
+
+def test_what_an_asset_may_set_is_marked_on_the_config_fields() -> None:
+    assert ASSET_SETTINGS == tuple(asset_paths(PipelineConfig))
+    assert sorted(ASSET_SETTINGS) == sorted(LISTED_ASSET_SETTINGS) and len(set(ASSET_SETTINGS)) == len(ASSET_SETTINGS)
+    execution = execution_paths(PipelineConfig)
+    both = [(a, e) for a in ASSET_SETTINGS for e in execution if a == e or a.startswith(e + ".") or e.startswith(a + ".")]
+    assert both == []  # no setting is both per-asset and execution-only
+    check_asset_settings({"mask": {"sam": {"overlap_rule": "score"}}, "finetune": {"prior_prompt": ["a", "b"]}})  # marked
+    with pytest.raises(ManifestError, match=r"may not set 'mask.sam.checkpoint': an asset may set only .*mask.sam.overlap_rule"):
+        check_asset_settings({"mask": {"sam": {"checkpoint": "/elsewhere.pth"}}})  # not marked
+
+    class Inner(BaseModel):
+        word: str = asset_field("x")
+        device: str = "cpu"
+
+    class Outer(BaseModel):
+        inner: Inner = Inner()
+        prompts: dict[str, str] = asset_field(default_factory=dict)  # a marked mapping covers what is under it
+        marked: Inner = asset_field(default_factory=Inner)  # a marked config class too: not looked into
+
+    assert asset_paths(Outer) == ["inner.word", "prompts", "marked"]
+    assert Outer().prompts == {} and Outer().inner.word == "x"
 
 
 def test_files_an_asset_references_must_stay_inside_the_manifest_folder(library: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from dreamedit3d_core.reconstruct.hull import CarveField
+from dreamedit3d_core.reconstruct.carving import CarveField
 
 _MAX_WINDOW = 9  # voxels per side of one Gaussian's splat: bounds memory for very large Gaussians
 _CHUNK = 4096  # Gaussians splatted at once

@@ -13,7 +13,7 @@ import torch
 from dreamedit3d_core.geometry.cameras import CameraSet
 from dreamedit3d_core.reconstruct.base import Reconstructor, surface_from_field, texture_surface
 from dreamedit3d_core.reconstruct.config import LGMReconstructConfig, ReconstructConfig
-from dreamedit3d_core.reconstruct.hull import CarveField, carve
+from dreamedit3d_core.reconstruct.carving import CarveField, carve
 from dreamedit3d_core.reconstruct.lgm.config import LGMArchitectureConfig
 from dreamedit3d_core.reconstruct.lgm.gaussians import density_field, gaussians_to_world, splat_density
 from dreamedit3d_core.reconstruct.lgm.inputs import lgm_inputs

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion
-from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig
+from dreamedit3d_core.mvdiffusion.architecture import MultiViewDiffusionConfig
 from dreamedit3d_core.mvdiffusion.pixel_autoencoder import PixelUnshuffleAutoencoder
 
 

@@ -10,7 +10,7 @@ import torch
 
 from dreamedit3d_core.geometry.cameras import mvdream_orbit
 from dreamedit3d_core.mvdiffusion import MultiViewDiffusion
-from dreamedit3d_core.mvdiffusion.config import MultiViewDiffusionConfig
+from dreamedit3d_core.mvdiffusion.architecture import MultiViewDiffusionConfig
 from dreamedit3d_core.pretrain import PretrainConfig, PretrainData, pretrain
 
 CAMERAS = mvdream_orbit(4, image_size=64).mvdream_vectors().astype(np.float32)

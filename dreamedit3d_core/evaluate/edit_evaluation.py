@@ -21,8 +21,8 @@ from PIL import Image
 
 from dreamedit3d_core.evaluate.colour import component_colour_shares, edit_colour_metrics, main_colours
 from dreamedit3d_core.evaluate.config import EvaluateConfig, EvaluationViewsConfig
-from dreamedit3d_core.evaluate.edit import edit_metrics
-from dreamedit3d_core.evaluate.edit_inputs import isolation_summary, keep_masks
+from dreamedit3d_core.evaluate.all_metrics import edit_metrics
+from dreamedit3d_core.evaluate.masks_and_isolation import isolation_summary, keep_masks
 from dreamedit3d_core.evaluate.image_metrics import masked_psnr, on_white, silhouette_iou
 from dreamedit3d_core.evaluate.verdict import edit_verdict
 from dreamedit3d_core.evaluate.report import html_report

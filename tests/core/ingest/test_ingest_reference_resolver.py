@@ -22,7 +22,7 @@ from PIL import Image
 
 from dreamedit3d_core.ingest import AssetError, ingest_asset, make_example_asset
 from dreamedit3d_core.ingest.source_files import source_files
-from dreamedit3d_core.ingest.sources import SourceFile
+from dreamedit3d_core.ingest.reference_resolver import SourceFile
 
 _WATCHES: list[list[str]] = []
 

@@ -1,4 +1,4 @@
-"""Remote libraries (flows/sources.py) against hostile input: the protocols a URL may use, listed names that try
+"""Remote libraries (flows/remote_library.py) against hostile input: the protocols a URL may use, listed names that try
 to leave the cache, files larger than the ingest limit, and two batches sharing one machine's cache.
 
 The remote is fsspec's `memory://` (one process) or a `file://` folder (several processes)."""
@@ -18,7 +18,7 @@ import fsspec
 import pytest
 from PIL import Image
 
-from flows.sources import RemoteLibrary, RemoteSourceError, checked_protocol, checked_relative
+from flows.remote_library import RemoteLibrary, RemoteSourceError, checked_protocol, checked_relative
 from tests.helpers import PROJECT_ROOT
 
 # An OBJ naming its material library, which names a texture: three rounds of references.
@@ -244,7 +244,7 @@ WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from flows.sources import RemoteLibrary
+    from flows.remote_library import RemoteLibrary
 
     url, work, me, rounds = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     remote = Path(url.removeprefix("file://")).parent
