@@ -139,26 +139,24 @@ def edit_asset(
     `distributed`: the gpu-pool stages run as runs of the gpu deployment (see prefect.yaml); otherwise
     everything runs in this process. Both give the same artifacts.
     """
-    stages = EDIT.running(config, until)  # an unknown stage is refused here, before any work
-    if until is not None and stages[-1].per_edit and not edits:
+    if until is not None and EDIT.stage(until).per_edit and not edits:  # an unknown stage is refused here too
         raise ValueError(f"stage {until!r} needs at least one edit prompt")
     done: list[StageRef] = []
-    refs: dict[str, StageRef] = {}
-    for stage in (s for s in stages if not s.per_edit):
-        call = EDIT.call(stage, store=store, config=config, upstream=refs, source=asset_path)
-        refs[stage.name] = run(stage, call, distributed)
-        done.append(refs[stage.name])
+    refs: dict[str, StageRef] = {}  # the asset's stages
+    edit_refs: dict[str, dict[str, StageRef]] = {}  # per edit: the asset's stages and that edit's own
+    for stage, prompt in EDIT.walk(config, edits, until):
+        if prompt is None:
+            call = EDIT.call(stage, store=store, config=config, upstream=refs, source=asset_path)
+            ref = refs[stage.name] = run(stage, call, distributed)
+        else:
+            upstream = edit_refs.setdefault(prompt, dict(refs))
+            call = EDIT.call(stage, store=store, config=config, upstream=upstream, edit=EditConfig(prompt=prompt, seed=seed))
+            ref = upstream[stage.name] = run(stage, call, distributed)
+        done.append(ref)
         if stage.check_edits is not None:  # before the expensive stages: can every edit be made?
-            stage.check_edits(refs[stage.name], edits)
+            stage.check_edits(ref, edits)
             if until is None:
-                _announce_components(refs[stage.name], edits)
-    for prompt in edits:
-        edit = EditConfig(prompt=prompt, seed=seed)
-        edit_refs = dict(refs)
-        for stage in (s for s in stages if s.per_edit):
-            call = EDIT.call(stage, store=store, config=config, upstream=edit_refs, edit=edit)
-            edit_refs[stage.name] = run(stage, call, distributed)
-            done.append(edit_refs[stage.name])
+                _announce_components(ref, edits)
     result = _result(done).model_copy(update={"preset": getattr(config, "preset", None)})
     if result.outputs.get("edits") and until is None:
         _publish_summary(result)

@@ -61,17 +61,17 @@ def plan_asset(
     """The edit of one asset, stage by stage, as `edit_asset` would run it (nothing is computed). Where the
     components are already cached, an edit naming a token the asset does not have is refused here (ValueError)."""
     typical = typical_seconds(store) if typical is None else typical
-    stages = EDIT.running(config)
     planned: list[PlannedStage] = []
-    refs: dict[str, StageRef] = {}
-    blocked = False
-
-    def visit(stage: object, call_refs: dict[str, StageRef], prompt: str | None, edit: EditConfig | None) -> None:
-        nonlocal blocked
-        ref = None
-        call = EDIT.call(stage, store=store, config=config, upstream=call_refs, source=asset_path, edit=edit, allow_missing=blocked)
-        if not blocked:
-            ref = cached_ref(stage, call)
+    refs: dict[str, StageRef] = {}  # the asset's stages
+    edit_refs: dict[str, dict[str, StageRef]] = {}  # per edit: the asset's stages and that edit's own
+    asset_blocked = False  # an asset stage to compute: what follows cannot be keyed yet
+    blocked: dict[str, bool] = {}  # per edit, the same for its own stages
+    for stage, prompt in EDIT.walk(config, edits):
+        call_refs = refs if prompt is None else edit_refs.setdefault(prompt, dict(refs))
+        stopped = asset_blocked if prompt is None else blocked.setdefault(prompt, asset_blocked)
+        edit = None if prompt is None else EditConfig(prompt=prompt, seed=seed)
+        call = EDIT.call(stage, store=store, config=config, upstream=call_refs, source=asset_path, edit=edit, allow_missing=stopped)
+        ref = None if stopped else cached_ref(stage, call)
         if ref is not None:
             call_refs[stage.name] = ref
         expected = 0.0 if ref else typical.get((stage.name, cost_profile(stage, call)))
@@ -81,19 +81,11 @@ def plan_asset(
                 stage.check_edits(ref, edits)
             except ValueError as error:
                 raise PromptError(str(error)) from None
-        if ref is None and not stage.per_edit:
-            blocked = True
-
-    for stage in (s for s in stages if not s.per_edit):
-        visit(stage, refs, None, None)
-    asset_blocked = blocked
-    for prompt in edits:
-        blocked = asset_blocked
-        edit_refs = dict(refs)
-        for stage in (s for s in stages if s.per_edit):
-            before = len(planned)
-            visit(stage, edit_refs, prompt, EditConfig(prompt=prompt, seed=seed))
-            blocked = blocked or planned[before].status == "to compute"
+        if ref is None:
+            if prompt is None:
+                asset_blocked = True
+            else:
+                blocked[prompt] = True
     return planned
 
 

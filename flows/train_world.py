@@ -23,7 +23,7 @@ from tasks.stage import StageRef
 def train_world_model(store: str, config: WorldTrainingConfig, until: str | None = None) -> list[StageRef]:
     """The world pipeline's stages in order, up to `until` (`world_dataset` renders the dataset only)."""
     refs: dict[str, StageRef] = {}
-    for stage in WORLD.until(until):
+    for stage, _ in WORLD.walk(config, until=until):
         refs[stage.name] = run_task(stage, WORLD.call(stage, store=store, config=config, upstream=refs))
     return list(refs.values())
 

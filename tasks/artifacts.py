@@ -3,6 +3,11 @@
 A noun is the name users see (CLI `--json`, `status`, the HTML pages) and the name of its item in the store;
 the stage that makes it declares it in the catalog (tasks/catalog.py), and a stage that reads it loads it
 through the same object, so a reader can never disagree with the writer about arrays, dimensions or files.
+
+Each noun declares its format `version` ("1" for all of them until one is bumped): bump it when what its `save`
+writes or its `load` returns changes. A bumped version changes the key of every stage that makes or loads the
+noun (tasks/stage.py), and tasks/code_versions.json records each noun's source with its version, so a format
+change without a bump fails `python -m tasks.code_versions`, and no stage's code version has to change for it.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ class Noun(ABC, Generic[S, L]):
 
     kind = "item"
 
-    def __init__(self, name: str, about: str) -> None:
+    def __init__(self, name: str, about: str, *, version: str = "1") -> None:
         self.name = name
         self.about = about
+        # the version of how this noun is saved and loaded: bump it (declared below) when that changes; it enters
+        # the key of every stage that makes or loads the noun, and tasks/code_versions.json records its source
+        self.format_version = version
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -52,8 +60,8 @@ class TableNoun(Noun[Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], 
 
     kind = "table"
 
-    def __init__(self, name: str, about: str, empty_columns: Sequence[str] = ("step",)) -> None:
-        super().__init__(name, about)
+    def __init__(self, name: str, about: str, empty_columns: Sequence[str] = ("step",), *, version: str = "1") -> None:
+        super().__init__(name, about, version=version)
         self.empty_columns = tuple(empty_columns)  # the columns an empty table keeps
 
     def save(self, writer: ArtifactWriter, value: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> None:
@@ -98,8 +106,8 @@ class FileNoun(Noun[bytes | Path, Path]):
 
     kind = "file"
 
-    def __init__(self, name: str, about: str, suffix: str) -> None:
-        super().__init__(name, about)
+    def __init__(self, name: str, about: str, suffix: str, *, version: str = "1") -> None:
+        super().__init__(name, about, version=version)
         self.suffix = suffix
 
     def save(self, writer: ArtifactWriter, value: bytes | Path) -> None:
@@ -223,41 +231,50 @@ class WorldImagesNoun(Noun[WorldImages, WorldImages]):
 
 
 # -- the nouns of every stage, in stage order ---------------------------------------------------------------
+# `version`: the noun's format version (see the module's docstring); it starts at "1" and is bumped here
 
-ASSET = FolderNoun("asset", "the normalised asset folder (asset.glb, scene.json, meshes, textures)")
-PARTS = TableNoun("parts", "the asset's parts: names, materials, face counts")
-RENDERS = RendersNoun("renders", "the views: rgba, rgb_white, depth, normals, part_id, albedo")
-CAMERAS = CamerasNoun("cameras", "one row per view, with MVDream's 16-number camera")
-RENDERS_PREVIEW = PictureNoun("renders_preview", "contact sheet of the views and passes")
-MASKS = MasksNoun("masks", "one mask per component per view")
-COMPONENTS = TableNoun("components", "one row per component: token, initializer word, parts, coverage")
-MASKS_PREVIEW = PictureNoun("masks_preview", "the components coloured over the views")
-TOKEN_EMBEDDINGS = FolderNoun("token_embeddings", "one textual-inversion safetensors file per token")
-INVERT_LOG = TableNoun("invert_log", "phase 1 losses per step")
-ATTENTION_ISOLATION = TableNoun("attention_isolation", "each token's attention inside its component, phase 1", ("token",))
-ATTENTION_PREVIEW = PictureNoun("attention_preview", "each token's cross-attention after phase 1")
-FINETUNED_MODEL = FolderNoun("finetuned_model", "the personalised multi-view model (diffusers folder)")
-FINETUNE_LOG = TableNoun("finetune_log", "phase 2 losses per step")
-FINETUNE_ATTENTION_ISOLATION = TableNoun(
-    "finetune_attention_isolation", "each token's attention inside its component, phase 2", ("token",)
+ASSET = FolderNoun("asset", "the normalised asset folder (asset.glb, scene.json, meshes, textures)", version="1")
+PARTS = TableNoun("parts", "the asset's parts: names, materials, face counts", version="1")
+RENDERS = RendersNoun("renders", "the views: rgba, rgb_white, depth, normals, part_id, albedo", version="1")
+CAMERAS = CamerasNoun("cameras", "one row per view, with MVDream's 16-number camera", version="1")
+RENDERS_PREVIEW = PictureNoun("renders_preview", "contact sheet of the views and passes", version="1")
+MASKS = MasksNoun("masks", "one mask per component per view", version="1")
+COMPONENTS = TableNoun("components", "one row per component: token, initializer word, parts, coverage", version="1")
+MASKS_PREVIEW = PictureNoun("masks_preview", "the components coloured over the views", version="1")
+TOKEN_EMBEDDINGS = FolderNoun("token_embeddings", "one textual-inversion safetensors file per token", version="1")
+INVERT_LOG = TableNoun("invert_log", "phase 1 losses per step", version="1")
+ATTENTION_ISOLATION = TableNoun(
+    "attention_isolation", "each token's attention inside its component, phase 1", ("token",), version="1"
 )
-FINETUNE_ATTENTION_PREVIEW = PictureNoun("finetune_attention_preview", "each token's cross-attention after phase 2")
-VIEWS = ViewsNoun("views", "the sampled views of one edit")
-VIEWS_PREVIEW = PictureNoun("views_preview", "the sampled views, one row per sample")
-RECONSTRUCTION = FileNoun("reconstruction", "the whole object lifted from the views (textured GLB)", ".glb")
-RECONSTRUCTION_PREVIEW = PictureNoun("reconstruction_preview", "the reconstruction rendered from 8 azimuths")
-RECONSTRUCTION_TURNTABLE = FileNoun("reconstruction_turntable", "the reconstruction turning (GIF)", ".gif")
-MESH = FileNoun("mesh", "the edited asset: the source with only the named components changed (GLB)", ".glb")
-MESH_SOURCE_FRAME = FileNoun("mesh_source_frame", "the edited asset where the source file had it (GLB)", ".glb")
-MESH_PREVIEW = PictureNoun("mesh_preview", "the edited asset rendered from 8 azimuths")
-TURNTABLE = FileNoun("turntable", "the edited asset turning (GIF)", ".gif")
-MERGE_REPORT = TableNoun("merge_report", "per component: kept, or edited (appearance or shape) and how", ("token",))
-METRICS = TableNoun("metrics", "one row of every metric of the edit")
-COMPONENT_COLOURS = TableNoun("component_colours", "every component's share of every named hue, before and after")
-REPORT = FileNoun("report", "the edit's report (self-contained HTML)", ".html")
-WORLD_IMAGES = WorldImagesNoun("world_images", "every world object in 4 views, with part ids")
-WORLD_OBJECTS = TableNoun("world_objects", "one row per world object: split, parts, captions")
-WORLD_CAMERAS = CamerasNoun("world_cameras", "the world orbit's cameras")
-WORLD_PREVIEW = PictureNoun("world_preview", "16 held-out objects, one row of views each")
-WORLD_MODEL = FolderNoun("world_model", "the trained world model (float16 diffusers folder)")
-PRETRAIN_LOSSES = TableNoun("pretrain_losses", "training loss per logged step")
+ATTENTION_PREVIEW = PictureNoun("attention_preview", "each token's cross-attention after phase 1", version="1")
+FINETUNED_MODEL = FolderNoun("finetuned_model", "the personalised multi-view model (diffusers folder)", version="1")
+FINETUNE_LOG = TableNoun("finetune_log", "phase 2 losses per step", version="1")
+FINETUNE_ATTENTION_ISOLATION = TableNoun(
+    "finetune_attention_isolation", "each token's attention inside its component, phase 2", ("token",), version="1"
+)
+FINETUNE_ATTENTION_PREVIEW = PictureNoun(
+    "finetune_attention_preview", "each token's cross-attention after phase 2", version="1"
+)
+VIEWS = ViewsNoun("views", "the sampled views of one edit", version="1")
+VIEWS_PREVIEW = PictureNoun("views_preview", "the sampled views, one row per sample", version="1")
+RECONSTRUCTION = FileNoun("reconstruction", "the whole object lifted from the views (textured GLB)", ".glb", version="1")
+RECONSTRUCTION_PREVIEW = PictureNoun("reconstruction_preview", "the reconstruction rendered from 8 azimuths", version="1")
+RECONSTRUCTION_TURNTABLE = FileNoun("reconstruction_turntable", "the reconstruction turning (GIF)", ".gif", version="1")
+MESH = FileNoun("mesh", "the edited asset: the source with only the named components changed (GLB)", ".glb", version="1")
+MESH_SOURCE_FRAME = FileNoun("mesh_source_frame", "the edited asset where the source file had it (GLB)", ".glb", version="1")
+MESH_PREVIEW = PictureNoun("mesh_preview", "the edited asset rendered from 8 azimuths", version="1")
+TURNTABLE = FileNoun("turntable", "the edited asset turning (GIF)", ".gif", version="1")
+MERGE_REPORT = TableNoun(
+    "merge_report", "per component: kept, or edited (appearance or shape) and how", ("token",), version="1"
+)
+METRICS = TableNoun("metrics", "one row of every metric of the edit", version="1")
+COMPONENT_COLOURS = TableNoun(
+    "component_colours", "every component's share of every named hue, before and after", version="1"
+)
+REPORT = FileNoun("report", "the edit's report (self-contained HTML)", ".html", version="1")
+WORLD_IMAGES = WorldImagesNoun("world_images", "every world object in 4 views, with part ids", version="1")
+WORLD_OBJECTS = TableNoun("world_objects", "one row per world object: split, parts, captions", version="1")
+WORLD_CAMERAS = CamerasNoun("world_cameras", "the world orbit's cameras", version="1")
+WORLD_PREVIEW = PictureNoun("world_preview", "16 held-out objects, one row of views each", version="1")
+WORLD_MODEL = FolderNoun("world_model", "the trained world model (float16 diffusers folder)", version="1")
+PRETRAIN_LOSSES = TableNoun("pretrain_losses", "training loss per logged step", version="1")

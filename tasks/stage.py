@@ -3,9 +3,10 @@
 
 A stage's artifact key is a digest of exactly what can change its artifact: the stage's name and code
 version, the config sections it declares (without their execution-only fields), the edit it samples (per-edit
-stages), and the digests of what it reads (its upstream stages' artifacts, or the source file and every file
-the reader opens). A stage can read nothing else: `StageInputs` (tasks/running.py) refuses an undeclared
-section or upstream artifact, so no key can leave out what a stage used.
+stages), the digests of what it reads (its upstream stages' artifacts, or the source file and every file
+the reader opens), and the format versions of the nouns it makes and loads, once bumped past "1". A stage can
+read nothing else: `StageInputs` (tasks/running.py) refuses an undeclared section or upstream artifact, so no
+key can leave out what a stage used.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -185,6 +186,19 @@ class Pipeline:
                 asked.update(stage.reads_if_run)
         return tuple(s for s in stages if self.runs(s, config) or s.name in asked)
 
+    def walk(self, config: BaseModel, edits: Sequence[str] = (), until: str | None = None) -> Iterator[tuple[Stage, str | None]]:
+        """A run's stage calls in the order they run: each of the asset's stages once (with None), then, edit by
+        edit, each per-edit stage with its prompt. `edit_asset`, `plan`, `batch` and the world trainer all walk
+        this, so they agree on what runs."""
+        stages = self.running(config, until)
+        for stage in stages:
+            if not stage.per_edit:
+                yield stage, None
+        for prompt in edits:
+            for stage in stages:
+                if stage.per_edit:
+                    yield stage, prompt
+
     def producer(self, noun: Noun) -> Stage:
         for stage in self.stages:
             if noun in stage.makes:
@@ -239,10 +253,18 @@ class StagePlan:
     code_version: str
     config: Mapping[str, Any]  # the stage's settings; a per-edit stage's edit under "edit"
     inputs: Mapping[str, str]  # input name -> digest (file bytes, or an upstream artifact's digest)
+    # noun -> format version (tasks/artifacts.py) of the nouns the stage makes or loads whose version is not "1"
+    formats: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return artifact_key(self.stage, self.code_version, self.config, self.inputs)
+        # Format versions start at "1" and enter the key only once bumped, appended to the code version it is
+        # hashed with: while every noun is at "1" the key is the one it was before nouns had versions, so the
+        # artifacts already in users' stores stay valid.
+        version = self.code_version
+        if self.formats:
+            version += "+" + ",".join(f"{noun}@{bumped}" for noun, bumped in sorted(self.formats.items()))
+        return artifact_key(self.stage, version, self.config, self.inputs)
 
     @property
     def edit(self) -> str | None:
@@ -306,4 +328,8 @@ def plan(stage: Stage, call: StageCall) -> StagePlan:
         asset_id = pipeline.asset_id
     else:
         asset_id = call.upstream[stage.reads[0]].asset_id
-    return StagePlan(call.store, asset_id, stage.name, stage.code_version, settings, inputs)
+    # a noun's format covers how it is saved and how it is loaded: a bump changes the key of its maker and, since
+    # a changed `load` can change what a reader computes from unchanged bytes (the same upstream digest), of
+    # every stage that loads it
+    formats = {noun.name: noun.format_version for noun in (*stage.makes, *stage.loads) if noun.format_version != "1"}
+    return StagePlan(call.store, asset_id, stage.name, stage.code_version, settings, inputs, formats)

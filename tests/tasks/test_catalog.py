@@ -152,6 +152,12 @@ def test_the_edit_pipeline_is_the_papers_stage_order() -> None:
     ]
     # a stage asked for by name runs, with the optional stages it reads: finetune needs invert's tokens
     assert [s.name for s in EDIT.running(world, "finetune")] == ["ingest", "render", "mask", "invert", "finetune"]
+    # one walk for edit, plan, batch and the world trainer: the asset's stages once, then each edit's in turn
+    walked = [(stage.name, prompt) for stage, prompt in EDIT.walk(world, ["a", "b"])]
+    assert walked == [("ingest", None), ("render", None), ("mask", None)] + [
+        (name, prompt) for prompt in ("a", "b") for name in ("sample", "merge", "evaluate")
+    ]
+    assert [(s.name, p) for s, p in EDIT.walk(world, ["a"], until="mask")] == [("ingest", None), ("render", None), ("mask", None)]
     assert [s.name for s in EDIT.stages if s.pool == "gpu"] == ["invert", "finetune", "sample"]
     assert [s.name for s in EDIT.until("mask")] == ["ingest", "render", "mask"]
     with pytest.raises(ValueError, match="unknown stage 'paint'"):

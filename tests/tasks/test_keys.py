@@ -11,6 +11,8 @@ import pytest
 from dreamedit3d_core.config import PipelineConfig, WorldTrainingConfig, merge, pipeline_config
 from dreamedit3d_core.execution import execution_paths
 from dreamedit3d_core.mvdiffusion import EditConfig
+from storage import artifact_key
+from tasks import artifacts as a
 from tasks.catalog import EDIT, WORLD
 from tasks.stage import Pipeline, StageRef, plan
 
@@ -130,3 +132,54 @@ def test_editing_a_material_file_next_to_an_obj_changes_the_ingest_key(shared_as
     (tmp_path / "notes.txt").write_text("not part of the asset")
     unrelated = plan(ingest, EDIT.call(ingest, store="memory://keys", config=pipeline_config("tiny"), source=str(tmp_path / "fuze.obj")))
     assert unrelated.key == after.key
+
+
+def fixed_digest_keys(pipeline: Pipeline, config: Any, source: str | None = None) -> dict[str, str]:
+    """Every stage's key with every upstream artifact's digest the same whatever its key: what a store gives
+    when a recomputed artifact has the same bytes as before (a downstream key hashes the upstream *digest*)."""
+    keys, refs = {}, {}
+    for stage in pipeline.stages:
+        call = pipeline.call(stage, store="memory://keys", config=config, upstream=refs, source=source, edit=EditConfig(prompt="a photo of <asset0> in red"))
+        stage_plan = plan(stage, call)
+        keys[stage.name] = stage_plan.key
+        refs[stage.name] = StageRef(
+            asset_id=stage_plan.asset_id, stage=stage.name, key=stage_plan.key, digest="0" * 64, status="computed", seconds=0.0, artifacts={}
+        )
+    return keys
+
+
+def test_with_every_noun_at_format_version_1_no_key_changes(chair: Path) -> None:
+    """Nouns' format versions enter a key only once bumped: every key is the one computed without them."""
+    for pipeline, config, source in ((EDIT, pipeline_config("tiny"), str(chair)), (WORLD, WorldTrainingConfig(), None)):
+        assert all(noun.format_version == "1" for stage in pipeline.stages for noun in stage.makes)
+        refs: dict[str, StageRef] = {}
+        for stage in pipeline.stages:
+            call = pipeline.call(stage, store="memory://keys", config=config, upstream=refs, source=source, edit=EditConfig(prompt="a photo of <asset0>"))
+            stage_plan = plan(stage, call)
+            assert stage_plan.formats == {}
+            assert stage_plan.key == artifact_key(stage_plan.stage, stage_plan.code_version, stage_plan.config, stage_plan.inputs)
+            digest = hashlib.sha256(stage_plan.key.encode()).hexdigest()
+            refs[stage.name] = StageRef(
+                asset_id=stage_plan.asset_id, stage=stage.name, key=stage_plan.key, digest=digest, status="computed", seconds=0.0, artifacts={}
+            )
+
+
+def test_bumping_a_nouns_format_version_changes_the_keys_of_the_stages_that_make_or_load_it(
+    chair: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = pipeline_config("tiny")
+    before, before_fixed = stage_keys(EDIT, config, str(chair)), fixed_digest_keys(EDIT, config, str(chair))
+    monkeypatch.setattr(a.RENDERS, "format_version", "2")
+    after, after_fixed = stage_keys(EDIT, config, str(chair)), fixed_digest_keys(EDIT, config, str(chair))
+    # the maker's key changes; downstream keys hash the upstream artifact's digest, so they change when the new
+    # format gives other bytes (here: a digest made from the key), everything from render on
+    assert [name for name in EDIT.stage_names if after[name] != before[name]] == list(EDIT.stage_names[1:])
+    # when the bytes stay the same (a change to `load` only), the digest does too: then the stages that load
+    # the noun still get new keys, and the others (ingest; reconstruct and evaluate, which do not load renders)
+    # keep theirs
+    loaders = [stage.name for stage in EDIT.stages if a.RENDERS in stage.loads]
+    assert loaders == ["mask", "invert", "finetune", "sample", "merge"]
+    changed = [name for name in EDIT.stage_names if after_fixed[name] != before_fixed[name]]
+    assert changed == ["render", *loaders]
+    monkeypatch.setattr(a.RENDERS, "format_version", "1")
+    assert stage_keys(EDIT, config, str(chair)) == before  # back at "1": the keys are the old ones again
