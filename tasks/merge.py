@@ -2,7 +2,7 @@
 
 Its `mesh` is the edited asset (GLB, normalised frame) and `mesh_source_frame` the same where the source file
 had it. When an edited component maps to no geometry, the views are lifted to a whole new mesh instead (the
-full reconstruction), and the report says so.
+full reconstruction), and the report says so; where the reconstruct stage ran, that is its `reconstruction`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tasks.artifacts import (
     MESH,
     MESH_PREVIEW,
     MESH_SOURCE_FRAME,
+    RECONSTRUCTION,
     RENDERS,
     TURNTABLE,
     VIEWS,
@@ -43,7 +44,13 @@ def merge(inputs: StageInputs, outputs: StageOutputs) -> dict:
         views.prompt,
         inputs.settings("merge"),
     )
-    normalised, source_frame = edit_glbs(result, asset, views.views[0], cameras, inputs.settings("reconstruct"))
+    # where the views go on no geometry, the reconstruct stage (if it ran) already lifted them: the first sample,
+    # the same cameras and config
+    lifted = inputs.ran("reconstruct") and not result.maps_to_geometry
+    reconstruction = inputs.load(RECONSTRUCTION).read_bytes() if lifted else None
+    normalised, source_frame = edit_glbs(
+        result, asset, views.views[0], cameras, inputs.settings("reconstruct"), reconstruction
+    )
     with tempfile.TemporaryDirectory() as scratch:
         glb = Path(scratch) / "mesh.glb"
         glb.write_bytes(normalised)

@@ -27,6 +27,7 @@ from dreamedit3d_core.merge.shape import agreement, rebuild_surface, silhouette_
 from dreamedit3d_core.mvdiffusion.wording import appearance_only
 from dreamedit3d_core.mvdiffusion.prompts import edit_phrases, edited_components
 from dreamedit3d_core.reconstruct.config import ReconstructConfig
+from dreamedit3d_core.reconstruct.mesh import ReconstructedMesh
 from dreamedit3d_core.render import Renders
 from dreamedit3d_core.reconstruct.reconstructors import reconstruct_views
 from dreamedit3d_core.reconstruct.views import check_views, foreground_masks, rgb_on_white
@@ -253,13 +254,24 @@ def _compact_materials(asset: IngestedAsset) -> IngestedAsset:
 
 
 def edit_glbs(
-    result: MergeResult, source: IngestedAsset, views: np.ndarray, cameras: CameraSet, reconstruct: ReconstructConfig
+    result: MergeResult,
+    source: IngestedAsset,
+    views: np.ndarray,
+    cameras: CameraSet,
+    reconstruct: ReconstructConfig,
+    reconstruction: bytes | None = None,
 ) -> tuple[bytes, bytes]:
     """The edit as GLB, in the normalised frame and in the source file's frame. When an edited component maps to
-    no geometry there is nothing to put the views on: the whole object is lifted from the views instead."""
+    no geometry there is nothing to put the views on: the whole object is lifted from the views instead, or,
+    where `reconstruction` is given, taken from it: the GLB (normalised frame, `ReconstructedMesh.glb_bytes`)
+    of these views, cameras and config already reconstructed (the reconstruct stage's), not made again."""
     if result.maps_to_geometry:
         return result.asset.to_glb(), result.asset.to_glb(frame="source")
-    mesh = reconstruct_views(views, cameras, reconstruct)
+    if reconstruction is None:
+        mesh = reconstruct_views(views, cameras, reconstruct)
+        normalised, stored = mesh.glb_bytes(), False
+    else:  # read back as stored: written again, it is the same file (its normals already unitized)
+        mesh, normalised, stored = ReconstructedMesh.from_glb_bytes(reconstruction), reconstruction, True
     placement = source_frame(source.normalization)  # a scale and a shift: normals keep their directions
     moved = replace(mesh, vertices=(mesh.vertices @ placement[:3, :3].T + placement[:3, 3]).astype(np.float32))
-    return mesh.glb_bytes(), moved.glb_bytes()
+    return normalised, moved.glb_bytes(unitize_normals=not stored)

@@ -7,6 +7,7 @@ follows the spec (Blender's) puts the mesh back with +Z up.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -85,9 +86,11 @@ class ReconstructedMesh:
             process=False,
         )
 
-    def glb_bytes(self, up_axis: Literal["y", "z"] = "y", unlit: bool = False) -> bytes:
+    def glb_bytes(self, up_axis: Literal["y", "z"] = "y", unlit: bool = False, unitize_normals: bool = True) -> bytes:
         """glTF 2.0 binary. `unlit` adds KHR_materials_unlit: the texture already holds the views' shading,
-        so viewers that honour it show the views' look instead of lighting it a second time."""
+        so viewers that honour it show the views' look instead of lighting it a second time.
+        `unitize_normals=False` writes the normals as they are: those read back by `from_glb_bytes` already
+        went through it once, and unitizing them again can move them by a rounding step."""
         scene = trimesh.Scene()
         scene.add_geometry(self.to_trimesh(up_axis), geom_name="reconstruction", node_name="reconstruction")
 
@@ -98,7 +101,9 @@ class ReconstructedMesh:
                     material.setdefault("extensions", {})["KHR_materials_unlit"] = {}
                 tree["extensionsUsed"] = sorted({*tree.get("extensionsUsed", []), "KHR_materials_unlit"})
 
-        return trimesh.exchange.gltf.export_glb(scene, include_normals=True, tree_postprocessor=postprocess)
+        return trimesh.exchange.gltf.export_glb(
+            scene, include_normals=True, unitize_normals=unitize_normals, tree_postprocessor=postprocess
+        )
 
     def save_glb(self, path: str | Path, up_axis: Literal["y", "z"] = "y", unlit: bool = False) -> Path:
         path = Path(path)
@@ -108,18 +113,27 @@ class ReconstructedMesh:
     @classmethod
     def load_glb(cls, path: str | Path, up_axis: Literal["y", "z"] = "y") -> ReconstructedMesh:
         """Reads back a GLB written by `save_glb` (one textured mesh) into world coordinates."""
-        path = Path(path)
-        loaded = trimesh.load(path, force="mesh", process=False)
-        material = getattr(loaded.visual, "material", None)
-        image = getattr(material, "baseColorTexture", None)
-        if image is None or getattr(loaded.visual, "uv", None) is None:
-            raise ValueError(f"{path} has no base colour texture with UVs")
+        return cls.from_glb_bytes(Path(path).read_bytes(), up_axis)
+
+    @classmethod
+    def from_glb_bytes(cls, data: bytes, up_axis: Literal["y", "z"] = "y") -> ReconstructedMesh:
+        """Reads back a GLB written by `glb_bytes` (one textured mesh) into world coordinates, as it was stored:
+        the file's own normals (a mesh loaded whole recomputes them from the faces) and UVs, so that
+        `glb_bytes(up_axis, unitize_normals=False)` writes the very same file again."""
+        meshes = list(trimesh.exchange.gltf.load_glb(io.BytesIO(data))["geometry"].values())
+        if len(meshes) != 1:
+            raise ValueError(f"the GLB holds {len(meshes)} meshes, not one")
+        mesh = meshes[0]
+        visual = mesh.get("visual")
+        image = getattr(getattr(visual, "material", None), "baseColorTexture", None)
+        if image is None or getattr(visual, "uv", None) is None or mesh.get("vertex_normals") is None:
+            raise ValueError("the GLB has no base colour texture with UVs and normals")
         rotation = _TO_GLTF if up_axis == "y" else np.eye(3)
         return cls(
-            vertices=(np.asarray(loaded.vertices) @ rotation).astype(np.float32),
-            faces=np.asarray(loaded.faces, np.int64),
-            uvs=np.asarray(loaded.visual.uv, np.float32),
-            normals=(np.asarray(loaded.vertex_normals) @ rotation).astype(np.float32),
+            vertices=(np.asarray(mesh["vertices"], np.float64) @ rotation).astype(np.float32),
+            faces=np.asarray(mesh["faces"], np.int64),
+            uvs=np.asarray(visual.uv, np.float32),
+            normals=(np.asarray(mesh["vertex_normals"], np.float64) @ rotation).astype(np.float32),
             texture=np.asarray(image.convert("RGB")),
         )
 

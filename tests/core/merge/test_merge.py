@@ -187,3 +187,36 @@ def test_words_that_name_only_colours_materials_or_finishes_keep_the_shape() -> 
         assert appearance_only(phrase), phrase
     for phrase in ("wearing a red hat", "as a big blue ball", "in blue with wings", ""):
         assert not appearance_only(phrase), phrase
+
+
+def test_a_reconstruction_handed_in_is_not_made_again_and_comes_back_in_both_frames(monkeypatch) -> None:
+    """An edited component that maps to no geometry: the whole object is lifted from the views. Where the
+    reconstruct stage already lifted these views, its GLB is taken as it is, and the files are the very ones
+    reconstructing them here would give."""
+    import dreamedit3d_core.merge.merge as merging
+    from dreamedit3d_core.ingest.glb import source_frame
+    from dreamedit3d_core.merge import MergeResult, edit_glbs
+    from dreamedit3d_core.reconstruct import ReconstructConfig, ReconstructedMesh, reconstruct_views
+    from tests.core.reconstruct.recon_scenes import Box, input_cameras, ray_cast, red_plus_x
+
+    views = ray_cast([Box((-0.5, -0.35, -0.4), (0.5, 0.35, 0.3))], input_cameras(), red_plus_x)
+    config = ReconstructConfig.model_validate({"grid_resolution": 48, "target_faces": 3000, "texture": {"size": 128}})
+    normalization = np.diag([0.025, 0.025, 0.025, 1.0])
+    normalization[:3, 3] = (0.1, -0.2, 0.3)  # the source file: 40 x bigger, off-centre
+    boxes = two_boxes(small_box(), (0.8, 0.1, 0.1))
+    source = IngestedAsset(boxes.parts, boxes.materials, "big", normalization)
+    result = MergeResult(source, [], maps_to_geometry=False, seconds=0.0)
+    made_here = edit_glbs(result, source, views.rgb, views.cameras, config)
+    stored = reconstruct_views(views.rgb, views.cameras, config).glb_bytes()  # the reconstruct stage's artifact
+
+    def reconstruct_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the views were reconstructed again")
+
+    monkeypatch.setattr(merging, "reconstruct_views", reconstruct_again)
+    normalised, in_source_frame = edit_glbs(result, source, views.rgb, views.cameras, config, reconstruction=stored)
+    assert normalised == stored and (normalised, in_source_frame) == made_here
+    mesh, moved = ReconstructedMesh.from_glb_bytes(stored), ReconstructedMesh.from_glb_bytes(in_source_frame)
+    placement = source_frame(normalization)
+    np.testing.assert_allclose(moved.vertices, mesh.vertices @ placement[:3, :3].T + placement[:3, 3], rtol=1e-6)
+    np.testing.assert_array_equal(moved.faces, mesh.faces)
+    np.testing.assert_array_equal(moved.texture, mesh.texture)

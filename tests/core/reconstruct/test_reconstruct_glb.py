@@ -65,6 +65,15 @@ def test_glb_round_trips_through_load_glb(sphere_mesh: ReconstructedMesh, tmp_pa
     np.testing.assert_array_equal(again.faces, sphere_mesh.faces)
     np.testing.assert_allclose(again.uvs, sphere_mesh.uvs, atol=1e-6)
     np.testing.assert_array_equal(again.texture, sphere_mesh.texture)
+    np.testing.assert_allclose(again.normals, sphere_mesh.normals, atol=1e-6)  # the file's, not recomputed
+
+
+def test_a_glb_read_back_writes_the_same_file(sphere_mesh: ReconstructedMesh, box_mesh: ReconstructedMesh) -> None:
+    """What `from_glb_bytes` reads is what was stored (its normals already unitized once), so it writes the
+    same file again: a stored reconstruction can stand in for making it again."""
+    for mesh in (sphere_mesh, box_mesh):
+        data = mesh.glb_bytes()
+        assert ReconstructedMesh.from_glb_bytes(data).glb_bytes(unitize_normals=False) == data
 
 
 def test_unlit_glb_declares_khr_materials_unlit(sphere_mesh: ReconstructedMesh, tmp_path: Path) -> None:
