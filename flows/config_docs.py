@@ -1,7 +1,7 @@
 """docs/configuration.md, the settings reference, written from the config classes themselves: every setting of
 `PipelineConfig` with its type, its default, what each preset makes of it, whether it is execution-only or
 per-asset, and what it does (the field's pydantic `description`, else the comment beside or directly above it in
-its class's source).
+its class's source); then every environment variable, from its declaration (dreamedit3d_core/environment.py).
 
     python -m flows.config_keys --record   # writes flows/config_keys.json and docs/configuration.md
 
@@ -26,6 +26,7 @@ from pydantic_core import PydanticUndefined
 
 from dreamedit3d_core.asset_settings import asset_paths
 from dreamedit3d_core.config import PipelineConfig, preset_names, preset_settings
+from dreamedit3d_core.environment import ENVIRONMENT, EnvironmentSetting
 from dreamedit3d_core.execution import execution_paths
 
 DOC_FILE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -54,10 +55,23 @@ A setting's value comes from these layers, each over the one before:
 `dreamedit3d config show [--preset P] [--config F]` prints the result. *Execution-only* settings (devices, threads,
 timeouts, limits) change how a stage runs, not what it makes: changing one recomputes nothing
 ([pipeline.md](pipeline.md#the-stage-catalog)). They are marked `execution_field(...)` on the config classes, and
-the per-asset ones `asset_field(...)`.
+the per-asset ones `asset_field(...)`. The `DREAMEDIT3D_*` environment variables are execution-only settings too:
+[the last section](#environment-variables).
 """
 
 HEADER = "| setting | type | default | presets | kind | description |\n| --- | --- | --- | --- | --- | --- |\n"
+
+ENVIRONMENT_INTRO = """\
+## Environment variables
+
+What each process (a command, a flow, a worker) reads from its environment, declared once with its type and default
+in `dreamedit3d_core/environment.py` and read through its `setting(name)`. Every one is *execution-only*: it says
+where data lives and how a stage runs, never what it computes, so none is part of an artifact key. Unset or empty, a
+variable takes its default; a value its type refuses is an error that names the variable.
+
+| variable | type | default | kind | description |
+| --- | --- | --- | --- | --- |
+"""
 
 
 def configuration_doc() -> str:
@@ -70,7 +84,23 @@ def configuration_doc() -> str:
     for name, field in PipelineConfig.model_fields.items():
         if _is_config(field.annotation):
             blocks += _tables(field.annotation, _field_default(PipelineConfig, name), f"{name}.", 2, marks, presets)
+    blocks.append(ENVIRONMENT_INTRO + "".join(_environment_row(declared) for declared in ENVIRONMENT))
     return "\n".join(blocks)
+
+
+def _environment_row(declared: EnvironmentSetting) -> str:
+    """An environment variable's row: its default as one would write it in the environment, `unset` for none."""
+    default = declared.default
+    if default is None:
+        shown = "unset"
+    elif isinstance(default, bool):
+        shown = _code("true" if default else "false")
+    else:
+        shown = _code(f"{default:g}" if isinstance(default, float) else str(default))
+    description = declared.description + (f" At least {declared.minimum:g}." if declared.minimum is not None else "")
+    kind = "execution-only" if declared.execution_only else ""
+    cells = [_code(declared.name), _code(declared.type.__name__), shown, kind, _prose(description)]
+    return "| " + " | ".join(cells) + " |\n"
 
 
 class _Marks:

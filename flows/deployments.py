@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from dreamedit3d_core.environment import setting
 from storage import ArtifactStore
 from tasks import interruption
 from tasks.catalog import all_stages, find_stage
@@ -50,7 +51,7 @@ def remote_pools() -> list[str]:
 
 def remote_attempts() -> int:
     """How many runs a GPU stage gets when its workers are lost (`DREAMEDIT3D_REMOTE_ATTEMPTS`, 3)."""
-    return max(1, int(os.environ.get(ATTEMPTS_ENV, "3")))
+    return max(1, setting(ATTEMPTS_ENV))
 
 
 def run_stage_remotely(stage: Stage, call: StageCall) -> StageRef:
@@ -192,6 +193,6 @@ def run_stage_flow(stage: str, call: dict[str, Any]) -> StageRef:
         stage,
         socket.gethostname(),
         os.getpid(),
-        os.environ.get(WORKER_ENV, "-"),
+        setting(WORKER_ENV),
     )
     return run_task(declared, StageCall.model_validate(call))

@@ -39,6 +39,7 @@ from prefect.runtime import task_run as runtime_task_run
 from prefect.states import Failed, State
 
 from dreamedit3d_core.config import PipelineConfig, pipeline_config
+from dreamedit3d_core.environment import setting
 from flows.batch_index import html_index
 from flows.batch_models import AssetOutcome, BatchFailed, BatchSummary, batch_summary
 from flows.batch_table import summary_table
@@ -204,7 +205,7 @@ def edit_library(
     logger.info(
         "%d assets from %s, %d at a time, store %s; host %s, pid %s, worker %s",
         *(len(entries), manifest, max_concurrency, store),
-        *(socket.gethostname(), os.getpid(), os.environ.get(WORKER_ENV, "-")),
+        *(socket.gethostname(), os.getpid(), setting(WORKER_ENV)),
     )
     progress = create_progress_artifact(0.0, description=f"assets done of {len(entries)} in {Path(manifest).name}")
     expected = _expected_seconds(entries, store, base, seed)

@@ -28,6 +28,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from dreamedit3d_core.environment import setting
+
 STARTUP_TIMEOUT_S = 180.0
 
 
@@ -104,7 +106,7 @@ LOOPBACK = "127.0.0.1"
 def ensure_server() -> str | None:
     """The API URL commands should use, starting the background server when none is running; None when
     `PREFECT_API_URL` is set or the temporary per-command server was asked for."""
-    if os.environ.get("PREFECT_API_URL") or os.environ.get("DREAMEDIT3D_SERVER") == "temporary":
+    if os.environ.get("PREFECT_API_URL") or setting("DREAMEDIT3D_SERVER") == "temporary":
         return None
     return start_server()["url"]
 

@@ -46,6 +46,7 @@ from urllib.parse import urlparse
 import filelock
 import fsspec
 
+from dreamedit3d_core.environment import setting
 from dreamedit3d_core.ingest import source_files
 from dreamedit3d_core.ingest.limits import IngestLimits
 from storage import default_cache_dir
@@ -93,7 +94,7 @@ def checked_protocol(url: str, allow_http: bool = False) -> str:
     """The protocol of a remote library's URL, when a remote library may use it (RemoteSourceError otherwise):
     one of `REMOTE_PROTOCOLS`, or http(s) when `allow_http` or DREAMEDIT3D_ALLOW_HTTP_SOURCES=1 allows it.
     Chained URLs (`simplecache::s3://...`) are refused whatever their links."""
-    allow_http = allow_http or os.environ.get(ALLOW_HTTP_ENV, "").strip().lower() in ("1", "true", "yes")
+    allow_http = allow_http or setting(ALLOW_HTTP_ENV)
     allowed = REMOTE_PROTOCOLS + (HTTP_PROTOCOLS if allow_http else ())
     listed = ", ".join(allowed)
     if "::" in url:

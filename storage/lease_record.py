@@ -16,16 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dreamedit3d_core.environment import declaration, setting
+
 LEASE_ENV = "DREAMEDIT3D_LOCK_LEASE_S"
-DEFAULT_LEASE_S = 60.0
+DEFAULT_LEASE_S: float = declaration(LEASE_ENV).default
 
 
 def lease_seconds() -> float:
     """How long a lock outlives its holder's last heartbeat (`DREAMEDIT3D_LOCK_LEASE_S`, 60 s by default)."""
-    value = float(os.environ.get(LEASE_ENV, DEFAULT_LEASE_S))
-    if value < 2:
-        raise ValueError(f"{LEASE_ENV} must be at least 2 seconds, got {value}")
-    return value
+    return setting(LEASE_ENV)  # at least 2 s (its declaration's minimum)
 
 
 class LeaseLost(RuntimeError):

@@ -17,6 +17,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from dreamedit3d_core.environment import setting
 from storage import scratch
 from storage.artifact import Artifact
 from storage.commit import FOLDER, LEGACY_FOLDER, StoreError, parse_commit
@@ -32,7 +33,7 @@ from storage.writer import ArtifactWriter
 
 def default_cache_dir() -> pathlib.Path:
     """This machine's cache for remote data: $DREAMEDIT3D_CACHE, or ~/.cache/dreamedit3d."""
-    return pathlib.Path(os.environ.get("DREAMEDIT3D_CACHE") or "~/.cache/dreamedit3d").expanduser()
+    return pathlib.Path(setting("DREAMEDIT3D_CACHE")).expanduser()
 
 
 _LAYOUT_CURRENT: set[str] = set()  # roots whose layout this process has checked (ArtifactStore.upgrade_layout)

@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import os
 import pathlib
 import posixpath
 import shutil
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import filelock
 import fsspec
 
+from dreamedit3d_core.environment import setting
 from storage.commit import FOLDER, StoreError
 from storage.keys import NAME_PATTERN
 
@@ -149,7 +149,7 @@ def orphan_attempts(store: ArtifactStore, referenced: set[tuple[str, str]]) -> I
 def write_lease_s() -> float:
     """How long an uncommitted attempt on a remote root counts as another machine's write in progress, after
     its newest file was written (`DREAMEDIT3D_WRITE_LEASE_S`, 1 hour by default)."""
-    return float(os.environ.get("DREAMEDIT3D_WRITE_LEASE_S", "3600"))
+    return setting("DREAMEDIT3D_WRITE_LEASE_S")
 
 
 def _written_within_lease(store: ArtifactStore, path: str) -> bool:

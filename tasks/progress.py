@@ -9,7 +9,6 @@ the Prefect run's log when the loop runs inside a flow run. stdout stays for --j
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,9 +16,11 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+from dreamedit3d_core.environment import setting
+
 
 def every_seconds() -> float:
-    return float(os.environ.get("DREAMEDIT3D_PROGRESS_EVERY_S", "10"))
+    return setting("DREAMEDIT3D_PROGRESS_EVERY_S")
 
 
 def duration(seconds: float) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import psutil
 
+from dreamedit3d_core.environment import setting
 from dreamedit3d_core.mvdiffusion import EditConfig
 from storage import Artifact, ArtifactStore, ArtifactWriter, LedgerRecord
 from tasks.artifacts import Noun
@@ -236,7 +237,7 @@ class ScratchSync:
 
     def __init__(self, store: ArtifactStore, key: str, enabled: bool, interval: float | None = None) -> None:
         self.store, self.key, self.enabled = store, key, enabled
-        self.interval = interval if interval is not None else float(os.environ.get("DREAMEDIT3D_CHECKPOINT_SYNC_S", "10"))
+        self.interval = interval if interval is not None else setting("DREAMEDIT3D_CHECKPOINT_SYNC_S")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 

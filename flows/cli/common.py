@@ -10,9 +10,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-DEFAULT_STORE = "./dreamedit3d-store"
+from dreamedit3d_core.environment import declaration
+
+STORE_ENV = "DREAMEDIT3D_STORE"  # read by typer itself (`envvar`), by its declared name, for its declared default
+DEFAULT_STORE: str = declaration(STORE_ENV).default
 StoreOption = Annotated[
-    str, typer.Option("--store", envvar="DREAMEDIT3D_STORE", help="Artifact store: a folder or an fsspec URL.")
+    str, typer.Option("--store", envvar=STORE_ENV, help="Artifact store: a folder or an fsspec URL.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 PresetOption = Annotated[

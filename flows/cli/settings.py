@@ -15,14 +15,14 @@ checked by flows/cli/world.py. `convert-mvdream --config` is MVDream's model fil
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from flows.cli.common import UserError
+from dreamedit3d_core.environment import is_set, setting
+from flows.cli.common import STORE_ENV, UserError
 from flows.config_keys import recorded_tree, unknown_name, unknown_setting
 from flows.text import one_line, read_yaml_file
 
@@ -44,15 +44,15 @@ def _unknown_preset(name: Any) -> str:
 def default_preset() -> str:
     """The preset of a command that names none: $DREAMEDIT3D_PRESET; else `mvdream` when $DREAMEDIT3D_MVDREAM
     names a converted MVDream folder; else `world` (the shipped small model: real edits of coloured parts)."""
-    named = os.environ.get(PRESET_ENV)
+    named = setting(PRESET_ENV)
     if named:
         return named
-    return "mvdream" if os.environ.get(MVDREAM_ENV) else "world"
+    return "mvdream" if setting(MVDREAM_ENV) else "world"
 
 
 def preset_overrides(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """`mvdream` without a model path takes $DREAMEDIT3D_MVDREAM's folder."""
-    folder = os.environ.get(MVDREAM_ENV)
+    folder = setting(MVDREAM_ENV)
     named = overrides.get("preset", preset)
     if named == "mvdream" and folder and not (overrides.get("model") or {}).get("path"):
         return {**overrides, "model": {**(overrides.get("model") or {}), "path": folder}}
@@ -128,12 +128,12 @@ def check_arguments(argv: list[str]) -> Given:
     preset = _option(argv, "--preset")
     if preset is not None and preset not in preset_names():
         raise UserError(_unknown_preset(preset))
-    named = os.environ.get(PRESET_ENV)
+    named = setting(PRESET_ENV)
     if preset is None and named and named not in preset_names():
         raise UserError(f"{PRESET_ENV}={named}: {_unknown_preset(named)}")
     config = _option(argv, "--config") if command != "convert-mvdream" else None
     checked = Given() if config is None else Given(config, read_checked(Path(config), pipeline))
-    store = _option(argv, "--store") or os.environ.get("DREAMEDIT3D_STORE")
+    store = _option(argv, "--store") or (setting(STORE_ENV) if is_set(STORE_ENV) else None)
     if store is not None and "://" not in store:
         for folder in (Path(store), *Path(store).parents):
             if folder.exists():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dreamedit3d_core.config import PipelineConfig, pipeline_config
+from dreamedit3d_core.environment import ENVIRONMENT
 from flows.config_docs import DOC_FILE, configuration_doc, recorded_doc
 from flows.config_keys import key_tree, recorded_tree
 from tests.helpers import PROJECT_ROOT, RunCli
@@ -88,7 +89,7 @@ def test_the_recorded_setting_names_match_the_config_classes() -> None:
 def test_the_settings_reference_is_what_the_config_classes_write_now() -> None:
     """docs/configuration.md: every setting once, with its marks, defaults, presets and comment."""
     assert recorded_doc() == configuration_doc(), f"{DOC_FILE} is stale: run `python -m flows.config_keys --record`"
-    doc = recorded_doc()
+    doc, environment = recorded_doc().split("\n## Environment variables\n")
     lines = [line for line in doc.splitlines() if line.startswith("| `")]
     rows = {line.split(" | ")[0].strip("| `"): line for line in lines}
     assert len(rows) == len(lines) and sorted(rows) == sorted(_dotted(key_tree(PipelineConfig)))  # each setting once
@@ -97,6 +98,10 @@ def test_the_settings_reference_is_what_the_config_classes_write_now() -> None:
     assert "| `256` | tiny: `64`; world: `64` |" in rows["render.image_size"]  # mvdream keeps the default
     assert "initializer for components whose word the tokenizer does not know" in rows["invert.class_word"]
     assert "[presets.md](presets.md)" in doc and "(configuration.md)" in (DOC_FILE.parent / "README.md").read_text()
+    variables = {line.split(" | ")[0].strip("| `"): line for line in environment.splitlines() if line.startswith("| `")}
+    assert list(variables) == [declared.name for declared in ENVIRONMENT]  # every one, from its declaration
+    assert "| `float` | `60` | execution-only |" in variables["DREAMEDIT3D_LOCK_LEASE_S"]
+    assert "| `str` | unset | execution-only |" in variables["DREAMEDIT3D_PRESET"]
 
 
 def _dotted(tree: dict, prefix: str = "") -> list[str]:

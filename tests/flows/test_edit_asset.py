@@ -55,7 +55,7 @@ def test_an_unknown_stage_is_refused_before_any_work(chair: Path, tmp_path: Path
 
 def test_a_local_edit_reads_the_component_masks_and_keeps_its_region(chair: Path, tmp_path: Path) -> None:
     """sample.local_edit: the sample stage depends on the masks, and stores where the edit was allowed."""
-    from tests.flows.fast_settings import FAST
+    from tests.helpers import FAST
 
     store = f"memory://local-{tmp_path.name}"
     config = pipeline_config("tiny", {**FAST, "sample": {"steps": 2, "local_edit": True, "local_edit_grow": 0}})
@@ -73,7 +73,7 @@ def test_a_regional_edit_with_the_source_outside_uses_each_parts_words_and_the_r
     """Regional prompts, the source as the known region and the personalisation departures, end to end: the
     components are named by colour, the tokens trained beside those words, and the sample stage reads the
     renders and each edited part's own words."""
-    from tests.flows.fast_settings import FAST
+    from tests.helpers import FAST
 
     store = f"memory://regional-{tmp_path.name}"
     departures = {
@@ -106,7 +106,7 @@ def test_changing_execution_only_settings_and_editing_again_computes_nothing(
     chair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tasks import stage as stage_module
-    from tests.flows.fast_settings import FAST
+    from tests.helpers import FAST
 
     planned: Counter[str] = Counter()  # each stage call is planned once, whoever asks for its key
     plan = stage_module.plan
@@ -192,7 +192,7 @@ def test_a_real_multi_part_asset_keeps_its_other_parts_bit_for_bit(shared_assets
     import subprocess
     import sys
 
-    from tests.flows.fast_settings import FAST
+    from tests.helpers import FAST
 
     store = f"memory://real-{tmp_path.name}"
     prompt = f"a photo of {edit} in gold"
@@ -227,3 +227,30 @@ def test_a_real_multi_part_asset_keeps_its_other_parts_bit_for_bit(shared_assets
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # where a crashing exit leaves Blender's session folder
     blender = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert json.loads(blender.stdout.strip().splitlines()[-1]) == sorted(source), blender.stdout[-2000:] + blender.stderr[-2000:]
+
+
+def test_without_personalisation_the_edit_skips_invert_and_finetune_and_plan_agrees(chair: Path, tmp_path: Path) -> None:
+    """`personalize: false`: the sample stage draws each edited part with its initializer word on the base model
+    (the source's renders elsewhere); plan and edit walk the same stages, and the report has no attention rows."""
+    from flows.planning import plan_asset
+    from tests.helpers import FAST
+
+    store = f"memory://unpersonalised-{tmp_path.name}"
+    words = {"local_edit": True, "regional_prompts": True, "region_words": "initializer", "known_region": "source"}
+    config = pipeline_config("tiny", merge(FAST, {"personalize": False, "sample": words}))
+    edit = "a photo of <asset0> in red"
+    planned = plan_asset(str(chair), [edit], store, config)
+    assert [p.stage for p in planned] == ["ingest", "render", "mask", "sample", "merge", "evaluate"]
+    result = edit_asset(asset_path=str(chair), edits=[edit], store=store, config=config)
+    assert [ref.stage for ref in result.stages] == [p.stage for p in planned]
+    refs = {ref.stage: ref for ref in result.stages}
+    catalog = ArtifactStore(store)
+    assert catalog.get(refs["sample"].key).metadata["result"]["model"] == "base"
+    metrics = catalog.get(refs["evaluate"].key).table("metrics").to_pylist()[0]
+    assert not any("isolation" in name for name in metrics)  # no personalisation phase to measure
+    assert all(p.status == "cached" for p in plan_asset(str(chair), [edit], store, config))
+    # turned on, the same edit personalises first; the asset's first stages are shared
+    personalised = edit_asset(asset_path=str(chair), edits=[edit], store=store, config=config.model_copy(update={"personalize": True}))
+    assert [(ref.stage, ref.status) for ref in personalised.stages][:5] == [
+        ("ingest", "cached"), ("render", "cached"), ("mask", "cached"), ("invert", "computed"), ("finetune", "computed")
+    ]

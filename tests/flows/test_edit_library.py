@@ -32,8 +32,7 @@ from flows.edit_library import TABLE_ARTIFACT_KEY, BatchFailed, batch_summary, e
 from storage import ArtifactStore
 from tasks.catalog import EDIT
 from tasks.stage import StageCall
-from tests.flows.fast_settings import FAST
-from tests.helpers import CLI, PROJECT_ROOT, RunCli
+from tests.helpers import CLI, FAST, FAST_CONFIG, PROJECT_ROOT, RunCli
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
 
@@ -73,7 +72,6 @@ def library(tmp_path_factory: pytest.TempPathFactory, shared_assets: Path, chair
         {"asset": "empty.obj", "edits": ["a photo of <asset0> in red"]},
     ]
     (folder / "manifest.yaml").write_text(yaml.safe_dump(rows))
-    (folder / "fast.yaml").write_text(yaml.safe_dump(FAST))
     return folder
 
 
@@ -297,7 +295,7 @@ def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
     _, store = first_batch
     out = tmp_path / "results"
     result = cli(
-        "batch", str(library / "manifest.yaml"), "--store", store, "--config", str(library / "fast.yaml"), "--json",
+        "batch", str(library / "manifest.yaml"), "--store", store, "--config", str(FAST_CONFIG), "--json",
         "--out", str(out), "--fail-on-unapplied", check=False, timeout=BATCH,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr  # an asset failed: that comes before "not applied" (3)
@@ -361,7 +359,7 @@ def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resu
     manifest = tmp_path / "three.yaml"
     manifest.write_text(yaml.safe_dump(rows))
     store = tmp_path / "store"
-    args = ["batch", str(manifest), "--store", str(store), "--preset", "tiny", "--config", str(library / "fast.yaml"), "--json"]
+    args = ["batch", str(manifest), "--store", str(store), "--preset", "tiny", "--config", str(FAST_CONFIG), "--json"]
     process = subprocess.Popen(
         [*CLI, *args], cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,  # its own session: every process of the batch is found by it
@@ -419,7 +417,7 @@ def test_two_batches_at_once_on_one_store_compute_each_stage_once(library: Path,
         )
     )
     store = str(tmp_path / "store")
-    args = [*CLI, "batch", str(manifest), "--store", store, "--config", str(library / "fast.yaml"), "--json"]
+    args = [*CLI, "batch", str(manifest), "--store", store, "--config", str(FAST_CONFIG), "--json"]
     processes = [
         subprocess.Popen(
             args, cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

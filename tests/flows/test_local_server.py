@@ -11,10 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from tests.flows.fast_settings import FAST
-from tests.helpers import RunCli
+from tests.helpers import FAST_CONFIG, RunCli
 
 
 @pytest.fixture
@@ -72,9 +70,8 @@ def test_the_first_command_starts_the_server_and_the_next_ones_reuse_it(
         assert json.loads(run("server", "status", "--json").stdout)["pid"] == server["pid"]  # the same one
 
         # Prefect's UI works at the server's own address and lists an edit's run by its asset and edit
-        (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST))
         edit = run("edit", asset, "--edit", "a photo of <asset0> in red", "--preset", "tiny",
-                   "--config", str(tmp_path / "fast.yaml"), "--store", store, "--verbose")  # fmt: skip
+                   "--config", str(FAST_CONFIG), "--store", store, "--verbose")  # fmt: skip
         assert edit.returncode == 0, edit.stderr
         assert f"View at {server['ui']}/runs/flow-run/" in edit.stderr  # --verbose: the run's UI link
         assert "UI: " + server["ui"] in run("server", "status").stdout

@@ -14,8 +14,7 @@ import yaml
 from flows.text import printable
 from flows.local_server import is_our_server
 from tasks.ingest import asset_id_for
-from tests.flows.fast_settings import FAST
-from tests.helpers import RunCli
+from tests.helpers import FAST_CONFIG, RunCli
 
 
 def test_asset_ids_are_ascii_slugs_of_any_file_name() -> None:
@@ -27,8 +26,7 @@ def test_asset_ids_are_ascii_slugs_of_any_file_name() -> None:
 
 @pytest.mark.usefixtures("prefect_api_url")
 def test_files_named_with_accents_cjk_and_spaces_edit_end_to_end(cli: RunCli, shared_assets: Path, tmp_path: Path) -> None:
-    config = tmp_path / "fast.yaml"
-    config.write_text(yaml.safe_dump(FAST))
+    config = FAST_CONFIG
     store = str(tmp_path / "store")
     for name in ("café.obj", "椅子 二.obj"):
         asset = tmp_path / name

@@ -32,8 +32,7 @@ import yaml
 
 from storage import ArtifactStore
 from tasks.catalog import EDIT
-from tests.flows.fast_settings import FAST
-from tests.helpers import CLI, PROJECT_ROOT
+from tests.helpers import CLI, FAST, FAST_CONFIG, PROJECT_ROOT
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -299,7 +298,7 @@ def test_a_distributed_batch_runs_cpu_stages_on_the_cpu_pool_and_gpu_stages_on_t
             "--store",
             store,
             "--config",
-            str(_fast_yaml(tmp_path)),
+            str(FAST_CONFIG),
             "--json",
         ],
         cwd=PROJECT_ROOT,

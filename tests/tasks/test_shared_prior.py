@@ -15,7 +15,7 @@ from storage import ArtifactStore
 from tasks.artifacts import CAMERAS
 from tasks.catalog import EDIT
 from tasks.running import SHARED_ASSET, run_stage
-from tests.flows.fast_settings import FAST
+from tests.helpers import FAST
 
 PRIOR = {"prior_preservation": True, "prior_images": 2, "prior_sample_steps": 2}
 CONFIG = pipeline_config("tiny", {**FAST, "finetune": {**FAST["finetune"], **PRIOR}})

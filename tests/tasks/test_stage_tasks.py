@@ -19,7 +19,7 @@ from tasks import artifacts as a
 from tasks.catalog import EDIT
 from tasks.prefect_task import prefect_task
 from tasks.stage import StageRef
-from tests.flows.fast_settings import FAST
+from tests.helpers import FAST
 
 PROMPT = "a photo of <asset0> in red"
 
@@ -75,7 +75,7 @@ def test_sample_reconstruct_and_evaluate_give_the_edit(stages: tuple[str, dict[s
     store, refs = stages
     views = load(store, refs, a.VIEWS)
     assert views.prompt == PROMPT and views.seed == 0 and views.views.shape == (1, 4, 64, 64, 3)
-    assert refs["sample"].metadata == {"prompt": PROMPT, "samples": 1, "views": 4}
+    assert refs["sample"].metadata == {"prompt": PROMPT, "samples": 1, "views": 4, "model": "personalised"}
     assert Path(load(store, refs, a.MESH)).read_bytes()[:4] == b"glTF"
     metrics = load(store, refs, a.METRICS)
     assert metrics["prompt"] == [PROMPT] and metrics["asset_id"] == [refs["ingest"].asset_id]

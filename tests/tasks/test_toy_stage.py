@@ -15,7 +15,7 @@ from dreamedit3d_core.config import pipeline_config
 from tasks import artifacts as a
 from tasks.catalog import EDIT
 from tasks.stage import Deferred, Stage
-from tests.flows.fast_settings import FAST
+from tests.helpers import FAST
 from tests.tasks.toy_upscale import UPSCALED
 
 pytestmark = pytest.mark.usefixtures("prefect_api_url")
