@@ -6,7 +6,7 @@ A stage package lists its public names by submodule:
 
 `from dreamedit3d_core.render import RenderConfig` then imports `dreamedit3d_core.render.config` only, and
 `render_views` imports `dreamedit3d_core.render.render` the first time it is asked for. The mapping must be a
-literal: `tasks/code_versions.py` reads it to follow a name to the module that defines it.
+literal: `tasks/source_digests.py` reads it to follow a name to the module that defines it.
 """
 
 from __future__ import annotations
