@@ -40,7 +40,7 @@ STAGES = ("ingest", "render", "mask", "invert", "finetune", "prior", "sample", "
 def write_library(folder: Path, objects: int, edits: int, extra_edit: bool = False) -> Path:
     """GLBs of the first `objects` test-half objects and a manifest with `edits` prompts each (one more with
     `extra_edit`: its last part in a colour none of its prompts names)."""
-    from bench_world_edits import benchmark_objects, read_split
+    from world_edit_objects import benchmark_objects, read_split
 
     from dreamedit3d_core.world import write_world_asset
     from dreamedit3d_core.world.edits import benchmark_edits

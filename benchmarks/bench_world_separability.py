@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_world_edits as edits  # noqa: E402
+from world_edit_objects import benchmark_objects, read_split  # noqa: E402
+from world_edit_rows import PERSONALISATIONS, Row  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "world_separability.md"
 EMPTY = 12  # a pixel within this of white in every channel is empty ground
@@ -47,7 +49,7 @@ def separability(job: edits.Job, personalisation: str) -> dict[str, Any]:
     from storage import ArtifactStore
     from tasks.artifacts import CAMERAS, COMPONENTS, FINETUNED_MODEL, MASKS
 
-    row = edits.Row(personalisation, personalisation, "free")
+    row = Row(personalisation, personalisation, "free")
     config = edits.row_config(row, job.model)
     glb = write_world_asset(job.obj, Path(job.work) / "objects" / f"object_{job.index:03d}.glb")
     store = str(Path(job.work) / "store")
@@ -102,7 +104,7 @@ def run(job: edits.Job) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     out = []
     for personalisation in job.rows:
-        row = edits.Row(personalisation, personalisation, "free")
+        row = Row(personalisation, personalisation, "free")
         digest = edits.row_digest(row, edits.row_config(row, job.model), 1)
         cache = Path(job.work) / "separability" / f"{personalisation}-{digest}" / f"{job.index:03d}.json"
         if cache.is_file():
@@ -141,13 +143,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--half", choices=("tuning", "test"), default="test")
     parser.add_argument("--objects", type=int, default=None)
-    parser.add_argument("--personalisations", nargs="+", default=["paper", "personalised"], choices=[p for p in edits.PERSONALISATIONS if p not in ("none", "preset")])
+    parser.add_argument("--personalisations", nargs="+", default=["paper", "personalised"], choices=[p for p in PERSONALISATIONS if p not in ("none", "preset")])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--work", default="world-edits-bench", help="the store of bench_world_edits.py (shared)")
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
-    split = edits.read_split()
-    objects = dict(edits.benchmark_objects())
+    split = read_split()
+    objects = dict(benchmark_objects())
     jobs = [edits.Job(i, objects[i], args.personalisations, str(Path(args.work).resolve()), {p: 1 for p in args.personalisations}, args.model) for i in split[args.half][: args.objects]]
     started = time.perf_counter()
     results = edits.run_jobs(run, jobs, args.workers)

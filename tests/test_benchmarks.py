@@ -15,10 +15,10 @@ sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
 
 def test_the_split_is_written_down_and_the_halves_never_share_an_object() -> None:
-    import bench_world_edits
+    import world_edit_objects
 
-    written = json.loads(bench_world_edits.SPLIT_FILE.read_text())
-    assert written == bench_world_edits.compute_split(), "the objects drawn no longer match the written-down split"
+    written = json.loads(world_edit_objects.SPLIT_FILE.read_text())
+    assert written == world_edit_objects.compute_split(), "the objects drawn no longer match the written-down split"
     tuning, test, textured = set(written["tuning"]), set(written["test"]), set(written["textured"])
     assert len(tuning) == 12 and len(test) == 32 and len(textured) == 4
     assert not tuning & test and not (tuning | test) & textured
