@@ -22,6 +22,9 @@ from dreamedit3d_core.render.config import RenderConfig
 from dreamedit3d_core.render.renders import Renders
 
 SCENE_SCRIPT = Path(__file__).with_name("blender_scene.py")
+# the modules the scene script imports from its own folder (plain imports, the folder on sys.path), named here as
+# files so that the render stage's code version (tasks/code_versions.py) covers them as it covers the script
+SCENE_MODULES = tuple(Path(__file__).with_name(name) for name in ("blender_build.py", "blender_exr.py"))
 # the camera Blender reports must reproduce the CameraSet to this precision
 _CAM2WORLD_TOLERANCE = 1e-5
 _K_TOLERANCE_PX = 1e-3

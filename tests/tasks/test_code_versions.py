@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,12 @@ def test_comments_docstrings_and_layout_do_not_count() -> None:
 def test_a_stage_depends_on_the_modules_it_reaches_and_the_scripts_it_runs() -> None:
     render = stage_sources("tasks.render")
     assert "dreamedit3d_core/render/blender_scene.py" in render  # run by Blender in a subprocess, found by its name
+    # and the modules it imports from its own folder (plain imports, which the closure does not follow)
+    folder = PROJECT_ROOT / "dreamedit3d_core" / "render"
+    script = ast.parse((folder / "blender_scene.py").read_text())
+    siblings = {n.module for n in ast.walk(script) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    siblings = {name for name in siblings if (folder / f"{name}.py").is_file()}
+    assert siblings and all(f"dreamedit3d_core/render/{name}.py" in render for name in siblings), siblings
     assert "tasks/render.py" in render and "tasks/artifacts.py" not in render  # the nouns have records of their own
     assert not any(path.startswith("dreamedit3d_core/mvdiffusion/") for path in render)  # unrelated code
     assert not any(path in render for path in ("tasks/stage.py", "tasks/running.py", "tasks/catalog.py"))  # plumbing
