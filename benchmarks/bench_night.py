@@ -7,7 +7,7 @@ never used to tune anything), each written as a GLB with `--edits` of its benchm
 two parts recoloured) in a YAML manifest. For each concurrency, from an empty store, the command line runs the
 batch on the shared local Prefect server (`dreamedit3d batch MANIFEST --preset P --max-concurrency C`), then:
 - the same batch again (every stage cached: what a re-run after a crash costs),
-- the same library with one new edit per asset (the personalisation is reused: only the edit's stages run).
+- the same library with one new edit per asset (the asset's own stages are reused: only the edit's stages run).
 Measured per run: wall time, assets per hour, the ledger's compute seconds (each stage's own work: reading
 inputs, the core, writing) and what is left of `wall x concurrency` (orchestration: Prefect, the store,
 process start-up, waiting), per stage the compute seconds per asset, and the share of assets whose edits were

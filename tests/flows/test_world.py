@@ -115,10 +115,10 @@ def test_the_demo_recolours_only_the_named_part(cli: RunCli, tmp_path: Path) -> 
     evaluate = ArtifactStore(store).get(result["stages"][-1]["key"])
     metrics = evaluate.table("metrics").to_pylist()[0]
     share = {(r["token"], r["colour"]): r for r in evaluate.table("component_colours").to_pylist() if r["output"] == "mesh"}
-    assert metrics["edited_colour_share_before"] == 0.0 and metrics["edited_colour_share"] > 0.7  # measured 0.98
+    assert metrics["edited_colour_share_before"] == 0.0 and metrics["edited_colour_share"] > 0.7  # measured 0.92
     assert share[("<asset1>", "purple")]["result_share"] > 0.7
-    assert share[("<asset0>", "orange")]["result_share"] > 0.85  # the cone keeps its colour (measured 0.94)
-    # the cone on Blender renders of the result against the source's (measured 26.0 dB): its mesh and material
+    assert share[("<asset0>", "orange")]["result_share"] > 0.85  # the cone keeps its colour (measured 0.93)
+    # the cone on Blender renders of the result against the source's (measured 27.0 dB): its mesh and material
     # are the source's (below), what differs is Cycles' noise at the preset's 8 samples once the cube beside it
     # changed colour, and the light the purple cube throws on it
     assert metrics["preserved_psnr"] > 22
