@@ -11,33 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
+
+from dreamedit3d_core.execution import has_mark, marked_field, marked_paths
 
 _MARK = "per_asset"
 
 
 def asset_field(default: Any = ..., **kwargs: Any) -> Any:
     """A pydantic `Field` marked per-asset: a manifest row's overrides may set it."""
-    if "default_factory" in kwargs:
-        return Field(json_schema_extra={_MARK: True}, **kwargs)
-    return Field(default, json_schema_extra={_MARK: True}, **kwargs)
+    return marked_field(_MARK, default, **kwargs)
 
 
 def is_per_asset(model: type[BaseModel], name: str) -> bool:
-    extra = model.model_fields[name].json_schema_extra
-    return isinstance(extra, dict) and bool(extra.get(_MARK))
+    return has_mark(model, name, _MARK)
 
 
 def asset_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     """Dotted names of every per-asset field of `model` and of the config classes nested in it, in declared order
     (a marked config class or mapping covers everything under it)."""
-    found = []
-    for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
-        if is_per_asset(model, name):
-            found.append(path)
-            continue
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found += asset_paths(annotation, f"{path}.")
-    return found
+    return marked_paths(model, _MARK, prefix)

@@ -15,16 +15,40 @@ from pydantic import BaseModel, Field, TypeAdapter
 _MARK = "execution_only"
 
 
+def marked_field(mark: str, default: Any = ..., **kwargs: Any) -> Any:
+    """A pydantic `Field` carrying `mark` (execution-only here; per-asset in asset_settings.py)."""
+    if "default_factory" in kwargs:
+        return Field(json_schema_extra={mark: True}, **kwargs)
+    return Field(default, json_schema_extra={mark: True}, **kwargs)
+
+
+def has_mark(model: type[BaseModel], name: str, mark: str) -> bool:
+    extra = model.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get(mark))
+
+
+def marked_paths(model: type[BaseModel], mark: str, prefix: str = "") -> list[str]:
+    """Dotted names of every field of `model` carrying `mark`, and of the config classes nested in it, in declared
+    order (a marked config class covers everything under it)."""
+    found = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if has_mark(model, name, mark):
+            found.append(path)
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += marked_paths(annotation, mark, f"{path}.")
+    return found
+
+
 def execution_field(default: Any = ..., **kwargs: Any) -> Any:
     """A pydantic `Field` marked execution-only: left out of artifact keys."""
-    if "default_factory" in kwargs:
-        return Field(json_schema_extra={_MARK: True}, **kwargs)
-    return Field(default, json_schema_extra={_MARK: True}, **kwargs)
+    return marked_field(_MARK, default, **kwargs)
 
 
 def is_execution_only(model: type[BaseModel], name: str) -> bool:
-    extra = model.model_fields[name].json_schema_extra
-    return isinstance(extra, dict) and bool(extra.get(_MARK))
+    return has_mark(model, name, _MARK)
 
 
 def key_settings(value: Any) -> Any:
@@ -56,13 +80,4 @@ def _json(value: Any) -> Any:
 
 def execution_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     """Dotted names of every execution-only field of `model` and of the config classes nested in it."""
-    found = []
-    for name, field in model.model_fields.items():
-        path = f"{prefix}{name}"
-        if is_execution_only(model, name):
-            found.append(path)
-            continue
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found += execution_paths(annotation, f"{path}.")
-    return found
+    return marked_paths(model, _MARK, prefix)
