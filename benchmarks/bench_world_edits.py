@@ -141,7 +141,7 @@ def run_object(job: Job) -> list[dict[str, Any]]:
 
     torch.set_num_threads(1)
     from dreamedit3d_core.world import canonical_caption, world_asset, write_world_asset
-    from dreamedit3d_core.world.edits import benchmark_edits, truth_asset
+    from dreamedit3d_core.world.edits import benchmark_edits
 
     work = Path(job.work)
     glb = write_world_asset(job.obj, work / "objects" / f"object_{job.index:03d}.glb")
