@@ -11,7 +11,9 @@ batch on the shared local Prefect server (`dreamedit3d batch MANIFEST --preset P
 Measured per run: wall time, assets per hour, the ledger's compute seconds (each stage's own work: reading
 inputs, the core, writing) and what is left of `wall x concurrency` (orchestration: Prefect, the store,
 process start-up, waiting), per stage the compute seconds per asset, and the share of assets whose edits were
-applied. Prints a table and writes it to benchmarks/results/night.md (--results to change).
+applied. The local server is started (`dreamedit3d server start`) before the first run and its start-up reported
+on its own: a night starts it once, whatever the number of batches. Prints a table and writes it to
+benchmarks/results/night.md (--results to change).
 """
 
 from __future__ import annotations
@@ -74,6 +76,16 @@ def run_batch(manifest: Path, store: Path, preset: str, concurrency: int, out: P
     return {"wall_s": wall, "summary": json.loads(result.stdout)}
 
 
+def start_server() -> str:
+    """The shared local server up before any run is timed: how long that took, or that it was running."""
+    status = subprocess.run([*CLI, "server", "status", "--json"], capture_output=True, text=True, timeout=60)
+    if status.returncode == 0 and json.loads(status.stdout or "{}").get("running"):
+        return "The local Prefect server was already running."
+    started = time.perf_counter()
+    subprocess.run([*CLI, "server", "start"], capture_output=True, text=True, timeout=300, check=True)
+    return f"The local Prefect server was started first ({time.perf_counter() - started:.0f} s, once a night: not in the table)."
+
+
 def ledger_since(store: Path, since: float) -> list[dict[str, Any]]:
     from storage import ArtifactStore
 
@@ -132,6 +144,7 @@ def main() -> None:
         f"--concurrency {' '.join(map(str, args.concurrency))} --preset {args.preset}` on {platform.machine()} with "
         f"{os.cpu_count()} CPU cores; `dreamedit3d batch` through the command line on the local Prefect server.\n\n"
     )
+    header += start_server() + "\n\n"
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="dreamedit3d-night-") as tmp:
         work = Path(args.work or tmp)

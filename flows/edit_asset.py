@@ -9,10 +9,13 @@ at the stage that crashed. `until` stops after a stage (the CLI's per-stage comm
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.context import TagsContext
 from pydantic import BaseModel
 
 from dreamedit3d_core.config import PipelineConfig
@@ -141,6 +144,27 @@ def edit_asset(
     """
     if until is not None and EDIT.stage(until).per_edit and not edits:  # an unknown stage is refused here too
         raise ValueError(f"stage {until!r} needs at least one edit prompt")
+    with untagged_task_runs():
+        done = _run_stages(asset_path, edits, store, config, until, seed, distributed)
+    result = _result(done).model_copy(update={"preset": getattr(config, "preset", None)})
+    if result.outputs.get("edits") and until is None:
+        _publish_summary(result)
+    return result
+
+
+@contextmanager
+def untagged_task_runs() -> Iterator[None]:
+    """The tags of a run (`run_tags`: preset, store, manifest) are for finding the flow run; the task runs inside
+    it do not inherit them. Prefect asks the server for a concurrency slot for every tag of every task run before
+    it starts (an API call each, about 2 s on the local server under load), and these tags never carry a
+    concurrency limit."""
+    with TagsContext(current_tags=set()):
+        yield
+
+
+def _run_stages(
+    asset_path: str, edits: list[str], store: str, config: PipelineConfig, until: str | None, seed: int, distributed: bool
+) -> list[StageRef]:
     done: list[StageRef] = []
     refs: dict[str, StageRef] = {}  # the asset's stages
     edit_refs: dict[str, dict[str, StageRef]] = {}  # per edit: the asset's stages and that edit's own
@@ -157,10 +181,7 @@ def edit_asset(
             stage.check_edits(ref, edits)
             if until is None:
                 _announce_components(ref, edits)
-    result = _result(done).model_copy(update={"preset": getattr(config, "preset", None)})
-    if result.outputs.get("edits") and until is None:
-        _publish_summary(result)
-    return result
+    return done
 
 
 def _announce_components(masks: StageRef, edits: list[str]) -> None:

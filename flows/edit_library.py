@@ -44,7 +44,7 @@ from flows.batch_index import html_index
 from flows.batch_models import AssetOutcome, BatchFailed, BatchSummary, batch_summary
 from flows.batch_table import summary_table
 from flows.deployments import WORKER_ENV
-from flows.edit_asset import edit_asset, run_tags
+from flows.edit_asset import edit_asset, run_tags, untagged_task_runs
 from flows.manifest import ManifestEntry, read_manifest
 from flows.planning import plan_asset, remaining_seconds, typical_seconds
 from flows.remote_library import RemoteLibrary, absolute_location, is_url, local_location
@@ -216,7 +216,7 @@ def edit_library(
            else "no estimate yet (stages without past runs in this store)")  # fmt: skip
     )
     outcomes: list[AssetOutcome] = []
-    with task_runner(store, max_concurrency) as runner:
+    with untagged_task_runs(), task_runner(store, max_concurrency) as runner:
         futures = {
             runner.submit(
                 edit_one_asset,

@@ -133,5 +133,17 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
 
 def ignore_in_worker() -> None:
     """In a worker process: Ctrl-C at the terminal reaches the whole process group, workers included; the
-    command that owns them stops them (above), so they do not act on it themselves."""
+    command that owns them stops them (above), so they do not act on it themselves. The command's SIGTERM
+    then ends the worker through its normal path: the interrupt is noted (no stage starts or is retried) and
+    KeyboardInterrupt unwinds the stage, so a write cut short removes its unfinished files and lock before
+    the worker exits (the command's SIGKILL follows only if that takes longer than its grace period)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
+
+
+def _end_worker(signum: int, frame: FrameType | None) -> None:
+    from tasks import interruption
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the unwinding is not interrupted again
+    interruption.request()
+    raise KeyboardInterrupt

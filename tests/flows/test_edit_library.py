@@ -164,6 +164,14 @@ def test_the_summary_is_a_parquet_table_an_html_index_and_prefect_artifacts(firs
         assert len(subflows) == 3
         parents = {client.read_task_run(run.parent_task_run_id).flow_run_id for run in subflows}
         assert parents == {flow_run_id}
+        # Each asset's run is found by its tags; no task run carries them (Prefect would ask the server for a
+        # concurrency slot per tag of every task run before it starts: seconds per stage on a busy server).
+        assert all({"preset:tiny", f"store:{store}"} <= set(run.tags) for run in subflows)
+        stage_runs = poll(
+            lambda: client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id for run in subflows]})),
+            lambda runs: {run.name for run in runs} >= {"ingest", "render", "mask"},
+        )
+        assert [run.name for run in [*stage_runs, *per_asset.values()] if run.tags] == []
         artifacts = poll(
             lambda: client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id={"any_": [flow_run_id]})),
             lambda found: {"table", "progress", "markdown"} <= {a.type for a in found},
