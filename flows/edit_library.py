@@ -74,8 +74,11 @@ def _edit_one_asset(
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     from prefect import tags
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    with tags(*run_tags(config, store, manifest)):  # the asset's run is found by preset, store and manifest
+    # The asset's run is found by preset, store and manifest. It sends no heartbeat of its own (the batch's run
+    # does): the heartbeat thread sleeps in 1 s steps and a run's end waits for it, about 0.5 s per asset.
+    with tags(*run_tags(config, store, manifest)), temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         state = edit_asset(
             asset_path=entry.asset,
             edits=list(entry.edits),
