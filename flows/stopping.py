@@ -27,7 +27,10 @@ from types import FrameType
 
 import psutil
 
-GRACE_S = 1.0  # SIGTERM, then SIGKILL for the processes still alive after this
+# SIGTERM, then SIGKILL for the processes still alive after this: a worker unwinds a write cut short on SIGTERM
+# (removing its unfinished files and lock), which waits for the C call it is in (numpy, zarr) to return; 1 s was
+# too short under load now and then, and left a crashed writer's files for `verify` to report.
+GRACE_S = 2.0
 DEADLINE_S = 3.5  # the whole command gone this long after the signal, whatever its own path does
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
