@@ -8,7 +8,8 @@ first signal
 2. stops every process this command started, in this command's session: SIGTERM, then SIGKILL for those
    still alive after a grace period (`stop_descendants`); the auto-started Prefect server runs in a session of
    its own and is left alone,
-3. raises KeyboardInterrupt in the main thread, so that the command ends through its normal path;
+3. raises KeyboardInterrupt in the main thread, so that the command ends through its normal path, which waits
+   for step 2 (`wait_until_stopped`) so that its last line comes after the workers' last words;
 4. and, should that path hang anyway, a watchdog ends the process with exit 130 at a deadline (3.5 s after the
    signal).
 Nothing is half-committed by this: the store commits an artifact in one rename at the end of its write.
@@ -114,6 +115,7 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
 
     def watchdog(deadline: float) -> None:
         stop_descendants(deadline=deadline - 0.5)  # the deadline counts from the signal, not from here
+        _descendants_stopped.set()
         time.sleep(max(0.0, deadline - time.monotonic()))
         farewell()
         sys.stderr.flush()
@@ -123,6 +125,7 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
         if stopping.is_set():
             return  # already stopping
         stopping.set()
+        _stop_started.set()
         deadline = time.monotonic() + DEADLINE_S
         on_first(signum)
         threading.Thread(target=watchdog, args=(deadline,), name="dreamedit3d-stop", daemon=True).start()
@@ -132,6 +135,17 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
         signal.signal(signum, handler)
     quiet_resource_tracker()
     adopt_orphans()
+
+
+_stop_started = threading.Event()
+_descendants_stopped = threading.Event()
+
+
+def wait_until_stopped() -> None:
+    """After a stop signal: return once every process the command started is gone (at most until the deadline).
+    At once when no signal came."""
+    if _stop_started.is_set():
+        _descendants_stopped.wait(timeout=DEADLINE_S)
 
 
 def ignore_in_worker() -> None:

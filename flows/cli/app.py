@@ -88,6 +88,9 @@ def _say_interrupted() -> None:
 
 
 def _stop_interrupted() -> None:
+    from flows import stopping
+
+    stopping.wait_until_stopped()  # the workers' last words come before this command's last line
     _say_interrupted()
     sys.exit(130)
 

