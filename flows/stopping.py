@@ -28,12 +28,17 @@ from types import FrameType
 
 import psutil
 
+from tasks import interruption
+
 # SIGTERM, then SIGKILL for the processes still alive after this: a worker unwinds a write cut short on SIGTERM
 # (removing its unfinished files and lock), which waits for the C call it is in (numpy, zarr) to return; 1 s was
 # too short under load now and then, and left a crashed writer's files for `verify` to report.
 GRACE_S = 2.0
 DEADLINE_S = 3.5  # the whole command gone this long after the signal, whatever its own path does
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_stopping = threading.Event()  # a stop signal came (the first one; later ones are ignored)
+_descendants_stopped = threading.Event()  # and every process the command started is gone
 
 
 def descendants() -> list[psutil.Process]:
@@ -111,7 +116,8 @@ def adopt_orphans() -> None:
 def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_code: int = 130) -> None:
     """Handle SIGINT and SIGTERM as described above. `on_first(signum)` runs first (note the interrupt);
     `farewell()` is what the watchdog prints before it ends the process."""
-    stopping = threading.Event()
+    _stopping.clear()
+    _descendants_stopped.clear()
 
     def watchdog(deadline: float) -> None:
         stop_descendants(deadline=deadline - 0.5)  # the deadline counts from the signal, not from here
@@ -122,10 +128,9 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
         os._exit(exit_code)
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set():
+        if _stopping.is_set():
             return  # already stopping
-        stopping.set()
-        _stop_started.set()
+        _stopping.set()
         deadline = time.monotonic() + DEADLINE_S
         on_first(signum)
         threading.Thread(target=watchdog, args=(deadline,), name="dreamedit3d-stop", daemon=True).start()
@@ -137,14 +142,10 @@ def install(on_first: Callable[[int], None], farewell: Callable[[], None], exit_
     adopt_orphans()
 
 
-_stop_started = threading.Event()
-_descendants_stopped = threading.Event()
-
-
 def wait_until_stopped() -> None:
     """After a stop signal: return once every process the command started is gone (at most until the deadline).
     At once when no signal came."""
-    if _stop_started.is_set():
+    if _stopping.is_set():
         _descendants_stopped.wait(timeout=DEADLINE_S)
 
 
@@ -159,8 +160,6 @@ def ignore_in_worker() -> None:
 
 
 def _end_worker(signum: int, frame: FrameType | None) -> None:
-    from tasks import interruption
-
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the unwinding is not interrupted again
     interruption.request()
     raise KeyboardInterrupt
