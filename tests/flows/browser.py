@@ -108,7 +108,10 @@ def linked_viewers(path: Path) -> dict[str, object]:
             page.goto(path.resolve().as_uri(), wait_until="load")
             page.wait_for_function("() => [...document.querySelectorAll('model-viewer.linked')].every(v => v.loaded)", timeout=90_000)
             page.wait_for_timeout(1000)
-            turning = [page.evaluate(angles), page.wait_for_timeout(700), page.evaluate(angles)]
+            first = page.evaluate(angles)
+            # turning: the angle moves on (a loaded machine may draw no frame for a while: wait until it does)
+            page.wait_for_function(f"(start) => ({angles})()[0] !== start", arg=first[0], timeout=15_000)
+            turning = [first, None, page.evaluate(angles)]
             page.click("#linked-pause")
             page.wait_for_timeout(300)
             paused = [page.evaluate(angles), page.wait_for_timeout(700), page.evaluate(angles)]
