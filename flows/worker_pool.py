@@ -23,7 +23,12 @@ def task_runner(store: str, max_concurrency: int) -> TaskRunner:
 
 def share_cores(threads: int) -> None:
     """In each worker process: its share of the cores, so that concurrent assets do not oversubscribe them;
-    and Ctrl-C left to the command that owns the worker (it stops its workers itself: `flows.stopping`)."""
+    Ctrl-C left to the command that owns the worker (it stops its workers itself: `flows.stopping`); and an
+    exit without the interpreter's teardown, which the end of the pool would wait for (`flows.exiting`)."""
+    from flows import exiting
+
+    exiting.install(code=0)  # before torch registers its exit handlers, so that they run; the pool reads no
+    # worker's exit code (a worker that crashed has printed its traceback)
     import torch
 
     from flows.stopping import ignore_in_worker

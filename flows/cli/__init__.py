@@ -24,6 +24,7 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from flows import exiting
 from flows.cli.common import UserError
 from flows.cli.settings import check_arguments
 from flows.local_server import ServerError, client_environment, ensure_server, running
@@ -33,6 +34,18 @@ SERVERLESS = {"verify", "status", "ledger", "config", "example", "convert-mvdrea
 
 
 def main() -> None:
+    # the process ends without the interpreter's teardown (seconds once torch is loaded): `flows.exiting`;
+    # registered before the libraries' own exit handlers, so that they all run first
+    exiting.install()
+    try:
+        _main()
+    except BaseException as stop:
+        exiting.finish(stop)
+        raise
+    exiting.finish()
+
+
+def _main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] == "--version":
         try:
