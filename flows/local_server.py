@@ -2,7 +2,8 @@
 
 Prefect runs flows against an API server. Without `PREFECT_API_URL`, Prefect would start a temporary server
 for each command (10-20 s on 2 cores) and stop it at the end. Instead the first command that runs a flow
-starts `prefect server start` in the background, on loopback, and records where it is in
+starts Prefect's server in the background (`flows/prefect_app.py`: what `prefect server start` runs, trying a
+write that lost SQLite's lock again itself), on loopback, and records where it is in
 `$PREFECT_HOME/dreamedit3d-server.json` (readable by this user only: it holds the server's API secret); later
 commands find it there (after checking it answers) and use it. `dreamedit3d server status` says where it
 is, `dreamedit3d server secret` prints the secret its UI asks for, `dreamedit3d server stop` stops it.
@@ -31,6 +32,7 @@ from pathlib import Path
 from dreamedit3d_core.environment import setting
 
 STARTUP_TIMEOUT_S = 180.0
+SERVER_MODULE = "flows.prefect_app"  # Prefect's server app, trying a write that lost SQLite's lock again itself
 
 
 class ServerError(RuntimeError):
@@ -155,10 +157,9 @@ def _start(host: str, port: int) -> dict:
         "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
     }
     env.pop("PREFECT_API_URL", None)
-    prefect = Path(sys.executable).with_name("prefect")
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [str(prefect), "server", "start", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", SERVER_MODULE, "--host", host, "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -192,14 +193,14 @@ def _start_time(pid: int) -> float | None:
 
 def is_our_server(state: dict) -> bool:
     """Whether the recorded pid is still the server this record names (a stale record's pid may belong to
-    another process by now): its command line runs `prefect server start` and it started when recorded."""
+    another process by now): its command line runs the server and it started when recorded."""
     try:
         import psutil
 
         process = psutil.Process(int(state["pid"]))
         command = " ".join(process.cmdline())
-        if "prefect" not in command or "server start" not in command:
-            return False
+        if SERVER_MODULE not in command and not ("prefect" in command and "server start" in command):
+            return False  # (`prefect server start`: how earlier versions started it)
         return state.get("started") is None or abs(process.create_time() - float(state["started"])) < 1.0
     except Exception:  # noqa: BLE001 (gone, or not ours to inspect)
         return False
