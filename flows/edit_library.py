@@ -152,8 +152,11 @@ def _ledger_stages(store: str, asset_id: str | None, since: dt.datetime) -> list
 
 def _outcome(future: Any, entry: ManifestEntry) -> AssetOutcome:
     """The outcome a task run returned, or one built from whatever broke the task itself."""
-    future.wait()  # the final state from the run itself, not a (possibly older) copy read from the API
-    value = future.state.result(raise_on_failure=False)
+    try:
+        future.wait()  # the final state from the run itself, not a (possibly older) copy read from the API
+        value = future.state.result(raise_on_failure=False)
+    except Exception as error:  # the worker's answer did not come back whole (an error that does not unpickle)
+        value = error
     if isinstance(value, AssetOutcome):
         return value
     reason = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else str(future.state.message)

@@ -461,3 +461,20 @@ def test_two_batches_at_once_on_one_store_compute_each_stage_once(library: Path,
 def test_several_assets_at_once_need_a_store_other_processes_can_reach(library: Path) -> None:
     with pytest.raises(ValueError, match="memory:// store lives in one process"):
         edit_library(manifest=str(library / "manifest.yaml"), store="memory://batch", preset="tiny", max_concurrency=2)
+
+
+def test_a_worker_answer_that_does_not_come_back_whole_fails_that_asset_and_not_the_batch() -> None:
+    """Prefect's process pool re-raises, in the batch's process, an error that the worker's answer could not be
+    read back with (an HTTP error from the API does not unpickle): that row fails with it, the batch goes on."""
+    from flows.edit_library import _outcome
+    from flows.manifest import ManifestEntry
+
+    class Unreadable:
+        state = None
+
+        def wait(self) -> None:
+            raise TypeError("HTTPStatusError.__init__() missing 2 required keyword-only arguments: 'request' and 'response'")
+
+    outcome = _outcome(Unreadable(), ManifestEntry(row=4, asset="/library/chair.glb", edits=["a photo of <asset0>"]))
+    assert (outcome.row, outcome.status, outcome.edits) == (4, "failed", ["a photo of <asset0>"])
+    assert outcome.error.startswith("TypeError: HTTPStatusError.__init__() missing")
