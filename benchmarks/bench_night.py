@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,7 +136,8 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--preset", default="world")
-    parser.add_argument("--work", default=None, help="folder for the library and the stores (default: a temporary one)")
+    parser.add_argument("--work", default=None, help="folder for the library and the stores, kept afterwards (default: a "
+                        "temporary one); a store left there by an earlier run is emptied first")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
 
@@ -153,6 +155,8 @@ def main() -> None:
         more = write_library(work, args.objects, args.edits, extra_edit=True)
         for concurrency in args.concurrency:
             store = work / f"store-{concurrency}"
+            if store.exists():  # this benchmark's own store from an earlier run in the same --work folder
+                shutil.rmtree(store)
             for name, which in (("empty store", manifest), ("again, all cached", manifest), ("one new edit per asset", more)):
                 result = measure(name, which, store, args.preset, concurrency, work)
                 results.append(result)
