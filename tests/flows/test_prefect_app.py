@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 
 from flows.prefect_app import RetryLockedWrites
 
