@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-
 from flows.prefect_app import RetryLockedWrites
 
 
