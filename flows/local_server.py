@@ -142,7 +142,7 @@ def _start(host: str, port: int) -> dict:
     url = f"http://{public}:{port}/api"
     log = prefect_home() / "dreamedit3d-server.log"
     sys.stderr.write(
-        "starting a local Prefect server in the background (once, 10-20 s; later commands reuse it; "
+        "starting a local Prefect server in the background (once, about 5 s; later commands reuse it; "
         "`dreamedit3d server stop` stops it)\n"
     )
     env = {
