@@ -27,8 +27,9 @@ def share_cores(threads: int) -> None:
     exit without the interpreter's teardown, which the end of the pool would wait for (`flows.exiting`)."""
     from flows import exiting
 
-    exiting.install(code=0)  # before torch registers its exit handlers, so that they run; the pool reads no
-    # worker's exit code (a worker that crashed has printed its traceback)
+    # before torch registers its exit handlers, so that they run first; exit code 0: the pool reads none (a worker
+    # that crashed has printed its traceback)
+    exiting.install(code=0)
     import torch
 
     from flows.stopping import ignore_in_worker
